@@ -1,0 +1,45 @@
+# Two entry points, each safe to run twice on a fresh machine:
+#   make demo   - set up, then run the pipeline on the embedded digits data
+#   make test   - set up, then lint and run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The machines hold these wheels on disk (see pyproject.toml for the allowed range).
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# Debian packages: the Fashion-MNIST files, and a PostgreSQL server for the concurrency tests.
+APT_PACKAGES := dataset-fashion-mnist postgresql
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint setup sysdeps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) sysdeps
+
+sysdeps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: setup
+	$(BIN)/python -m supernet.train hydra.run.dir=runs/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf runs outputs multirun .pytest_cache

@@ -1,0 +1,141 @@
+"""Supernet checkpoints: atomic writes and safe reads.
+
+A checkpoint is a plain dict saved with ``torch.save``; it is read back with
+``torch.load(weights_only=True)``, so a crafted pickle can never run code. It always holds
+``format``, ``version``, ``space`` (the search space as a dict) and ``model`` (the supernet's
+state dict); training adds its own entries (optimizer, scheduler, RNG states, epoch, config).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+from .model import Supernet
+from .space import SearchSpace, SpaceError
+
+__all__ = ["FORMAT", "file_sha256", "load_checkpoint", "load_supernet", "save_checkpoint"]
+
+FORMAT = "vitnas-supernet"
+VERSION = 1
+
+
+def atomic_write(path: str | Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` in one rename.
+
+    A crash or kill at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, net: Supernet, **extra: Any) -> None:
+    """Write ``net``'s weights and space, plus ``extra`` entries, atomically to ``path``."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "space": net.space.to_dict(),
+        "model": net.state_dict(),
+        **extra,
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint dict safely, with one clear error for each way it can be unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint not found: {path} (train one with `python -m supernet.train`)"
+        )
+    if path.is_dir():
+        if (path / "supernet.pt").is_file():
+            path = path / "supernet.pt"
+        else:
+            raise CheckpointError(f"{path} is a directory without a supernet.pt checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, "
+            f"which could run code when unpickled ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated or corrupt "
+            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
+    if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a supernet checkpoint of this tool")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer version (format {payload['version']}); upgrade"
+        )
+    return dict(payload)
+
+
+def checkpoint_space(payload: Mapping[str, Any], path: str | Path = "checkpoint") -> SearchSpace:
+    try:
+        return SearchSpace.from_dict(payload["space"])
+    except (KeyError, SpaceError) as exc:
+        raise CheckpointError(f"{path} holds no valid search space: {exc}") from None
+
+
+def check_space(found: SearchSpace, expected: SearchSpace, path: str | Path) -> None:
+    """Fail naming every field in which a checkpoint's space differs from the requested one."""
+    diff = found.differences(expected)
+    if diff:
+        detail = "; ".join(
+            f"{name}: checkpoint {getattr(found, name)!r}, requested {getattr(expected, name)!r}"
+            for name in diff
+        )
+        raise CheckpointError(f"{path} was trained for another search space ({detail})")
+
+
+def load_supernet(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    space: SearchSpace | None = None,
+) -> tuple[Supernet, dict[str, Any]]:
+    """Rebuild the supernet stored in a checkpoint. Returns ``(net, checkpoint_dict)``.
+
+    With ``space`` given, a checkpoint of any other space fails naming the differing fields.
+    """
+    payload = load_checkpoint(path, map_location)
+    found = checkpoint_space(payload, path)
+    if space is not None:
+        check_space(found, space, path)
+    net = Supernet(found)
+    try:
+        net.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: weights do not match its search space ({str(exc).splitlines()[0]})"
+        ) from None
+    return net.to(map_location), payload
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

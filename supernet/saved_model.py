@@ -1,0 +1,116 @@
+"""Saved standalone subnets: a directory with ``subnet.yaml`` and ``model.safetensors``.
+
+``subnet.yaml`` holds the search space (``space:``), the architecture (``subnet:``) and free-form
+``metadata:``; ``model.safetensors`` the weights (no pickle, so loading can never run code).
+:func:`load_subnet` rebuilds the :class:`~supernet.vit.VisionTransformer` without a supernet.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+from .space import SearchSpace, SpaceError, SubnetConfig
+from .vit import VisionTransformer
+
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_subnet", "read_subnet_yaml", "save_subnet"]
+
+CONFIG_FILE = "subnet.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_subnet(
+    model: VisionTransformer,
+    space: SearchSpace,
+    directory: str | Path,
+    metadata: Mapping[str, Any] | None = None,
+    extra_files: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model`` to ``directory`` all at once: it is built beside it, then renamed into place.
+
+    An existing non-empty directory is kept unless ``overwrite``; ``extra_files`` maps file names
+    to text contents written alongside (a README, say).
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"export target {directory} exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise CheckpointError(
+            f"export target {directory} already exists and is not empty; choose another "
+            "directory or pass overwrite"
+        )
+    space.validate(model.subnet)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        config = {
+            "space": space.to_dict(),
+            "subnet": model.subnet.to_dict(),
+            "metadata": dict(metadata or {}),
+        }
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            tmp.rename(directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_subnet_yaml(directory: str | Path) -> tuple[SearchSpace, SubnetConfig, dict[str, Any]]:
+    """The space, subnet and metadata of a saved subnet directory (or its ``subnet.yaml``)."""
+    path = Path(directory)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no {CONFIG_FILE} at {path.parent}: not an exported subnet")
+    try:
+        data = yaml.safe_load(path.read_text())
+        space = SearchSpace.from_dict(data["space"])
+        subnet = space.validate(SubnetConfig.from_dict(data["subnet"]))
+    except (yaml.YAMLError, KeyError, TypeError, SpaceError) as exc:
+        raise CheckpointError(f"{path} is not a valid subnet file: {exc}") from None
+    return space, subnet, dict(data.get("metadata") or {})
+
+
+def load_subnet(
+    directory: str | Path, map_location: str | torch.device = "cpu"
+) -> VisionTransformer:
+    """Load an exported subnet as a ready ``nn.Module`` in eval mode. No supernet needed."""
+    directory = Path(directory)
+    space, subnet, _ = read_subnet_yaml(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"no {WEIGHTS_FILE} in {directory}")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read {weights}: truncated or corrupt ({exc})") from None
+    model = VisionTransformer.from_space(space, subnet)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{weights} does not match {CONFIG_FILE} ({str(exc).splitlines()[0]})"
+        ) from None
+    return model.to(map_location).eval()

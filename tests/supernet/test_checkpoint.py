@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from supernet import CheckpointError, SearchSpace, Supernet, load_subnet, save_subnet
+from supernet.checkpoint import atomic_write, load_checkpoint, load_supernet, save_checkpoint
+
+
+def test_round_trip(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    net = Supernet(tiny_space)
+    path = tmp_path / "run" / "supernet.pt"
+    save_checkpoint(path, net, epoch=3)
+    again, payload = load_supernet(path, space=tiny_space)
+    assert payload["epoch"] == 3 and again.space == tiny_space
+    for (k, a), (_, b) in zip(net.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert [p.name for p in path.parent.iterdir()] == ["supernet.pt"]  # no temp files left
+    assert load_supernet(path.parent)[1]["epoch"] == 3  # a run directory works too
+
+
+def test_missing(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope.pt \(train one with"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match=r"is a directory without a supernet\.pt"):
+        load_checkpoint(tmp_path)
+
+
+def test_truncated(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    path = tmp_path / "supernet.pt"
+    save_checkpoint(path, Supernet(tiny_space))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="the file is truncated or corrupt"):
+        load_supernet(path)
+
+
+def test_crafted_pickle_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    path = tmp_path / "evil.pt"
+    with path.open("wb") as f:
+        torch.save({"format": "vitnas-supernet", "model": Evil()}, f)
+    with pytest.raises(CheckpointError, match=r"refusing to load .*could run code"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    # A raw pickle (not a torch zip) is refused as well.
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(raw)
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="is not a supernet checkpoint of this tool"):
+        load_checkpoint(path)
+
+
+def test_space_mismatch_names_the_fields(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    path = tmp_path / "supernet.pt"
+    save_checkpoint(path, Supernet(tiny_space))
+    other = dataclasses.replace(tiny_space, embed_dim=(8, 16), num_classes=7)
+    with pytest.raises(CheckpointError) as info:
+        load_supernet(path, space=other)
+    message = str(info.value)
+    assert "was trained for another search space" in message
+    assert "embed_dim: checkpoint (8, 12), requested (8, 16)" in message
+    assert "num_classes: checkpoint 5, requested 7" in message
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+
+    def fail(tmp: str) -> None:
+        Path(tmp).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, fail)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_saved_subnet_errors(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    net = Supernet(tiny_space)
+    model = net.extract(tiny_space.largest())
+    out = save_subnet(model, tiny_space, tmp_path / "export")
+    with pytest.raises(CheckpointError, match="already exists and is not empty"):
+        save_subnet(model, tiny_space, out)
+    small = net.extract(tiny_space.smallest())
+    save_subnet(small, tiny_space, out, overwrite=True)
+    assert load_subnet(out).subnet == tiny_space.smallest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    weights = out / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_subnet(out)
+    with pytest.raises(CheckpointError, match="not an exported subnet"):
+        load_subnet(tmp_path / "missing")

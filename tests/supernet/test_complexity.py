@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from supernet import SearchSpace, SubnetConfig, Supernet, complexity
+from supernet.space import PRESETS_DIR
+
+PRESETS = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+VARIANTS = [("cls", "learned"), ("mean", "sinusoidal"), ("mean", "learned"), ("cls", "sinusoidal")]
+N_SUBNETS = 200
+
+
+def counted_flops(model: torch.nn.Module, space: SearchSpace, device: str) -> int:
+    """FLOPs of one image as FlopCounterMode counts them (math SDPA, which it can see)."""
+    x = torch.randn(1, space.in_chans, space.img_size, space.img_size, device=device)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_cost_model_matches_flop_counter(preset: str) -> None:
+    """200 random subnets per preset, spread over both poolings and both position embeddings.
+
+    The AutoFormer presets run at full 224 px on the meta device (shapes only, no arithmetic),
+    the CPU presets on real tensors.
+    """
+    base = SearchSpace.preset(preset)
+    device = "meta" if base.img_size >= 224 else "cpu"
+    rng = random.Random(preset)
+    for v, (pool, pos_embed) in enumerate(VARIANTS):
+        space = dataclasses.replace(base, pool=pool, pos_embed=pos_embed)
+        with torch.device(device):
+            net = Supernet(space)
+        subnets = [space.sample(rng) for _ in range(N_SUBNETS // len(VARIANTS))]
+        if v == 0:
+            subnets += [space.smallest(), space.largest()]
+        for subnet in subnets:
+            model = net.extract(subnet)
+            n_params = sum(p.numel() for p in model.parameters())
+            assert complexity.params(space, subnet) == n_params, subnet
+            assert complexity.flops(space, subnet) == counted_flops(model, space, device), subnet
+            assert complexity.flops(space, subnet) == 2 * complexity.macs(space, subnet)
+
+
+def test_breakdown_adds_up_and_matches_msa_formula() -> None:
+    """With Q = D and M = 4D a block costs 4ND^2 + 2N^2D (MSA) + 8ND^2 (MLP) MACs."""
+    space = SearchSpace(
+        embed_dim=(64,),
+        depth=(3,),
+        num_heads=(4,),
+        mlp_ratio=(4.0,),
+        img_size=32,
+        patch_size=4,
+        in_chans=3,
+        num_classes=7,
+        head_dim=16,
+    )
+    subnet = space.largest()
+    cost = complexity.breakdown(space, subnet)
+    n, d, depth = space.num_tokens, 64, 3
+    assert cost.attn_proj_macs + cost.attn_matmul_macs == depth * (4 * n * d * d + 2 * n * n * d)
+    assert cost.mlp_macs == depth * 8 * n * d * d
+    assert cost.patch_embed_macs == 64 * d * 3 * 16
+    assert cost.head_macs == d * 7
+    parts = cost.to_dict()
+    assert parts["macs"] == sum(v for k, v in parts.items() if k.endswith("_macs"))
+    assert parts["params"] == sum(v for k, v in parts.items() if k.endswith("_params"))
+    assert parts["flops"] == 2 * parts["macs"]
+
+
+def test_cost_grows_with_every_dimension(tiny_space: SearchSpace) -> None:
+    base = SubnetConfig(8, 2, (1, 1), (1.0, 1.0))
+    bigger = [
+        SubnetConfig(12, 2, (1, 1), (1.0, 1.0)),
+        SubnetConfig(8, 3, (1, 1, 1), (1.0, 1.0, 1.0)),
+        SubnetConfig(8, 2, (1, 2), (1.0, 1.0)),
+        SubnetConfig(8, 2, (1, 1), (1.0, 2.5)),
+    ]
+    for subnet in bigger:
+        assert complexity.macs(tiny_space, subnet) > complexity.macs(tiny_space, base)
+        assert complexity.params(tiny_space, subnet) > complexity.params(tiny_space, base)
+
+
+def test_cost_model_rejects_subnets_outside_the_space(tiny_space: SearchSpace) -> None:
+    with pytest.raises(ValueError, match="depth 5 is not a choice"):
+        complexity.flops(tiny_space, SubnetConfig(8, 5, (1,) * 5, (1.0,) * 5))
