@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from supernet import SearchSpace
+from supernet import data as data_mod
+from supernet.data import AugmentConfig, BatchAugment, DataError, build_data
+
+
+def _indices(subset: torch.utils.data.Subset) -> set[int]:
+    return set(subset.indices)
+
+
+def test_digits_splits_are_disjoint_and_seeded() -> None:
+    a = build_data({"name": "digits", "val_size": 0.2, "split_seed": 1})
+    b = build_data({"name": "digits", "val_size": 0.2, "split_seed": 1})
+    c = build_data({"name": "digits", "val_size": 0.2, "split_seed": 2})
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    assert not _indices(a.train) & _indices(a.val)
+    assert _indices(a.val) == _indices(b.val) and _indices(a.val) != _indices(c.val)
+    # The test split does not move with the validation seed.
+    assert torch.equal(a.test.tensors[0], c.test.tensors[0])  # type: ignore[attr-defined]
+    a.check_space(SearchSpace.preset("digits"))
+    x, y = a.train[0]
+    assert x.shape == (1, 8, 8) and y.dtype == torch.long
+
+
+def test_train_subset_and_counts() -> None:
+    splits = build_data({"name": "digits", "val_size": 100, "train_subset": 50})
+    assert len(splits.val) == 100 and len(splits.train) == 50
+    with pytest.raises(DataError, match="cannot carve 5000 of 1438 training images"):
+        build_data({"name": "digits", "val_size": 5000})
+
+
+def test_bad_options() -> None:
+    with pytest.raises(DataError, match="unknown dataset 'mnist'; choose one of digits"):
+        build_data({"name": "mnist"})
+    with pytest.raises(DataError, match="unknown data option"):
+        build_data({"name": "digits", "valsize": 0.1})
+    with pytest.raises(DataError, match="unknown augment option"):
+        build_data({"name": "digits", "augment": {"flip": True}})
+
+
+def test_space_mismatch_message() -> None:
+    splits = build_data({"name": "digits"})
+    with pytest.raises(DataError, match=r"gives 8x8 images with 1 channel.*expects 28x28"):
+        splits.check_space(SearchSpace.preset("fashion_mnist"))
+
+
+def test_batch_augment_shifts_and_flips() -> None:
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    same = BatchAugment(AugmentConfig())(x)
+    assert torch.equal(same, x)
+    out = BatchAugment(AugmentConfig(crop_padding=1), torch.Generator().manual_seed(0))(x)
+    assert out.shape == x.shape
+    # Each output is a translate of its input by at most one pixel, zero padded.
+    for i in range(2):
+        found = False
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                shifted = torch.roll(x[i], (dy, dx), (1, 2))
+                inside = out[i] != 0
+                if torch.equal(out[i][inside], shifted[inside]):
+                    found = True
+        assert found
+    flipped = BatchAugment(AugmentConfig(hflip=True), torch.Generator().manual_seed(0))(x)
+    for i in range(2):
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    magic = {3: 0x0803, 1: 0x0801}[array.ndim]
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_from_debian_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Debian package's .gz files are unpacked where torchvision reads them."""
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 10)):
+        _write_idx(debian / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(debian / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)))
+    monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", debian)
+    splits = build_data({"name": "fashion_mnist", "root": str(tmp_path / "root"), "val_size": 8})
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (32, 8, 10)
+    splits.check_space(SearchSpace.preset("fashion_mnist"))
+    assert not list((tmp_path / "root" / "FashionMNIST" / "raw").glob(".*tmp"))
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", tmp_path / "none")
+    with pytest.raises(DataError) as info:
+        build_data({"name": "fashion_mnist", "root": str(tmp_path)})
+    message = str(info.value)
+    assert "Fashion-MNIST not found" in message
+    assert str(tmp_path / "FashionMNIST" / "raw") in message
+    assert "apt-get install dataset-fashion-mnist" in message
+
+
+def test_missing_cifar_and_imagefolder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="CIFAR-10 not found under"):
+        build_data({"name": "cifar10", "root": str(tmp_path)})
+    with pytest.raises(DataError, match=r"needs data\.root"):
+        build_data({"name": "imagefolder"})
+    with pytest.raises(DataError, match="ImageFolder data needs"):
+        build_data({"name": "imagefolder", "root": str(tmp_path)})
