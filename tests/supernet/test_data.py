@@ -114,3 +114,22 @@ def test_missing_cifar_and_imagefolder(tmp_path: Path) -> None:
         build_data({"name": "imagefolder"})
     with pytest.raises(DataError, match="ImageFolder data needs"):
         build_data({"name": "imagefolder", "root": str(tmp_path)})
+
+
+def test_materialize_and_accuracy() -> None:
+    from supernet import Supernet
+    from supernet.evaluation import accuracy, materialize
+
+    splits = build_data({"name": "digits"})
+    x, y = materialize(splits.val)
+    assert x.shape == (len(splits.val), 1, 8, 8) and y.shape == (len(splits.val),)
+    space = SearchSpace.preset("digits")
+    net = Supernet(space).train()
+    acc = accuracy(net, x, y, space.smallest(), batch_size=50)
+    assert 0.0 <= acc <= 1.0 and net.training
+    # An untrained net is near chance; labels it predicts by construction score 1.0.
+    with torch.no_grad():
+        predicted = net.eval()(x, space.smallest()).argmax(-1)
+    assert accuracy(net, x, predicted, space.smallest(), batch_size=7) == 1.0
+    model = net.extract(space.smallest())
+    assert accuracy(model, x, predicted) == 1.0
