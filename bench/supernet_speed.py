@@ -20,9 +20,7 @@ import torch
 from supernet import SearchSpace, SubnetConfig, Supernet, complexity
 
 
-def median_interleaved(
-    fns: list[Callable[[], object]], repeats: int, warmup: int
-) -> list[float]:
+def median_interleaved(fns: list[Callable[[], object]], repeats: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         for fn in fns:
             fn()
