@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -25,3 +28,14 @@ def tiny_space() -> SearchSpace:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on loopback for the session (CI must have one: no skip)."""
+    from search.testing import PostgresCluster, find_postgres_bin
+
+    if find_postgres_bin() is None and not os.environ.get("CI"):
+        pytest.skip("PostgreSQL server binaries not installed (make setup installs them)")
+    with PostgresCluster() as cluster:
+        yield cluster.url

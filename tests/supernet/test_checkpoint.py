@@ -39,6 +39,7 @@ def test_truncated(tiny_space: SearchSpace, tmp_path: Path) -> None:
         load_supernet(path)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_crafted_pickle_is_refused_without_running(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 
