@@ -20,9 +20,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
 from .space import SearchSpace, SubnetConfig
 
-__all__ = ["Complexity", "breakdown", "flops", "macs", "params"]
+__all__ = ["Complexity", "breakdown", "count_flops", "flops", "macs", "params"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +121,14 @@ def macs(space: SearchSpace, subnet: SubnetConfig) -> int:
 def flops(space: SearchSpace, subnet: SubnetConfig) -> int:
     """FLOPs for one image (``2 * macs``, the convention of ``FlopCounterMode``)."""
     return breakdown(space, subnet).flops
+
+
+def count_flops(model: torch.nn.Module, space: SearchSpace) -> int:
+    """FLOPs of one image through ``model`` as ``FlopCounterMode`` counts them: the check of
+    :func:`flops`. Attention runs on the math backend, the only one the counter sees on CPU.
+    Works on the meta device (shapes only), which makes 224 px models cheap to count."""
+    device = next(model.parameters()).device
+    x = torch.randn(1, space.in_chans, space.img_size, space.img_size, device=device)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops()

@@ -1,0 +1,129 @@
+"""Cost model check: analytic params/FLOPs vs what PyTorch counts, over random subnets.
+
+For every preset, ``--n`` random subnets (plus the smallest and largest) are extracted and counted
+with ``torch.utils.flop_counter.FlopCounterMode`` (the AutoFormer presets at full 224 px on the
+meta device: shapes only) and ``sum(p.numel())``; the expected difference is exactly 0. Also lists
+the params and MACs of every preset's smallest and largest subnet, beside the AutoFormer paper's
+searched models (which must fall between them).
+
+    python bench/cost_model.py --n 200
+
+Writes results/benchmarks/cost_model.csv, cost_model_presets.csv and cost_model.html.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import torch
+
+from supernet import SearchSpace, Supernet, complexity
+from supernet.space import PRESETS_DIR
+
+OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
+VARIANTS = [("cls", "learned"), ("mean", "sinusoidal"), ("mean", "learned"), ("cls", "sinusoidal")]
+# AutoFormer paper, Table 3: the searched subnets (params in M, "FLOPs" in G which are MACs).
+PAPER = {
+    "autoformer_tiny": (5.7, 1.3),
+    "autoformer_small": (22.9, 5.1),
+    "autoformer_base": (54, 11),
+}
+
+
+def check_preset(name: str, n: int, seed: int) -> list[dict[str, object]]:
+    base = SearchSpace.preset(name)
+    device = "meta" if base.img_size >= 224 else "cpu"
+    rng = random.Random(seed)
+    rows = []
+    for v, (pool, pos_embed) in enumerate(VARIANTS):
+        space = dataclasses.replace(base, pool=pool, pos_embed=pos_embed)
+        with torch.device(device):
+            net = Supernet(space)
+        subnets = [space.sample(rng) for _ in range(n // len(VARIANTS))]
+        if v == 0:
+            subnets += [space.smallest(), space.largest()]
+        for subnet in subnets:
+            model = net.extract(subnet)
+            counted_params = sum(p.numel() for p in model.parameters())
+            rows.append(
+                {
+                    "space": name,
+                    "pool": pool,
+                    "pos_embed": pos_embed,
+                    "subnet": str(subnet),
+                    "analytic_flops": complexity.flops(space, subnet),
+                    "counted_flops": complexity.count_flops(model, space),
+                    "analytic_params": complexity.params(space, subnet),
+                    "counted_params": counted_params,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="random subnets per preset")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    presets = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    table = pd.DataFrame([r for name in presets for r in check_preset(name, args.n, args.seed)])
+    table["flops_diff"] = table["analytic_flops"] - table["counted_flops"]
+    table["params_diff"] = table["analytic_params"] - table["counted_params"]
+    summary = table.groupby("space").agg(
+        subnets=("subnet", "count"),
+        max_abs_flops_diff=("flops_diff", lambda s: s.abs().max()),
+        max_abs_params_diff=("params_diff", lambda s: s.abs().max()),
+    )
+    print(f"analytic vs counted, {len(table)} subnets in {time.perf_counter() - start:.0f} s")
+    print(summary.to_string())
+
+    sizes = []
+    for name in presets:
+        space = SearchSpace.preset(name)
+        for which, subnet in (("smallest", space.smallest()), ("largest", space.largest())):
+            sizes.append(
+                {
+                    "space": name,
+                    "subnet": which,
+                    "params_M": complexity.params(space, subnet) / 1e6,
+                    "MMACs": complexity.macs(space, subnet) / 1e6,
+                    "MFLOPs": complexity.flops(space, subnet) / 1e6,
+                    "paper_searched_params_M": PAPER.get(name, (None, None))[0],
+                    "paper_searched_MMACs": (PAPER.get(name) or (0, float("nan")))[1] * 1e3,
+                }
+            )
+    sizes_table = pd.DataFrame(sizes)
+    print("\nsmallest and largest subnet per preset (one 224 px image for the AutoFormer presets)")
+    print(sizes_table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "cost_model.csv", index=False)
+    sizes_table.to_csv(args.out / "cost_model_presets.csv", index=False)
+    fig = px.scatter(
+        table,
+        x="counted_flops",
+        y="analytic_flops",
+        color="space",
+        symbol="pool",
+        log_x=True,
+        log_y=True,
+        hover_data=["subnet", "pos_embed", "flops_diff", "params_diff"],
+        title="Analytic FLOPs vs FlopCounterMode (every point on the diagonal)",
+    )
+    fig.write_html(args.out / "cost_model.html", include_plotlyjs=True)
+    print(f"wrote {args.out}/cost_model.csv, cost_model_presets.csv, cost_model.html")
+    if (table["flops_diff"] != 0).any() or (table["params_diff"] != 0).any():
+        raise SystemExit("cost model disagrees with the counters")
+
+
+if __name__ == "__main__":
+    main()
