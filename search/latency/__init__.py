@@ -15,6 +15,7 @@ Command line: ``python -m search.latency calibrate space=fashion_mnist device=cp
 
 from __future__ import annotations
 
+from .allocator import steady_allocator
 from .calibrate import Calibration, calibrate
 from .design import count_subnets, designed_sample, holdout_sample
 from .device import device_description, parse_device
@@ -48,5 +49,6 @@ __all__ = [
     "measure_latency",
     "parse_device",
     "scatter_figure",
+    "steady_allocator",
     "write_report",
 ]

@@ -3,7 +3,17 @@
 Every timed forward runs under ``torch.inference_mode()`` with the model in eval mode; on CUDA the
 device is synchronised before the clock starts and before it stops, so a sample is the full
 latency of one batch, kernel launches included. The conditions (batch size, threads, device,
-torch version, time) travel with the result.
+clock, torch version, time) travel with the result.
+
+Two clocks are read around every forward: ``wall`` (``time.perf_counter``, the latency) and
+``cpu`` (``time.thread_time``, the CPU time of the calling thread). With one thread on a CPU the
+forward runs entirely on the calling thread, so ``cpu`` is the latency minus the time the thread
+spent descheduled: on a machine shared with other jobs it estimates the latency on an idle
+machine far more steadily than the wall clock does. It means nothing with more threads or on
+CUDA, where it is refused.
+
+By default the C allocator is made steady first (:func:`~.allocator.steady_allocator`), so that a
+forward does not page-fault in some process states and not in others.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -23,11 +33,16 @@ from tqdm.auto import tqdm
 
 from supernet import SearchSpace
 
+from .allocator import steady_allocator as _steady_allocator
 from .device import device_description, parse_device, torch_threads
 from .errors import LatencyError
 
 __all__ = [
+    "CLOCKS",
+    "Clock",
     "LatencyMeasurement",
+    "Timings",
+    "check_clock",
     "check_settings",
     "example_input",
     "interleaved_samples",
@@ -36,6 +51,8 @@ __all__ = [
 ]
 
 K = TypeVar("K", bound=Hashable)
+Clock = Literal["wall", "cpu"]
+CLOCKS: tuple[Clock, ...] = ("wall", "cpu")
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,8 @@ class LatencyMeasurement:
     timestamp: str
     warmup: int
     repeats: int
+    clock: Clock = "wall"
+    allocator: str = "system default"
 
     @property
     def q1_ms(self) -> float:
@@ -77,7 +96,7 @@ class LatencyMeasurement:
             f"{self.median_ms:.3f} ms median (IQR {self.q1_ms:.3f}-{self.q3_ms:.3f}) over "
             f"{self.repeats} runs, batch {self.batch_size}, {self.threads} thread"
             f"{'' if self.threads == 1 else 's'}, "
-            f"{self.device_name}, torch {self.torch_version}"
+            f"{self.device_name}, {self.clock} clock, torch {self.torch_version}"
         )
 
 
@@ -95,6 +114,17 @@ def check_settings(*, batch_size: int, warmup: int, repeats: int) -> None:
         problems.append(f"repeats must be an integer >= 1, got {repeats!r}")
     if problems:
         raise LatencyError("; ".join(problems))
+
+
+def check_clock(clock: str, device: torch.device, threads: int) -> None:
+    """Raise :class:`LatencyError` unless ``clock`` can be used with this device and threads."""
+    if clock not in CLOCKS:
+        raise LatencyError(f"clock must be wall or cpu, got {clock!r}")
+    if clock == "cpu" and (device.type != "cpu" or threads != 1):
+        raise LatencyError(
+            "clock=cpu times the calling thread's CPU time, so it needs device=cpu and threads=1 "
+            f"(got device={device}, threads={threads}); use clock=wall otherwise"
+        )
 
 
 def example_input(
@@ -122,18 +152,30 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def timed_forwards(model: nn.Module, x: torch.Tensor, count: int) -> list[float]:
-    """Milliseconds of ``count`` forwards of ``model`` on ``x`` (already on the same device)."""
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds per timed forward, by both clocks (see the module docstring)."""
+
+    wall_ms: tuple[float, ...]
+    cpu_ms: tuple[float, ...]
+
+    def get(self, clock: Clock) -> tuple[float, ...]:
+        return self.wall_ms if clock == "wall" else self.cpu_ms
+
+
+def timed_forwards(model: nn.Module, x: torch.Tensor, count: int) -> Timings:
+    """Time ``count`` forwards of ``model`` on ``x`` (already on the same device)."""
     sync = _synchronizer(x.device)
-    times = []
+    wall, cpu = [], []
     with torch.inference_mode():
         for _ in range(count):
             sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             model(x)
             sync()
-            times.append((time.perf_counter() - start) * 1e3)
-    return times
+            cpu.append((time.thread_time() - start_cpu) * 1e3)
+            wall.append((time.perf_counter() - start) * 1e3)
+    return Timings(tuple(wall), tuple(cpu))
 
 
 def measure_latency(
@@ -146,6 +188,8 @@ def measure_latency(
     threads: int | None = None,
     warmup: int = 3,
     repeats: int = 10,
+    clock: Clock = "wall",
+    steady_allocator: bool = True,
 ) -> LatencyMeasurement:
     """Median latency of ``model`` for one batch of ``batch_size`` random inputs on ``device``.
 
@@ -153,17 +197,22 @@ def measure_latency(
     model is moved to ``device`` (in place, as ``nn.Module.to`` does) and run in eval mode; its
     training flag is restored afterwards. ``threads`` sets torch's intra-op threads for the
     measurement (``None``: keep the current count) and the previous count is restored. ``warmup``
-    untimed forwards come first, then ``repeats`` timed ones.
+    untimed forwards come first, then ``repeats`` timed ones. ``clock="cpu"`` (one CPU thread
+    only) times the thread's CPU time instead of the wall clock: see the module docstring.
+    ``steady_allocator`` first fixes the C allocator's thresholds for the whole process (see
+    :mod:`search.latency.allocator`); the allocator used is recorded.
     """
     check_settings(batch_size=batch_size, warmup=warmup, repeats=repeats)
     parsed = parse_device(device)
+    allocator = _steady_allocator() if steady_allocator else "system default"
     x = example_input(space=space, input_shape=input_shape, batch_size=batch_size, device=parsed)
     was_training = model.training
     model.to(parsed).eval()
     try:
         with torch_threads(threads) as used_threads:
+            check_clock(clock, parsed, used_threads)
             timed_forwards(model, x, warmup)
-            samples = timed_forwards(model, x, repeats)
+            samples = timed_forwards(model, x, repeats).get(clock)
     finally:
         model.train(was_training)
     return LatencyMeasurement(
@@ -178,6 +227,8 @@ def measure_latency(
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
         warmup=warmup,
         repeats=repeats,
+        clock=clock,
+        allocator=allocator,
     )
 
 
@@ -191,17 +242,17 @@ def interleaved_samples(
     repeats: int,
     rng: random.Random,
     progress: bool = True,
-) -> dict[K, list[list[float]]]:
+) -> dict[K, list[Timings]]:
     """Time many models in ``rounds`` passes, each over all keys in a fresh random order.
 
     Each visit builds the model (``build(key)``), runs ``warmup`` untimed and ``repeats`` timed
     forwards, and frees it. Spreading every model's samples over the whole run means a drift in
     machine load (other processes, clock changes) hits all of them alike instead of a few. Returns,
-    per key, one list of samples (ms) per round. Threads are whatever torch is set to.
+    per key, the :class:`Timings` of each round. Threads are whatever torch is set to.
     """
     if rounds < 1:
         raise LatencyError(f"rounds must be an integer >= 1, got {rounds!r}")
-    samples: dict[K, list[list[float]]] = {k: [] for k in keys}
+    samples: dict[K, list[Timings]] = {k: [] for k in keys}
     bar = tqdm(total=rounds * len(keys), desc="measuring", unit="subnet", disable=not progress)
     with bar:
         for _ in range(rounds):
