@@ -75,6 +75,8 @@ def _calibrate(cfg: DictConfig, space: SearchSpace) -> None:
         repeats=cfg.repeats,
         rounds=cfg.rounds,
         seed=cfg.seed,
+        clock=cfg.clock,
+        steady_allocator=cfg.steady_allocator,
         progress=cfg.progress,
     )
     paths, notices = write_report(result, out)
@@ -99,6 +101,8 @@ def _measure(cfg: DictConfig, space: SearchSpace) -> None:
         threads=cfg.threads,
         warmup=cfg.warmup,
         repeats=cfg.repeats,
+        clock=cfg.clock,
+        steady_allocator=cfg.steady_allocator,
     )
     record: dict[str, Any] = {"subnet": subnet.to_dict(), "space": space.to_dict()}
     record["measurement"] = result.to_dict()

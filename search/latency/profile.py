@@ -92,7 +92,7 @@ class LatencyProfile:
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     n_samples: int = 0
     n_holdout: int = 0
-    measurement: Mapping[str, int] = field(default_factory=dict)
+    measurement: Mapping[str, int | str] = field(default_factory=dict)
     torch_version: str = str(torch.__version__)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 

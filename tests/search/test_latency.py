@@ -4,6 +4,7 @@ import itertools
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 from dataclasses import replace
@@ -34,6 +35,7 @@ from search.latency import (
     latency_features,
     mape,
     measure_latency,
+    steady_allocator,
     write_report,
 )
 from search.latency.__main__ import _argv_with_command
@@ -93,7 +95,8 @@ def test_measure_latency_returns_positive_median_and_records_conditions(tiny_spa
     assert result.device_name == device_description("cpu")
     assert result.device_name.startswith("cpu: ")
     assert result.torch_version == torch.__version__
-    assert (result.warmup, result.repeats) == (1, 4)
+    assert (result.warmup, result.repeats, result.clock) == (1, 4, "wall")
+    assert result.allocator == steady_allocator()
     datetime.fromisoformat(result.timestamp)
     assert json.loads(json.dumps(result.to_dict()))["median_ms"] == result.median_ms
     # the caller's settings are restored
@@ -110,6 +113,32 @@ def test_measure_latency_takes_an_input_shape() -> None:
         measure_latency(model, repeats=1)
 
 
+def test_cpu_clock_times_the_thread(tiny_space) -> None:
+    model = VisionTransformer.from_space(tiny_space, tiny_space.largest())
+    result = measure_latency(model, space=tiny_space, threads=1, repeats=3, clock="cpu")
+    assert result.clock == "cpu" and result.threads == 1
+    assert result.median_ms > 0
+    with pytest.raises(LatencyError, match=r"clock=cpu .* needs device=cpu and threads=1"):
+        measure_latency(model, space=tiny_space, threads=2, clock="cpu")
+
+
+@pytest.mark.skipif(not steady_allocator().startswith("glibc"), reason="glibc only")
+def test_steady_allocator_stops_page_faults_between_forwards() -> None:
+    # Megabytes of activations per forward: glibc would otherwise trim and re-fault them.
+    space = SearchSpace.preset("fashion_mnist")
+    model = VisionTransformer.from_space(space, space.largest()).eval()
+    x = torch.randn(16, 1, 28, 28)
+    assert steady_allocator() == steady_allocator()  # idempotent
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            model(x)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 100  # ~2000 per forward without it
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -119,6 +148,7 @@ def test_measure_latency_takes_an_input_shape() -> None:
         ({"threads": 0}, "threads must be a positive integer"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
         ({"device": "meta"}, "on cpu or cuda, not 'meta'"),
+        ({"clock": "tsc"}, "clock must be wall or cpu"),
     ],
 )
 def test_measure_latency_rejects_bad_settings(tiny_space, kwargs, message) -> None:
@@ -242,16 +272,15 @@ def test_predictor_ranks_held_out_subnets(calibration, spread_space) -> None:
     )
     assert all(c >= 0 for c in profile.coefficients.values())
     # the profile predicts what the table says it predicted
-    subnets = [
-        SubnetConfig(e, d, json.loads(h), json.loads(r))
-        for e, d, h, r in held[["embed_dim", "depth", "num_heads", "mlp_ratio"]].itertuples(
-            index=False
-        )
-    ]
+    subnets = calibration.subnets("holdout")
+    assert len(subnets) == 12 and all(spread_space.contains(s) for s in subnets)
     np.testing.assert_allclose(
         profile.predict_many(spread_space, subnets), held["predicted_ms"], rtol=1e-9
     )
     assert (profile.batch_size, profile.threads, profile.device) == (8, 1, "cpu")
+    assert profile.measurement["clock"] == "wall"
+    assert profile.measurement["allocator"] == steady_allocator()
+    assert (table["measured_ms"] == table["wall_ms"]).all() and (table["cpu_ms"] > 0).all()
     assert profile.device_name == device_description("cpu")
 
 
@@ -296,7 +325,7 @@ def test_profile_load_errors(calibration, tmp_path) -> None:
         ({"coefficients": {"intercept": 1.0}}, "missing: blocks"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"space": {"embed_dim": []}}, "invalid search space"),
-            ({"space": {**data["space"], "depth": [0]}}, "depth choices must be positive"),
+        ({"space": {**data["space"], "depth": [0]}}, "depth choices must be positive"),
     ):
         bad.write_text(yaml.safe_dump({**data, **change}))
         with pytest.raises(ProfileError, match=message):
