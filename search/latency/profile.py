@@ -40,6 +40,7 @@ from supernet.space import PRESETS_DIR, SpaceError
 from .device import device_description, effective_threads, parse_device
 from .errors import ProfileError
 from .features import FEATURES, feature_matrix
+from .measure import LatencyMeasurement, measure_latency
 
 __all__ = [
     "DEFAULT_PROFILE_DIR",
@@ -144,6 +145,26 @@ class LatencyProfile:
     def predict_ms(self, space: SearchSpace, subnet: SubnetConfig) -> float:
         """Predicted latency (ms) of ``subnet`` for one batch of ``batch_size`` images."""
         return float(self.predict_many(space, [subnet])[0])
+
+    def measure(
+        self, model: torch.nn.Module, *, warmup: int = 3, repeats: int = 10
+    ) -> LatencyMeasurement:
+        """Measure ``model`` (a subnet of this profile's space) as the profile was calibrated.
+
+        Same device, batch size, threads and clock, so that the result compares with
+        :meth:`predict_ms`: what ``search.measure_latency=true`` records beside the prediction.
+        """
+        clock = self.measurement.get("clock", "wall")
+        return measure_latency(
+            model,
+            space=self.space,
+            batch_size=self.batch_size,
+            device=self.device,
+            threads=self.threads if self.device == "cpu" else None,
+            warmup=warmup,
+            repeats=repeats,
+            clock="cpu" if clock == "cpu" else "wall",
+        )
 
     # -- matching --------------------------------------------------------------------------------
     def mismatches(
