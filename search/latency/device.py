@@ -1,0 +1,85 @@
+"""Which device a latency is measured on: parsing, a stable description, and thread settings."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from .errors import LatencyError
+
+__all__ = ["device_description", "effective_threads", "parse_device", "torch_threads"]
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a :class:`torch.device`, checked to be usable."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise LatencyError(f"unknown device {device!r}: use cpu, cuda or cuda:N ({exc})") from None
+    if parsed.type == "cpu":
+        return torch.device("cpu")
+    if parsed.type != "cuda":
+        raise LatencyError(f"latency can be measured on cpu or cuda, not {parsed.type!r}")
+    if not torch.cuda.is_available():
+        raise LatencyError(f"device {device!r} asked for, but CUDA is not available here")
+    index = torch.cuda.current_device() if parsed.index is None else parsed.index
+    if index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise LatencyError(f"device {device!r} asked for, but only {count} CUDA device(s) exist")
+    return torch.device("cuda", index)
+
+
+def _cpu_model_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Hardware", "cpu model") and value.strip():
+                return " ".join(value.split())
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _logical_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def device_description(device: str | torch.device = "cpu") -> str:
+    """The hardware a latency belongs to, used to match profiles to the machine.
+
+    CPU: the model name from ``/proc/cpuinfo`` and the number of CPUs this process may use
+    (``"cpu: AMD EPYC, 2 CPUs"``); CUDA: the device name (``"cuda: NVIDIA H100 80GB HBM3"``). The
+    thread count is not part of it: profiles record it separately.
+    """
+    parsed = parse_device(device)
+    if parsed.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(parsed)}"
+    return f"cpu: {_cpu_model_name()}, {_logical_cpus()} CPUs"
+
+
+def effective_threads(threads: int | None) -> int:
+    """The intra-op thread count a measurement will run with (``None``: torch's current one)."""
+    if threads is None:
+        return torch.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise LatencyError(f"threads must be a positive integer or null, got {threads!r}")
+    return threads
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run the body with ``threads`` intra-op threads, then restore the previous count."""
+    wanted = effective_threads(threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(previous)
