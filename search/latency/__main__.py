@@ -6,7 +6,7 @@ The first word picks the command; the rest are Hydra overrides of ``conf/latency
     python -m search.latency calibrate supernet=runs/demo/supernet.pt batch_size=32
     python -m search.latency measure space=autoformer_tiny subnet=smallest batch_size=1
 
-A user error (bad value, missing file, no CUDA ...) prints one line and exits with status 1;
+A user error (bad value, missing file, no CUDA ...) prints one line and exits with status 2;
 ``debug=true`` shows the traceback.
 """
 
@@ -21,8 +21,9 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from supernet import SearchSpace, SubnetConfig, UserError
+from supernet import SearchSpace, SubnetConfig
 from supernet.checkpoint import atomic_write, checkpoint_space, load_checkpoint
+from supernet.cli import user_errors
 from supernet.vit import VisionTransformer
 
 from .calibrate import calibrate
@@ -129,17 +130,12 @@ def _measure(cfg: DictConfig, space: SearchSpace) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="latency")
+@user_errors
 def main(cfg: DictConfig) -> None:
-    try:
-        if cfg.command not in COMMANDS:
-            raise LatencyError(f"unknown command {cfg.command!r}: use {' or '.join(COMMANDS)}")
-        space = _space(cfg)
-        (_calibrate if cfg.command == "calibrate" else _measure)(cfg, space)
-    except UserError as exc:
-        if cfg.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    if cfg.command not in COMMANDS:
+        raise LatencyError(f"unknown command {cfg.command!r}: use {' or '.join(COMMANDS)}")
+    space = _space(cfg)
+    (_calibrate if cfg.command == "calibrate" else _measure)(cfg, space)
 
 
 def _argv_with_command(argv: list[str]) -> list[str]:

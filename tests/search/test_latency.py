@@ -421,7 +421,7 @@ def test_cli_calibrate_then_measure(tmp_path) -> None:
 def test_cli_user_error_is_one_line(tmp_path) -> None:
     run = _cli("calibrate", "space=digits", "batch_size=0", f"hydra.run.dir={tmp_path}/h",
                cwd=tmp_path)  # fmt: skip
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert run.stderr.strip() == "error: batch_size must be an integer >= 1, got 0"
     assert not (tmp_path / "latency_profiles").exists()
 
