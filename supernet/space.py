@@ -95,6 +95,14 @@ def _from_mapping(cls: type, data: Mapping[str, Any], what: str) -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise SpaceError(what, [f"unknown field(s) {_fmt(unknown)}; the fields are {_fmt(names)}"])
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise SpaceError(what, [f"missing field(s) {_fmt(missing)}"])
     return cls(**dict(data))
 
 

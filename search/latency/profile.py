@@ -234,8 +234,6 @@ class LatencyProfile:
             space = SearchSpace.from_dict(data["space"])
         except SpaceError as exc:
             raise ProfileError(f"{source}: {exc}") from None
-        except TypeError as exc:  # a required field is missing
-            raise ProfileError(f"{source}: invalid search space: {exc}") from None
         if not isinstance(data["coefficients"], Mapping):
             raise ProfileError(f"{source}: coefficients must be a mapping of feature to number")
         try:

@@ -133,6 +133,16 @@ def test_subnet_outside_space(subnet: SubnetConfig, message: str) -> None:
     assert info.value.problems == [message]
 
 
+def test_missing_field_is_named() -> None:
+    data = _space().to_dict()
+    del data["depth"], data["mlp_ratio"]
+    message = r"invalid search space: missing field\(s\) depth, mlp_ratio"
+    with pytest.raises(SpaceError, match=message):
+        SearchSpace.from_dict(data)
+    with pytest.raises(SpaceError, match=r"invalid subnet: missing field\(s\) depth"):
+        SubnetConfig.from_dict({"embed_dim": 8, "num_heads": [1], "mlp_ratio": [1.0]})
+
+
 def test_smallest_largest_sample() -> None:
     space = _space()
     assert space.smallest() == SubnetConfig(8, 1, (1,), (1.0,))
