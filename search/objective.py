@@ -15,6 +15,8 @@ which Optuna's constraint-aware samplers (NSGA-II, TPE, GP) rank below every fea
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ __all__ = [
     "subnet_params",
     "suggest_subnet",
 ]
+
+#: Which process ran a trial (``host:pid``), stored with it.
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 #: The accuracy objective reported for an infeasible (never evaluated) subnet.
 INFEASIBLE_VALUE = 0.0
@@ -178,6 +183,7 @@ class Objective:
                 eval_s = time.perf_counter() - start
                 self._known[subnet] = (trial.number, val_acc)
         attrs = {
+            "worker": WORKER,
             "arch": str(subnet),
             "subnet": subnet.to_dict(),
             **{k: v for k, v in cost.items() if v == v},  # NaN latency is left out

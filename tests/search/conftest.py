@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from supernet import SearchSpace, Supernet, save_checkpoint
+from search.runner import SearchResult, run_search
+from supernet import SearchSpace, Supernet, complexity, save_checkpoint
 from supernet.data import build_data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,13 @@ DIGITS_SMALL = SearchSpace(
     head_dim=8,
     name="digits_small",
 )
+
+
+#: A FLOP budget halfway between the smallest and the largest subnet of DIGITS_SMALL.
+HALF_FLOPS = (
+    complexity.flops(DIGITS_SMALL, DIGITS_SMALL.smallest())
+    + complexity.flops(DIGITS_SMALL, DIGITS_SMALL.largest())
+) // 2
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +74,7 @@ def _train(space: SearchSpace, steps: int, seed: int = 0) -> Supernet:
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A digits supernet trained briefly with random subnets: accuracies differ across subnets."""
     path = tmp_path_factory.mktemp("trained") / "supernet.pt"
-    net = _train(DIGITS_SMALL, steps=150)
+    net = _train(DIGITS_SMALL, steps=200)
     save_checkpoint(path, net, data={"name": "digits"}, train={}, epoch=1)
     return path
 
@@ -80,7 +88,7 @@ def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def search_config() -> Callable[..., DictConfig]:
     """``search_config("supernet=...", "budget.flops=1M")``: the config `python -m search` gets."""
 
@@ -94,7 +102,7 @@ def search_config() -> Callable[..., DictConfig]:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m <module> <args>`` from the repository root, as a user would."""
 
@@ -110,3 +118,26 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def searched(
+    trained_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> SearchResult:
+    """One finished search (random sampler, a FLOP budget halfway up the space) shared by the
+    tests that only read its outputs."""
+    run_dir = tmp_path_factory.mktemp("search_run")
+    cfg = search_config(
+        f"supernet={trained_checkpoint}",
+        f"budget.flops={HALF_FLOPS}",
+        "search.n_trials=16",
+        "search.sampler=random",
+    )
+    return run_search(cfg, run_dir, overrides={"budget.flops": HALF_FLOPS})
+
+
+@pytest.fixture(scope="session")
+def half_flops() -> int:
+    return HALF_FLOPS
