@@ -135,3 +135,55 @@ def test_settings_cost_axis() -> None:
     multi = {"supernet": "x.pt", "search": {"objectives": ["val_acc", "macs"]}}
     assert SearchSettings.from_config(multi).cost_axis == "macs"
     assert SearchSettings.from_config(multi).sampler_name == "nsga2"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "objectives"),
+    [
+        ("tpe", "[val_acc]"),
+        ("tpe", "[val_acc,flops]"),
+        ("gp", "[val_acc]"),
+        ("gp", "[val_acc,params]"),
+        ("nsga2", "[val_acc,macs]"),
+        ("autoformer_evolution", "[val_acc]"),
+    ],
+)
+def test_every_sampler_runs_under_a_budget(
+    sampler: str,
+    objectives: str,
+    random_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path: Path,
+    half_flops: int,
+) -> None:
+    cfg = search_config(
+        f"supernet={random_checkpoint}",
+        f"search.sampler={sampler}",
+        f"search.objectives={objectives}",
+        f"budget.flops={half_flops}",
+        "search.n_trials=14",
+        "search.tpe.n_startup_trials=4",
+        "search.gp.n_startup_trials=4",
+        "search.nsga2.population_size=4",
+        "search.autoformer_evolution.population_size=4",
+        "search.autoformer_evolution.parents=2",
+    )
+    result = run_search(cfg, tmp_path)
+    frame = result.trials
+    assert len(frame) == 14 and set(frame["state"]) == {"COMPLETE"}
+    assert (frame.loc[frame["feasible"], "flops"] <= half_flops).all()
+    assert frame.loc[~frame["feasible"], "val_acc"].isna().all()
+
+
+def test_plain_dict_config(random_checkpoint: Path, tmp_path: Path) -> None:
+    """run_search without Hydra: a dict with the config's keys, defaults for the rest."""
+    cfg = {
+        "supernet": str(random_checkpoint),
+        "budget": {"params": "5k"},
+        "search": {"n_trials": 4, "progress": False, "plots_png": False},
+    }
+    result = run_search(cfg, tmp_path)
+    assert (
+        len(result.trials) == 4
+        and (result.trials.loc[result.trials["feasible"], "params"] <= 5000).all()
+    )
