@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from supernet import load_subnet
@@ -23,6 +24,7 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bad_budget_and_missing_checkpoint(
     cli: Cli, random_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -43,6 +45,7 @@ def test_bad_budget_and_missing_checkpoint(
     assert not (tmp_path / "study.db").exists()
 
 
+@pytest.mark.slow
 def test_sweep_report_export(cli: Cli, trained_checkpoint: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
     result = cli(

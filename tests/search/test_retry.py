@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from omegaconf import DictConfig
 from optuna.trial import TrialState
@@ -20,6 +21,7 @@ from search.runner import run_search
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_retried(
     random_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
 ) -> None:

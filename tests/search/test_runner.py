@@ -54,6 +54,7 @@ def test_resume_adds_trials_to_the_same_study(
         )
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(
     random_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
