@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from supernet import SearchSpace
-from supernet.checkpoint import file_sha256, load_checkpoint, load_supernet
+from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
 
 from ._io import atomic_write_file
@@ -138,9 +138,8 @@ def run_search(
 
     # 1. The supernet, its space, the validation data, the budget: everything that can fail.
     device = resolve_device(settings.device)
-    payload = load_checkpoint(settings.supernet)
+    net, payload = load_supernet(settings.supernet, map_location=device)
     data_config = _checkpoint_data(payload, settings.supernet)
-    net, _ = load_supernet(settings.supernet, map_location=device)
     space = net.space
     latency = resolve_latency_predictor(
         settings.latency_profile, space, needed_by=settings.needs_latency()

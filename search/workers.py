@@ -1,9 +1,9 @@
 """Search workers: each runs ``study.optimize`` on its share of the trials.
 
 One worker runs in the calling process; ``search.n_workers > 1`` starts that many processes
-(``python -m search.workers <job>``). Every worker loads the supernet once, keeps the validation
-tensors in memory for all its trials, and opens its own storage connection with heartbeats. The
-parent has created the study already, and shows the progress of all of them.
+(``python -m search.workers``, the job on stdin). Every worker loads the supernet once, keeps the
+validation tensors in memory for all its trials, and opens its own storage connection with
+heartbeats. The parent has created the study already, and shows the progress of all of them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,9 +126,12 @@ def _job_from_json(text: str) -> WorkerJob:
     return WorkerJob(settings=SearchSettings(**settings), **data)
 
 
-def _worker_process_main(argv: Sequence[str]) -> None:
-    """``python -m search.workers <job as JSON>``: one worker process."""
-    job = _job_from_json(argv[0])
+def _worker_process_main() -> None:
+    """``python -m search.workers`` with the job as JSON on stdin: one worker process.
+
+    (Not on the command line: a storage URL may hold a password, and ``ps`` shows arguments.)
+    """
+    job = _job_from_json(sys.stdin.read())
     net, payload = load_supernet(job.settings.supernet)
     data = load_val_data(payload["data"], net.space, job.settings.val_size)
     try:
@@ -180,18 +183,22 @@ def run_workers(
         return []
 
     start = count_finished(study)
-    # Worker processes are started as `python -m search.workers <job>`: plain subprocesses work
+    # Worker processes are started as `python -m search.workers`: plain subprocesses work
     # under any Hydra launcher (multiprocessing cannot start children from a joblib worker).
     root = str(Path(__file__).resolve().parent.parent)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
     }
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    processes: list[tuple[str, subprocess.Popen[str]]] = []
     try:
         for job in jobs:
-            command = [sys.executable, "-m", "search.workers", _job_to_json(job)]
-            processes.append((f"worker {job.index}", subprocess.Popen(command, env=env)))
+            command = [sys.executable, "-m", "search.workers"]
+            process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, text=True)
+            processes.append((f"worker {job.index}", process))
+            assert process.stdin is not None
+            process.stdin.write(_job_to_json(job))
+            process.stdin.close()
         while any(p.poll() is None for _, p in processes):
             time.sleep(0.5)
             if progress:
@@ -208,4 +215,4 @@ def run_workers(
 
 
 if __name__ == "__main__":
-    _worker_process_main(sys.argv[1:])
+    _worker_process_main()
