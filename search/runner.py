@@ -273,5 +273,7 @@ def job_overrides(overrides: list[str], cfg: DictConfig) -> dict[str, Any]:
         selected = OmegaConf.select(cfg, key, default=raw, throw_on_missing=False)
         if selected is None or isinstance(selected, (bool, int, float, str)):
             value = selected
+        if key == "search.storage" and isinstance(value, str):
+            value = safe_url(value)  # the tables must not spread a database password
         out[key] = value
     return out

@@ -56,6 +56,20 @@ def default_storage_url(run_dir: str | Path) -> str:
     return f"sqlite:///{(Path(run_dir).resolve() / 'study.db').as_posix()}"
 
 
+def _with_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is
+    installed (the ``postgres`` extra installs psycopg2-binary)."""
+    if not url.startswith("postgresql://"):
+        return url
+    for module, driver in (("psycopg", None), ("psycopg2", "psycopg2")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return url if driver is None else f"postgresql+{driver}://" + url[len("postgresql://") :]
+    return url
+
+
 def open_storage(
     url: str,
     *,
@@ -81,7 +95,7 @@ def open_storage(
                         max_retry=max_retry
                     ),
                 }
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            storage = RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs, **heartbeat)
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(

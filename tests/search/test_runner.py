@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from search.budget import BudgetError
-from search.runner import SearchResult, run_search
+from search.runner import SearchResult, job_overrides, run_search
 from search.settings import SearchSettings, SettingsError
 from search.storage import StudyMismatchError, default_storage_url
 from supernet.errors import CheckpointError, UserError
@@ -188,3 +188,49 @@ def test_plain_dict_config(random_checkpoint: Path, tmp_path: Path) -> None:
         len(result.trials) == 4
         and (result.trials.loc[result.trials["feasible"], "params"] <= 5000).all()
     )
+
+
+@pytest.mark.slow
+def test_postgres_two_workers_and_a_second_machine(
+    postgres_url: str,
+    random_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path: Path,
+) -> None:
+    """Many machines: each runs the same command against one PostgreSQL study."""
+    common = [
+        f"supernet={random_checkpoint}",
+        f"search.storage={postgres_url}",
+        "search.sampler=random",
+        "search.threads=1",
+    ]
+    first = run_search(
+        search_config(*common, "search.n_workers=2", "search.n_trials=6"), tmp_path / "a"
+    )
+    second = run_search(search_config(*common, "search.n_trials=3"), tmp_path / "b")
+    assert first.study_name == second.study_name
+    assert second.trials["number"].tolist() == list(range(9))
+    assert set(second.trials["state"]) == {"COMPLETE"}
+    assert not (tmp_path / "a" / "study.db").exists()  # nothing went to SQLite
+
+
+def test_overrides_keep_types_and_hide_passwords(search_config: Callable[..., DictConfig]) -> None:
+    overrides = [
+        "supernet=x.pt",
+        "budget.flops=2M",
+        "budget.params=5e5",
+        "seed=3",
+        "search=autoformer_evolution",
+        "search.storage=postgresql://me:secret@db/search",
+        "hydra.run.dir=somewhere",
+    ]
+    cfg = search_config(*overrides)
+    got = job_overrides(overrides, cfg)
+    assert got == {
+        "supernet": "x.pt",
+        "budget.flops": "2M",
+        "budget.params": 5e5,
+        "seed": 3,
+        "search": "autoformer_evolution",
+        "search.storage": "postgresql://me:***@db/search",
+    }
