@@ -18,9 +18,11 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .budget import Bound, Budget, BudgetError
 from .costs import METRICS, CostModel, resolve_latency_predictor
-from .export import ExportResult, export_subnet, pick_trial
 from .objective import (
     Objective,
     ValData,
@@ -30,7 +32,6 @@ from .objective import (
     suggest_subnet,
 )
 from .plots import history_figure, pareto_figure, report_figure, save_figure
-from .report import Report, write_report
 from .results import CONTRACT_COLUMNS, pareto_mask, read_trials, summary_text, trials_frame
 from .runner import SearchResult, run_search
 from .samplers import (
@@ -42,6 +43,27 @@ from .samplers import (
 )
 from .settings import SearchSettings
 from .storage import default_storage_url, open_storage, open_study
+
+if TYPE_CHECKING:
+    from .export import ExportResult, export_subnet, pick_trial
+    from .report import Report, write_report
+
+# The command modules load on first use, so that `python -m search.export` (or .report) does not
+# find itself imported already by the package (runpy warns about that).
+_LAZY = {
+    "ExportResult": "export",
+    "export_subnet": "export",
+    "pick_trial": "export",
+    "Report": "report",
+    "write_report": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONTRACT_COLUMNS",

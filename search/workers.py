@@ -1,7 +1,7 @@
 """Search workers: each runs ``study.optimize`` on its share of the trials.
 
 One worker runs in the calling process; ``search.n_workers > 1`` starts that many processes
-(``python -m search.workers``, the job on stdin). Every worker loads the supernet once, keeps the
+(``python -m search._worker``, the job on stdin). Every worker loads the supernet once, keeps the
 validation tensors in memory for all its trials, and opens its own storage connection with
 heartbeats. The parent has created the study already, and shows the progress of all of them.
 """
@@ -126,8 +126,8 @@ def _job_from_json(text: str) -> WorkerJob:
     return WorkerJob(settings=SearchSettings(**settings), **data)
 
 
-def _worker_process_main() -> None:
-    """``python -m search.workers`` with the job as JSON on stdin: one worker process.
+def worker_process_main() -> None:
+    """``python -m search._worker`` with the job as JSON on stdin: one worker process.
 
     (Not on the command line: a storage URL may hold a password, and ``ps`` shows arguments.)
     """
@@ -183,7 +183,7 @@ def run_workers(
         return []
 
     start = count_finished(study)
-    # Worker processes are started as `python -m search.workers`: plain subprocesses work
+    # Worker processes are started as `python -m search._worker`: plain subprocesses work
     # under any Hydra launcher (multiprocessing cannot start children from a joblib worker).
     root = str(Path(__file__).resolve().parent.parent)
     env = {
@@ -193,7 +193,7 @@ def run_workers(
     processes: list[tuple[str, subprocess.Popen[str]]] = []
     try:
         for job in jobs:
-            command = [sys.executable, "-m", "search.workers"]
+            command = [sys.executable, "-m", "search._worker"]
             process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, text=True)
             processes.append((f"worker {job.index}", process))
             assert process.stdin is not None
@@ -212,7 +212,3 @@ def run_workers(
     if progress:
         progress(count_finished(study) - start)
     return [f"{name} exited with status {p.returncode}" for name, p in processes if p.returncode]
-
-
-if __name__ == "__main__":
-    _worker_process_main()
