@@ -1,0 +1,258 @@
+"""Trials as a pandas table: ``trials.csv`` / ``trials.parquet`` and the terminal summary.
+
+One row per trial, whatever its state. The contract columns (DESIGN.md) come first::
+
+    number, state, embed_dim, depth, num_heads, mlp_ratio, params, macs, flops, latency_ms,
+    val_acc, feasible, pareto
+
+then ``arch`` (``D48-L3-H[1/2/4]-M[2/4/3]``), ``violation`` (the worst relative budget overrun,
+0 when feasible), ``duration_s`` (the whole trial), ``eval_s`` (its evaluation), ``retried_from``
+(the trial a heartbeat retry replaces), ``datetime_start``, ``datetime_complete``, ``study``, and
+one column per command-line override of the run (``budget.flops``, ``search.sampler``, ``seed``).
+
+``num_heads`` and ``mlp_ratio`` are JSON lists (``json.loads`` them back). ``val_acc`` is NaN for
+a subnet that was never evaluated (infeasible, failed or still running). ``pareto`` marks the
+feasible evaluated trials that no other one beats on both accuracy and the cost axis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from supernet import SearchSpace, complexity
+
+from ._io import atomic_write_file
+from .budget import Budget
+from .costs import format_cost
+from .objective import subnet_from_params
+
+__all__ = [
+    "CONTRACT_COLUMNS",
+    "pareto_mask",
+    "read_trials",
+    "summary_table",
+    "summary_text",
+    "trials_frame",
+    "write_table",
+]
+
+CONTRACT_COLUMNS = [
+    "number",
+    "state",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "mlp_ratio",
+    "params",
+    "macs",
+    "flops",
+    "latency_ms",
+    "val_acc",
+    "feasible",
+    "pareto",
+]
+EXTRA_COLUMNS = [
+    "arch",
+    "violation",
+    "duration_s",
+    "eval_s",
+    "retried_from",
+    "datetime_start",
+    "datetime_complete",
+    "study",
+]
+
+
+def pareto_mask(accuracy: Sequence[float], cost: Sequence[float]) -> np.ndarray:
+    """True for the points no other point dominates (accuracy at least as high and cost at
+    most as high, one of them strictly). NaN points are never on the front."""
+    acc = np.asarray(accuracy, dtype=float)
+    cst = np.asarray(cost, dtype=float)
+    mask = np.zeros(len(acc), dtype=bool)
+    valid = np.flatnonzero(~(np.isnan(acc) | np.isnan(cst)))
+    order = valid[np.lexsort((-acc[valid], cst[valid]))]  # by cost, then accuracy descending
+    best_cheaper = -math.inf
+    start = 0
+    while start < len(order):
+        end = start
+        while end < len(order) and cst[order[end]] == cst[order[start]]:
+            end += 1
+        group = order[start:end]
+        top = acc[group].max()
+        if top > best_cheaper:
+            mask[group[acc[group] == top]] = True
+        best_cheaper = max(best_cheaper, top)
+        start = end
+    return mask
+
+
+def _row(trial: FrozenTrial, space: SearchSpace, budget: Budget) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    subnet = subnet_from_params(trial.params)
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "embed_dim": subnet.embed_dim if subnet else None,
+        "depth": subnet.depth if subnet else None,
+        "num_heads": json.dumps(list(subnet.num_heads)) if subnet else None,
+        "mlp_ratio": json.dumps(list(subnet.mlp_ratio)) if subnet else None,
+        "arch": str(subnet) if subnet else None,
+    }
+    cost: dict[str, float] = dict.fromkeys(("params", "macs", "flops"), math.nan)
+    if subnet is not None and space.contains(subnet):
+        c = complexity.breakdown(space, subnet)
+        cost = {"params": c.params, "macs": c.macs, "flops": c.flops}
+    cost["latency_ms"] = float(attrs.get("latency_ms", math.nan))
+    row.update(cost)
+    complete = trial.state == TrialState.COMPLETE
+    acc = attrs.get("val_acc")
+    row["val_acc"] = float(acc) if complete and acc is not None else math.nan
+    constraints = trial.constraints
+    if not constraints and budget and subnet is not None:
+        constraints = budget.violations(cost)
+    if (constraints and any(v != v for v in constraints.values())) or subnet is None:
+        row["feasible"], row["violation"] = None, math.nan
+    else:
+        worst = max(constraints.values(), default=0.0)
+        row["feasible"], row["violation"] = worst <= 0, max(worst, 0.0)
+    start, end = trial.datetime_start, trial.datetime_complete
+    row["duration_s"] = (end - start).total_seconds() if start and end else math.nan
+    row["eval_s"] = float(attrs["eval_s"]) if "eval_s" in attrs else math.nan
+    row["retried_from"] = trial.system_attrs.get("failed_trial")
+    row["datetime_start"] = start
+    row["datetime_complete"] = end
+    return row
+
+
+def trials_frame(
+    study: optuna.Study,
+    space: SearchSpace,
+    budget: Budget,
+    cost_axis: str = "flops",
+    overrides: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Every trial of ``study`` as one row (see the module docstring for the columns)."""
+    rows = [_row(t, space, budget) for t in study.get_trials(deepcopy=False)]
+    frame = pd.DataFrame(rows, columns=[*CONTRACT_COLUMNS, *EXTRA_COLUMNS[:-1]])
+    frame["study"] = study.study_name
+    for column in ("latency_ms", "val_acc", "violation"):
+        frame[column] = frame[column].astype(float)
+    for column in ("embed_dim", "depth", "params", "macs", "flops", "retried_from"):
+        frame[column] = frame[column].astype("Float64").astype("Int64")
+    frame["feasible"] = frame["feasible"].astype("boolean")
+    frame["pareto"] = pareto_mask(
+        frame["val_acc"].where(frame["feasible"].fillna(False)), frame[cost_axis]
+    )
+    for key, value in (overrides or {}).items():
+        frame[key] = value
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path_stem: str | Path) -> list[Path]:
+    """Write ``<stem>.csv`` and ``<stem>.parquet`` atomically; returns the paths written."""
+    stem = Path(path_stem)
+    csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    atomic_write_file(csv, lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write_file(parquet, lambda tmp: frame.to_parquet(tmp, index=False))
+    return [csv, parquet]
+
+
+def read_trials(path: str | Path) -> pd.DataFrame:
+    """Read a ``trials.csv`` (or ``.parquet``, or a run dir holding one) with its dtypes."""
+    path = Path(path)
+    if path.is_dir():
+        path = (
+            path / "trials.parquet" if (path / "trials.parquet").is_file() else path / "trials.csv"
+        )
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    frame = pd.read_csv(path)
+    for column in ("embed_dim", "depth", "params", "macs", "flops", "retried_from"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    for column in ("feasible", "pareto"):
+        if column in frame:
+            frame[column] = frame[column].astype("boolean")
+    return frame
+
+
+# -- terminal summary ------------------------------------------------------------------------------
+def summary_table(frame: pd.DataFrame, cost_axis: str, multi_objective: bool) -> pd.DataFrame:
+    """The rows the terminal shows: the Pareto set (by cost) or the 10 best feasible subnets."""
+    done = frame[frame["feasible"].fillna(False) & frame["val_acc"].notna()]
+    done = done.sort_values("number").drop_duplicates("arch")  # a subnet proposed twice: once
+    if multi_objective:
+        rows = done[done["pareto"]].sort_values([cost_axis, "val_acc"])
+    else:
+        rows = done.sort_values(["val_acc", cost_axis], ascending=[False, True]).head(10)
+    columns = ["number", "arch", "params", "macs", "flops"]
+    if frame["latency_ms"].notna().any():
+        columns.append("latency_ms")
+    return rows[[*columns, "val_acc", "pareto"]]
+
+
+def _format(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    for metric in ("params", "macs", "flops"):
+        if metric in shown:
+            shown[metric] = [format_cost(metric, v) for v in shown[metric]]
+    if "latency_ms" in shown:
+        shown["latency_ms"] = [f"{v:.3g}" for v in shown["latency_ms"]]
+    shown["val_acc"] = [f"{v:.4f}" for v in shown["val_acc"]]
+    shown["pareto"] = ["*" if v else "" for v in shown["pareto"]]
+    return shown.rename(columns={"number": "trial"}).to_string(index=False)
+
+
+def summary_text(
+    frame: pd.DataFrame,
+    *,
+    cost_axis: str,
+    multi_objective: bool,
+    budget: Budget,
+    elapsed_s: float | None = None,
+    new_trials: int | None = None,
+) -> str:
+    """Counts, then the Pareto set or the best feasible subnets as a table."""
+    states = frame["state"].value_counts()
+    complete = frame["state"] == "COMPLETE"
+    feasible = int((complete & frame["feasible"].fillna(False)).sum())
+    infeasible = int((complete & ~frame["feasible"].fillna(True)).sum())
+    parts = [f"{feasible} feasible", f"{infeasible} over budget (not evaluated)"]
+    parts += [f"{int(n)} {s.lower()}" for s, n in states.items() if s != "COMPLETE"]
+    lines = [f"{len(frame)} trials in the study: " + ", ".join(parts)]
+    if elapsed_s is not None and new_trials:
+        lines.append(
+            f"this run: {new_trials} trials in {elapsed_s:.1f} s "
+            f"({60 * new_trials / max(elapsed_s, 1e-9):.1f} trials/min)"
+        )
+    timed = frame[complete & frame["duration_s"].notna() & frame["eval_s"].notna()]
+    if len(timed) and timed["duration_s"].sum() > 0:
+        share = timed["eval_s"].sum() / timed["duration_s"].sum()
+        lines.append(
+            f"trial time: {100 * share:.0f}% evaluating, {100 * (1 - share):.0f}% outside "
+            "(sampler, cost model, storage)"
+        )
+    lines.append(f"budget: {budget.describe()}")
+    table = summary_table(frame, cost_axis, multi_objective)
+    if table.empty:
+        lines.append(
+            "no feasible subnet evaluated yet"
+            + ("; the budget may exclude every subnet the sampler tried" if budget else "")
+        )
+        return "\n".join(lines)
+    title = (
+        f"Pareto set (val_acc vs {cost_axis}; FLOPs = 2 x MACs):"
+        if multi_objective
+        else f"best feasible subnets (* = on the val_acc/{cost_axis} Pareto front):"
+    )
+    lines += [title, _format(table)]
+    return "\n".join(lines)

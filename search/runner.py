@@ -1,0 +1,279 @@
+"""A whole search run: checkpoint → budget check → study → workers → tables, plots, summary.
+
+``python -m search`` is a thin Hydra wrapper around :func:`run_search`; tests and notebooks call
+it with a composed config and a run directory.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from supernet import SearchSpace
+from supernet.checkpoint import file_sha256, load_supernet
+from supernet.errors import CheckpointError, UserError
+
+from ._io import atomic_write_file
+from .budget import Budget
+from .costs import CostModel, resolve_latency_predictor
+from .objective import load_val_data, subnet_params
+from .plots import history_figure, pareto_figure, save_figure
+from .results import summary_text, trials_frame, write_table
+from .settings import SearchSettings
+from .storage import default_storage_url, open_storage, open_study, safe_url
+from .workers import configure_logging, count_finished, resolve_device, run_workers
+
+__all__ = [
+    "MANIFEST",
+    "SearchError",
+    "SearchResult",
+    "job_overrides",
+    "read_manifest",
+    "run_search",
+]
+
+#: What a run directory records about its search (read by export and report).
+MANIFEST = "study.yaml"
+
+
+class SearchError(UserError):
+    """A search that could not run to the end (a worker died, ...); its trials are kept."""
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    study_name: str
+    storage_url: str
+    trials: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def best(self) -> pd.Series | None:
+        """The most accurate feasible trial (ties: the cheaper, then the earlier)."""
+        ok = self.trials[self.trials["feasible"].fillna(False) & self.trials["val_acc"].notna()]
+        if ok.empty:
+            return None
+        return ok.sort_values(["val_acc", "flops", "number"], ascending=[False, True, True]).iloc[0]
+
+
+def _si(value: float) -> str:
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def default_study_name(settings: SearchSettings, space: SearchSpace, budget: Budget) -> str:
+    """Readable and tied to the settings, so re-running the same command resumes its study."""
+    bounds = [
+        "".join(
+            [
+                f"{_si(b.low)}<=" if b.low is not None else "",
+                b.metric,
+                f"<={_si(b.high)}" if b.high is not None else "",
+            ]
+        )
+        for b in budget.bounds
+    ] or ["nobudget"]
+    return "/".join(
+        [
+            space.name or "space",
+            ",".join(settings.objectives),
+            ",".join(bounds),
+            settings.sampler_name,
+            f"seed{settings.seed}",
+        ]
+    )
+
+
+def _checkpoint_data(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        raise CheckpointError(
+            f"{path} records no data config, so the search cannot rebuild the validation split "
+            "the supernet was trained beside; use a checkpoint written by `python -m "
+            "supernet.train`"
+        )
+    return dict(data)
+
+
+def _write_manifest(run_dir: Path, content: Mapping[str, Any]) -> Path:
+    path = run_dir / MANIFEST
+    text = yaml.safe_dump(dict(content), sort_keys=False)
+    atomic_write_file(path, lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a search run directory (no {MANIFEST})")
+    return dict(yaml.safe_load(path.read_text()))
+
+
+def run_search(
+    cfg: DictConfig | Mapping[str, Any] | SearchSettings,
+    run_dir: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+) -> SearchResult:
+    """Run (or resume) the search ``cfg`` describes, writing its outputs to ``run_dir``.
+
+    ``overrides`` (the command line's ``key=value`` pairs) become columns of the trials table.
+    """
+    settings = cfg if isinstance(cfg, SearchSettings) else SearchSettings.from_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.verbose)
+
+    # 1. The supernet, its space, the validation data, the budget: everything that can fail.
+    device = resolve_device(settings.device)
+    net, payload = load_supernet(settings.supernet, map_location=device)
+    data_config = _checkpoint_data(payload, settings.supernet)
+    space = net.space
+    latency = resolve_latency_predictor(
+        settings.latency_profile, space, needed_by=settings.needs_latency()
+    )
+    costs = CostModel(space, latency)
+    budget = settings.parsed_budget()
+    budget.check(space, costs)
+    data = load_val_data(data_config, space, settings.val_size)
+    checkpoint = settings.supernet
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "supernet.pt"
+    sha = file_sha256(checkpoint)
+
+    # 2. The study, created once before any worker starts.
+    storage_url = settings.storage or default_storage_url(run_dir)
+    storage = open_storage(
+        storage_url,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
+        max_retry=settings.max_retry,
+    )
+    study_name = settings.study_name or default_study_name(settings, space, budget)
+    identity = {
+        "checkpoint_sha256": sha,
+        "objectives": list(settings.objectives),
+        "budget": budget.to_config(),
+        "val_size": len(data),
+        "data": data_config,
+    }
+    study, created = open_study(storage, study_name, settings.directions, identity)
+    if created and settings.seed_trials:
+        for subnet in (space.smallest(), space.largest()):
+            study.enqueue_trial(subnet_params(subnet), user_attrs={"seeded": True})
+    manifest = {
+        "study_name": study_name,
+        "storage": safe_url(storage_url),
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": sha,
+        "space": space.to_dict(),
+        "data": data_config,
+        "val_images": len(data),
+        "objectives": list(settings.objectives),
+        "directions": settings.directions,
+        "cost_axis": settings.cost_axis,
+        "budget": budget.to_config(),
+        "sampler": settings.sampler_name,
+        "seed": settings.seed,
+        "overrides": dict(overrides or {}),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    files = [_write_manifest(run_dir, manifest)]
+    print(
+        f"study {study_name!r} ({'new' if created else 'resumed'}, "
+        f"{len(study.trials)} trials so far) in {safe_url(storage_url)}\n"
+        f"space {space.name or '(unnamed)'}, budget: {budget.describe()}, objectives: "
+        f"{', '.join(settings.objectives)}, sampler: {settings.sampler_name}, "
+        f"{len(data)} validation images, {settings.n_workers} worker(s)",
+        file=sys.stderr,
+    )
+
+    # 3. The trials.
+    bar = tqdm(
+        total=settings.n_trials,
+        desc="search",
+        unit="trial",
+        disable=not settings.progress or settings.n_trials == 0,
+        file=sys.stderr,
+    )
+
+    def progress(done: int) -> None:
+        bar.update(done - bar.n)
+
+    failures: list[str] = []
+    started = time.perf_counter()
+    before = count_finished(study)
+    interrupted = False
+    try:
+        if settings.n_trials > 0:
+            failures = run_workers(settings, storage_url, study, data, net, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+
+    # 4. Tables, plots, summary: written even after an interruption, so nothing is lost.
+    frame = trials_frame(study, space, budget, settings.cost_axis, overrides)
+    files += write_table(frame, run_dir / "trials")
+    files += save_figure(
+        pareto_figure(frame, settings.cost_axis, budget, title=f"{study_name}"),
+        run_dir / "pareto.html",
+        png=settings.plots_png,
+    )
+    files += save_figure(
+        history_figure(frame, title=f"{study_name}: history"),
+        run_dir / "history.html",
+        png=settings.plots_png,
+    )
+    print(
+        summary_text(
+            frame,
+            cost_axis=settings.cost_axis,
+            multi_objective=settings.multi_objective,
+            budget=budget,
+            elapsed_s=elapsed,
+            new_trials=count_finished(study) - before,
+        )
+    )
+    print(f"tables and plots in {run_dir}  (dashboard: optuna-dashboard {safe_url(storage_url)})")
+    if interrupted:
+        raise KeyboardInterrupt
+    if failures:
+        raise SearchError(
+            "; ".join(failures) + " (its error is above). The tables hold every finished trial; "
+            "a trial it left running is retried with the same subnet when this study runs again, "
+            f"{settings.grace_period} s after its last heartbeat"
+        )
+    return SearchResult(run_dir, study_name, storage_url, frame, files)
+
+
+def job_overrides(overrides: list[str], cfg: DictConfig) -> dict[str, Any]:
+    """``key=value`` command-line overrides → ``{key: value}``, values as the config holds them
+    (a group choice such as ``search=autoformer_evolution`` as typed; ``hydra.*`` left out)."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key.startswith(("hydra.", "hydra/")):
+            continue
+        value: Any = raw
+        selected = OmegaConf.select(cfg, key, default=raw, throw_on_missing=False)
+        if selected is None or isinstance(selected, (bool, int, float, str)):
+            value = selected
+        if key == "search.storage" and isinstance(value, str):
+            value = safe_url(value)  # the tables must not spread a database password
+        out[key] = value
+    return out

@@ -1,0 +1,186 @@
+"""The search's settings, read and checked once from the Hydra config (``conf/search.yaml``).
+
+Every problem a user can type is reported as a one-line :class:`~supernet.errors.UserError`.
+The settings are a frozen, picklable dataclass: worker processes receive them as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from supernet.errors import UserError
+
+from .budget import Budget
+from .costs import METRICS
+from .samplers import OPTIONS, SAMPLERS, resolve_sampler_name
+
+__all__ = ["SearchSettings", "SettingsError"]
+
+_DIRECTIONS = {"val_acc": "maximize", **dict.fromkeys(METRICS, "minimize")}
+
+
+class SettingsError(UserError):
+    """A search setting with an impossible value."""
+
+
+def _positive_int(key: str, value: Any, allow_none: bool = False, allow_zero: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise SettingsError(f"{key} must be {kind} integer{' or null' * allow_none}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    supernet: Path
+    objectives: tuple[str, ...] = ("val_acc",)
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    n_trials: int = 100
+    timeout: float | None = None
+    sampler: str = "auto"
+    sampler_options: Mapping[str, Any] = field(default_factory=dict)
+    n_workers: int = 1
+    storage: str | None = None
+    study_name: str | None = None
+    val_size: int | None = None
+    batch_size: int = 1000
+    device: str = "auto"
+    threads: int | None = None
+    latency_profile: str | None = None
+    heartbeat_interval: int | None = 60
+    grace_period: int | None = 120
+    max_retry: int | None = 3
+    seed_trials: bool = True
+    progress: bool = True
+    verbose: bool = False
+    plots_png: bool = True
+    seed: int | None = 0
+
+    @property
+    def directions(self) -> list[str]:
+        return [_DIRECTIONS[name] for name in self.objectives]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def sampler_name(self) -> str:
+        """The sampler actually used (``auto`` resolved)."""
+        return resolve_sampler_name(self.sampler, len(self.objectives))
+
+    def parsed_budget(self) -> Budget:
+        return Budget.from_config(self.budget)
+
+    @property
+    def cost_axis(self) -> str:
+        """The cost the Pareto front and plots use: the cost objective, else the first budgeted
+        cost, else FLOPs."""
+        if self.multi_objective:
+            return self.objectives[1]
+        metrics = self.parsed_budget().metrics
+        return metrics[0] if metrics else "flops"
+
+    def needs_latency(self) -> list[str]:
+        """The settings that need a latency predictor (for the message when there is none)."""
+        needs = []
+        budget = self.parsed_budget()
+        if budget.bound("latency_ms") is not None:
+            needs.append("budget.latency_ms")
+        if "latency_ms" in self.objectives:
+            needs.append("search.objectives=[val_acc,latency_ms]")
+        return needs
+
+    def replace(self, **changes: Any) -> SearchSettings:
+        return dataclasses.replace(self, **changes)
+
+    # -- from the Hydra config -------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> SearchSettings:
+        data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+        data = dict(data)  # type: ignore[arg-type]
+        s = dict(data.get("search") or {})
+        if not data.get("supernet"):
+            raise SettingsError(
+                "no supernet checkpoint given: pass supernet=<path to supernet.pt> "
+                "(train one with `python -m supernet.train`)"
+            )
+        objectives = s.get("objectives", ["val_acc"])
+        if isinstance(objectives, str):
+            objectives = [objectives]
+        objectives = tuple(objectives)
+        if (
+            not objectives
+            or objectives[0] != "val_acc"
+            or len(objectives) > 2
+            or any(o not in METRICS for o in objectives[1:])
+        ):
+            raise SettingsError(
+                f"search.objectives must be [val_acc] or [val_acc, <cost>] with a cost among "
+                f"{', '.join(METRICS)}; got {list(objectives)}"
+            )
+        sampler = str(s.get("sampler", "auto"))
+        if sampler not in SAMPLERS:
+            raise SettingsError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        resolved = resolve_sampler_name(sampler, len(objectives))
+        sampler_options = dict(s.get(resolved) or {}) if resolved in OPTIONS else {}
+        timeout = s.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise SettingsError(
+                f"search.timeout must be a positive number of seconds or null, got {timeout!r}"
+            )
+        device = str(s.get("device", "auto"))
+        seed = data.get("seed", 0)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise SettingsError(f"seed must be an integer or null, got {seed!r}")
+        settings = cls(
+            supernet=Path(str(data["supernet"])).expanduser(),
+            objectives=objectives,
+            budget=dict(data.get("budget") or {}),
+            n_trials=_positive_int("search.n_trials", s.get("n_trials", 100), allow_zero=True),
+            timeout=float(timeout) if timeout is not None else None,
+            sampler=sampler,
+            sampler_options=sampler_options,
+            n_workers=_positive_int("search.n_workers", s.get("n_workers", 1)),
+            storage=s.get("storage"),
+            study_name=s.get("study_name"),
+            val_size=_positive_int("search.val_size", s.get("val_size"), allow_none=True),
+            batch_size=_positive_int("search.batch_size", s.get("batch_size", 1000)),
+            device=device,
+            threads=_positive_int("search.threads", s.get("threads"), allow_none=True),
+            latency_profile=s.get("latency_profile"),
+            heartbeat_interval=_positive_int(
+                "search.heartbeat_interval", s.get("heartbeat_interval", 60), allow_none=True
+            ),
+            grace_period=_positive_int(
+                "search.grace_period", s.get("grace_period", 120), allow_none=True
+            ),
+            max_retry=_positive_int(
+                "search.max_retry", s.get("max_retry", 3), allow_none=True, allow_zero=True
+            ),
+            seed_trials=bool(s.get("seed_trials", True)),
+            progress=bool(s.get("progress", True)),
+            verbose=bool(s.get("verbose", False)),
+            plots_png=bool(s.get("plots_png", True)),
+            seed=seed,
+        )
+        settings.parsed_budget()  # fail now on a malformed budget
+        if device not in ("auto", "cpu") and not device.startswith(("cuda", "mps")):
+            raise SettingsError(
+                f"search.device must be auto, cpu, cuda or cuda:<n>, got {device!r}"
+            )
+        return settings

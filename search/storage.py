@@ -1,0 +1,165 @@
+"""Optuna storage and study: a SQLite file in the run dir by default, or any RDB URL.
+
+The study is created once, by the parent process, before any worker starts (SQLite and
+PostgreSQL both race when several processes create the schema at the same time). Heartbeats mark
+a trial whose worker died as failed once ``grace_period`` seconds pass without a beat, and
+:class:`optuna.storages.RetryHeartbeatStaleTrialCallback` queues it again with the same subnet,
+so a killed worker loses no trial. The storage is a plain Optuna RDB: ``optuna-dashboard <url>``
+opens it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.engine
+import sqlalchemy.event
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from supernet.errors import UserError
+
+__all__ = [
+    "STUDY_ATTR",
+    "StudyMismatchError",
+    "default_storage_url",
+    "open_storage",
+    "open_study",
+    "safe_url",
+]
+
+#: The study user attribute holding what the study's trials depend on (checked on resume).
+STUDY_ATTR = "vitnas"
+
+#: Keys of :data:`STUDY_ATTR` that must match for a resumed study to stay meaningful.
+_IDENTITY = ("checkpoint_sha256", "objectives", "budget", "val_size", "data")
+
+
+class StudyMismatchError(UserError):
+    """An existing study of the same name was run with another checkpoint, budget or objective."""
+
+
+def safe_url(url: str) -> str:
+    """The storage URL with any password masked, for messages and tables."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def default_storage_url(run_dir: str | Path) -> str:
+    """``sqlite:///<absolute run dir>/study.db``."""
+    return f"sqlite:///{(Path(run_dir).resolve() / 'study.db').as_posix()}"
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is
+    installed (the ``postgres`` extra installs psycopg2-binary)."""
+    if not url.startswith("postgresql://"):
+        return url
+    for module, driver in (("psycopg", None), ("psycopg2", "psycopg2")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        return url if driver is None else f"postgresql+{driver}://" + url[len("postgresql://") :]
+    return url
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = 60,
+    grace_period: int | None = None,
+    max_retry: int | None = 3,
+) -> RDBStorage:
+    """An RDB storage with heartbeats (``heartbeat_interval`` seconds; None or 0 disables them)."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several worker processes write to one file: wait for the lock instead of failing.
+        engine_kwargs["connect_args"] = {"timeout": 120}
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats and their retry callback are marked experimental in Optuna 5.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            heartbeat: dict[str, Any] = {}
+            if heartbeat_interval:
+                heartbeat = {
+                    "heartbeat_interval": int(heartbeat_interval),
+                    "grace_period": int(grace_period) if grace_period else None,
+                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+                        max_retry=max_retry
+                    ),
+                }
+            storage = RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs, **heartbeat)
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"cannot open the Optuna storage {safe_url(url)!r}: {first} (give an RDB URL such as "
+            "sqlite:///path/study.db or postgresql://user@host/db)"
+        ) from None
+    except ValueError as exc:
+        raise UserError(f"storage settings: {exc}") from None
+    if url.startswith("sqlite"):
+        _fast_sqlite(storage)
+    return storage
+
+
+def _fast_sqlite(storage: RDBStorage) -> None:
+    """Write-ahead log, and no fsync per commit: a trial writes a few dozen small rows, and
+    fsyncing each one took more time than evaluating the subnet. An application crash loses
+    nothing; a power cut may lose the last trials (the file itself stays consistent)."""
+
+    def on_connect(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    sqlalchemy.event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # reconnect: the pooled connections predate the listener
+
+
+def open_study(
+    storage: RDBStorage,
+    study_name: str,
+    directions: Sequence[str],
+    identity: Mapping[str, Any],
+    *,
+    create: bool = True,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it when it exists and was made for the same search.
+
+    Returns ``(study, created)``. ``identity`` is stored in the study's user attributes; a
+    resumed study whose checkpoint, objectives, budget or validation set differ fails naming the
+    difference (trials of two different searches must not mix).
+    """
+    existing = {s.study_name for s in storage.get_all_studies()}
+    if study_name in existing:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        stored = study.user_attrs.get(STUDY_ATTR, {})
+        diff = [
+            f"{key}: study has {stored.get(key)!r}, this run {identity.get(key)!r}"
+            for key in _IDENTITY
+            if key in identity and stored.get(key) != identity.get(key)
+        ]
+        if [d.name.lower() for d in study.directions] != list(directions):
+            diff.insert(0, f"directions: study has {[d.name.lower() for d in study.directions]}")
+        if diff:
+            raise StudyMismatchError(
+                f"study {study_name!r} in {safe_url(storage.url)} was made for another search ("
+                + "; ".join(diff)
+                + "); resume it with the same settings, or pass search.study_name=<new name>"
+            )
+        return study, False
+    if not create:
+        raise UserError(f"no study {study_name!r} in {safe_url(storage.url)}")
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, directions=list(directions), load_if_exists=True
+    )
+    study.set_user_attr(STUDY_ATTR, dict(identity))
+    return study, True

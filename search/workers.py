@@ -1,0 +1,214 @@
+"""Search workers: each runs ``study.optimize`` on its share of the trials.
+
+One worker runs in the calling process; ``search.n_workers > 1`` starts that many processes
+(``python -m search._worker``, the job on stdin). Every worker loads the supernet once, keeps the
+validation tensors in memory for all its trials, and opens its own storage connection with
+heartbeats. The parent has created the study already, and shows the progress of all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from supernet import Supernet
+from supernet.checkpoint import load_supernet
+
+from .costs import CostModel, resolve_latency_predictor
+from .objective import Objective, ValData, load_val_data
+from .samplers import build_sampler
+from .settings import SearchSettings
+from .storage import open_storage
+
+__all__ = ["FINISHED", "WorkerJob", "count_finished", "run_worker", "run_workers", "worker_seed"]
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    settings: SearchSettings
+    storage_url: str
+    study_name: str
+    index: int
+    n_trials: int
+    threads: int
+
+
+def worker_seed(seed: int | None, index: int) -> int | None:
+    """Independent sampler seeds per worker (same seed and worker → same proposals)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def configure_logging(verbose: bool) -> None:
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def run_worker(
+    job: WorkerJob,
+    data: ValData,
+    net: Supernet | None = None,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> Objective:
+    """Run ``job.n_trials`` trials of the study; returns the objective (for its counters)."""
+    s = job.settings
+    torch.set_num_threads(job.threads)
+    configure_logging(s.verbose)
+    device = resolve_device(s.device)
+    if net is None:
+        net, _ = load_supernet(s.supernet, map_location=device)
+    net = net.to(device).eval()
+    data = ValData(data.images.to(device), data.labels.to(device))
+    budget = s.parsed_budget()
+    costs = CostModel(net.space, resolve_latency_predictor(s.latency_profile, net.space))
+    objective = Objective(net, data, budget, costs, s.objectives, s.batch_size)
+    sampler = build_sampler(
+        s.sampler,
+        s.sampler_options,
+        space=net.space,
+        is_feasible=lambda subnet: budget.is_feasible(costs(subnet)),
+        n_objectives=len(s.objectives),
+        seed=worker_seed(s.seed, job.index),
+        n_workers=s.n_workers,
+    )
+    storage = open_storage(
+        job.storage_url,
+        heartbeat_interval=s.heartbeat_interval,
+        grace_period=s.grace_period,
+        max_retry=s.max_retry,
+    )
+    study = optuna.load_study(study_name=job.study_name, storage=storage, sampler=sampler)
+    study.optimize(
+        objective,
+        n_trials=job.n_trials,
+        timeout=s.timeout,
+        callbacks=[on_trial] if on_trial else None,
+        gc_after_trial=False,
+    )
+    return objective
+
+
+def _job_to_json(job: WorkerJob) -> str:
+    data = dataclasses.asdict(job)
+    data["settings"]["supernet"] = str(job.settings.supernet)
+    return json.dumps(data)
+
+
+def _job_from_json(text: str) -> WorkerJob:
+    data = json.loads(text)
+    settings = data.pop("settings")
+    settings["supernet"] = Path(settings["supernet"])
+    settings["objectives"] = tuple(settings["objectives"])
+    return WorkerJob(settings=SearchSettings(**settings), **data)
+
+
+def worker_process_main() -> None:
+    """``python -m search._worker`` with the job as JSON on stdin: one worker process.
+
+    (Not on the command line: a storage URL may hold a password, and ``ps`` shows arguments.)
+    """
+    job = _job_from_json(sys.stdin.read())
+    net, payload = load_supernet(job.settings.supernet)
+    data = load_val_data(payload["data"], net.space, job.settings.val_size)
+    try:
+        run_worker(job, data, net=net)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the parent reports the interruption once
+
+
+def shares(n_trials: int, n_workers: int) -> list[int]:
+    """Split ``n_trials`` as evenly as possible: 5 over 2 workers is [3, 2]."""
+    return [n_trials // n_workers + (i < n_trials % n_workers) for i in range(n_workers)]
+
+
+def threads_per_worker(settings: SearchSettings) -> int:
+    if settings.threads:
+        return settings.threads
+    return max(1, (os.cpu_count() or 1) // settings.n_workers)
+
+
+def run_workers(
+    settings: SearchSettings,
+    storage_url: str,
+    study: optuna.Study,
+    data: ValData,
+    net: Supernet,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Run ``settings.n_trials`` trials with ``settings.n_workers`` workers.
+
+    ``progress(n)`` is called with the number of trials finished so far in this run. Returns one
+    line per worker that did not finish cleanly (empty when all did).
+    """
+    threads = threads_per_worker(settings)
+    jobs = [
+        WorkerJob(settings, storage_url, study.study_name, i, n, threads)
+        for i, n in enumerate(shares(settings.n_trials, settings.n_workers))
+        if n > 0
+    ]
+    if len(jobs) == 1:
+        done = 0
+
+        def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            nonlocal done
+            done += 1
+            if progress:
+                progress(done)
+
+        run_worker(jobs[0], data, net=net, on_trial=tick)
+        return []
+
+    start = count_finished(study)
+    # Worker processes are started as `python -m search._worker`: plain subprocesses work
+    # under any Hydra launcher (multiprocessing cannot start children from a joblib worker).
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    processes: list[tuple[str, subprocess.Popen[str]]] = []
+    try:
+        for job in jobs:
+            command = [sys.executable, "-m", "search._worker"]
+            process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, text=True)
+            processes.append((f"worker {job.index}", process))
+            assert process.stdin is not None
+            process.stdin.write(_job_to_json(job))
+            process.stdin.close()
+        while any(p.poll() is None for _, p in processes):
+            time.sleep(0.5)
+            if progress:
+                progress(count_finished(study) - start)
+    finally:
+        for _, p in processes:
+            if p.poll() is None:
+                p.terminate()  # its running trial is retried later (heartbeat), not lost
+        for _, p in processes:
+            p.wait()
+    if progress:
+        progress(count_finished(study) - start)
+    return [f"{name} exited with status {p.returncode}" for name, p in processes if p.returncode]

@@ -1,0 +1,192 @@
+"""Fixtures for the search tests: tiny digits supernets, Hydra config composition, the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from search.runner import SearchResult, run_search
+from supernet import SearchSpace, Supernet, complexity, save_checkpoint
+from supernet.data import build_data
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+
+#: The digits images and classes, with fewer choices than the preset so that training is quick.
+DIGITS_SMALL = SearchSpace(
+    embed_dim=(16, 32),
+    depth=(1, 2),
+    num_heads=(1, 2),
+    mlp_ratio=(1.0, 2.0),
+    img_size=8,
+    patch_size=2,
+    in_chans=1,
+    num_classes=10,
+    head_dim=8,
+    name="digits_small",
+)
+
+
+#: A FLOP budget halfway between the smallest and the largest subnet of DIGITS_SMALL.
+HALF_FLOPS = (
+    complexity.flops(DIGITS_SMALL, DIGITS_SMALL.smallest())
+    + complexity.flops(DIGITS_SMALL, DIGITS_SMALL.largest())
+) // 2
+
+
+@pytest.fixture(scope="session")
+def digits_space() -> SearchSpace:
+    return DIGITS_SMALL
+
+
+def _train(space: SearchSpace, steps: int, seed: int = 0) -> Supernet:
+    torch.manual_seed(seed)
+    net = Supernet(space)
+    splits = build_data({"name": "digits"})
+    loader = DataLoader(splits.train, batch_size=64, shuffle=True)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    rng = random.Random(seed)
+    batches = iter(())
+    for _ in range(steps):
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            x, y = next(batches)
+        loss = torch.nn.functional.cross_entropy(net(x, space.sample(rng)), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits supernet trained briefly with random subnets: accuracies differ across subnets."""
+    path = tmp_path_factory.mktemp("trained") / "supernet.pt"
+    net = _train(DIGITS_SMALL, steps=200)
+    save_checkpoint(path, net, data={"name": "digits"}, train={}, epoch=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights, for tests where accuracy does not matter."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("random") / "supernet.pt"
+    save_checkpoint(path, Supernet(DIGITS_SMALL), data={"name": "digits"}, train={}, epoch=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def search_config() -> Callable[..., DictConfig]:
+    """``search_config("supernet=...", "budget.flops=1M")``: the config `python -m search` gets."""
+
+    def make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose(
+                config_name="search",
+                overrides=["search.progress=false", "search.plots_png=false", *overrides],
+            )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python -m <module> <args>`` from the repository root, as a user would."""
+
+    def run(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def searched(
+    trained_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> SearchResult:
+    """One finished search (random sampler, a FLOP budget halfway up the space) shared by the
+    tests that only read its outputs."""
+    run_dir = tmp_path_factory.mktemp("search_run")
+    cfg = search_config(
+        f"supernet={trained_checkpoint}",
+        f"budget.flops={HALF_FLOPS}",
+        "search.n_trials=16",
+        "search.sampler=random",
+    )
+    return run_search(cfg, run_dir, overrides={"budget.flops": HALF_FLOPS})
+
+
+@pytest.fixture(scope="session")
+def half_flops() -> int:
+    return HALF_FLOPS
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback (skipped where no server binaries exist)."""
+    import glob
+    import shutil
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins or importlib.util.find_spec("psycopg2") is None:
+        pytest.skip("PostgreSQL server binaries or psycopg2 not installed")
+    initdb, pg_ctl = f"{bins[-1]}/initdb", f"{bins[-1]}/pg_ctl"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser to start PostgreSQL as postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    # Not under pytest's tmp dir: that is private to this user, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="vitnas-pg-"))
+    os.chmod(root, 0o777)
+    data, port = root / "data", _free_port()
+    subprocess.run(
+        [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-w", "-o", options, "-l", str(root / "log"), "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)

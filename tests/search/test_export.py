@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pandas as pd
+import pytest
+import torch
+
+from search._io import default_mode
+from search.export import export_subnet, pick_trial
+from search.results import read_trials
+from search.runner import SearchResult
+from supernet import SubnetConfig, load_subnet
+from supernet.checkpoint import load_supernet
+from supernet.errors import CheckpointError, UserError
+from supernet.saved_model import read_subnet_yaml
+
+
+def subnet_of(row: pd.Series) -> SubnetConfig:
+    return SubnetConfig(
+        int(row["embed_dim"]),
+        int(row["depth"]),
+        tuple(json.loads(row["num_heads"])),
+        tuple(json.loads(row["mlp_ratio"])),
+    )
+
+
+def test_export_best_loads_with_the_supernets_logits(
+    searched: SearchResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "best"
+    result = export_subnet(searched.run_dir, "best", out)
+    best = searched.best
+    assert best is not None and result.trial == int(best["number"])
+    assert "most accurate" in result.reason
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "model.onnx",
+        "model.safetensors",
+        "subnet.yaml",
+    ]
+    model = load_subnet(out)
+    net, _ = load_supernet(read_subnet_yaml(out)[2]["source"]["checkpoint"])
+    x = torch.randn(5, 1, 8, 8)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), net(x, subnet_of(best)), atol=1e-5)
+    space, subnet, meta = read_subnet_yaml(out)
+    assert subnet == subnet_of(best) and space == net.space
+    assert meta["val_acc"] == pytest.approx(float(best["val_acc"]))
+    assert meta["costs"]["flops"] == int(best["flops"])
+    assert (
+        meta["source"]["trial"] == result.trial and len(meta["source"]["checkpoint_sha256"]) == 64
+    )
+    assert meta["onnx"]["max_abs_diff"] <= 1e-4
+    # ONNX parity, checked here independently of the exporter's own check.
+    session = onnxruntime.InferenceSession(
+        str(out / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    for batch in (1, 7):
+        images = np.random.default_rng(batch).standard_normal((batch, 1, 8, 8), dtype=np.float32)
+        (got,) = session.run(None, {"images": images})
+        with torch.inference_mode():
+            want = model(torch.from_numpy(images)).numpy()
+        assert np.abs(got - want).max() <= 1e-4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_pick_best_under_a_cost_and_by_number(searched: SearchResult) -> None:
+    frame = read_trials(searched.run_dir)
+    ok = frame[frame["feasible"] & frame["val_acc"].notna()]
+    limit = float(ok["flops"].median())
+    row, reason = pick_trial(frame, "best", {"flops": limit})
+    within = ok[ok["flops"] <= limit]
+    assert row["flops"] <= limit and row["val_acc"] == within["val_acc"].max()
+    assert "with flops <=" in reason
+    row, reason = pick_trial(frame, 3)
+    assert row["number"] == 3 and reason.startswith("trial 3 as asked")
+    with pytest.raises(UserError, match=r"no trial 99 in this run \(trials 0 to 15\)"):
+        pick_trial(frame, 99)
+    with pytest.raises(UserError, match="trial must be best or a trial number, got 'top'"):
+        pick_trial(frame, "top")
+    with pytest.raises(UserError, match="no feasible evaluated trial with flops <= 1 FLOPs"):
+        pick_trial(frame, "best", {"flops": 1.0})
+
+
+def test_export_never_clobbers_and_checks_the_checkpoint(
+    searched: SearchResult, tmp_path: Path
+) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"exists and is not empty; .*overwrite=true"):
+        export_subnet(searched.run_dir, "best", out, onnx=False)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    replaced = export_subnet(searched.run_dir, "best", out, onnx=False, overwrite=True)
+    assert sorted(p.name for p in replaced.directory.iterdir()) == [
+        "README.md",
+        "model.safetensors",
+        "subnet.yaml",
+    ]
+    other = tmp_path / "other.pt"
+    shutil.copy(read_subnet_yaml(out)[2]["source"]["checkpoint"], other)
+    with other.open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(CheckpointError, match=r"is not the checkpoint this run searched"):
+        export_subnet(searched.run_dir, "best", tmp_path / "x", supernet=other, onnx=False)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(UserError, match="is not a search run directory"):
+        export_subnet(tmp_path, "best", tmp_path / "y")
+
+
+def test_outputs_get_ordinary_permissions(searched: SearchResult, tmp_path: Path) -> None:
+    """Not mkstemp's/mkdtemp's owner-only modes: what any new file gets under the umask."""
+    out = export_subnet(searched.run_dir, 0, tmp_path / "t0", onnx=False).directory
+    assert out.stat().st_mode & 0o777 == default_mode(directory=True)
+    for path in [*out.iterdir(), searched.run_dir / "trials.csv", searched.run_dir / "pareto.html"]:
+        assert path.stat().st_mode & 0o777 == default_mode(), path
