@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,50 +141,3 @@ def searched(
 @pytest.fixture(scope="session")
 def half_flops() -> int:
     return HALF_FLOPS
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on loopback (skipped where no server binaries exist)."""
-    import glob
-    import shutil
-
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins or importlib.util.find_spec("psycopg2") is None:
-        pytest.skip("PostgreSQL server binaries or psycopg2 not installed")
-    initdb, pg_ctl = f"{bins[-1]}/initdb", f"{bins[-1]}/pg_ctl"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser to start PostgreSQL as postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    # Not under pytest's tmp dir: that is private to this user, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="vitnas-pg-"))
-    os.chmod(root, 0o777)
-    data, port = root / "data", _free_port()
-    subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [*as_user, pg_ctl, "-D", str(data), "-w", "-o", options, "-l", str(root / "log"), "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"], capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
