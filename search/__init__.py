@@ -22,7 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .budget import Bound, Budget, BudgetError
-from .costs import METRICS, CostModel, resolve_latency_predictor
+from .costs import METRICS, CostModel, resolve_latency_profile
 from .objective import (
     Objective,
     ValData,
@@ -94,7 +94,7 @@ __all__ = [
     "pick_trial",
     "read_trials",
     "report_figure",
-    "resolve_latency_predictor",
+    "resolve_latency_profile",
     "run_search",
     "save_figure",
     "subnet_from_params",

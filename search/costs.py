@@ -1,9 +1,9 @@
 """What a subnet costs: parameters, MACs, FLOPs (exact, from ``supernet.complexity``) and latency.
 
-Latency is predicted by a calibrated profile of the target machine (the latency module); without
-one the ``latency_ms`` cost is NaN. :func:`resolve_latency_predictor` is the single place where a
-profile is loaded, so that asking for a latency budget or objective without one fails at once
-with a message saying how to calibrate.
+Latency is predicted by a calibrated profile of the target machine (:mod:`search.latency`);
+without one the ``latency_ms`` cost is NaN. :func:`resolve_latency_profile` is the single place
+where a profile is found, so that asking for a latency budget or objective without one fails at
+once with the command that calibrates one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from supernet import SearchSpace, SubnetConfig, complexity
-from supernet.errors import UserError
+
+from .latency import DEFAULT_PROFILE_DIR, LatencyProfile, ProfileError, find_profile
 
 __all__ = [
     "METRICS",
@@ -21,7 +22,7 @@ __all__ = [
     "CostModel",
     "LatencyPredictor",
     "format_cost",
-    "resolve_latency_predictor",
+    "resolve_latency_profile",
 ]
 
 #: The costs every trial records, in the order of the tables.
@@ -38,11 +39,6 @@ UNITS: dict[str, str] = {
 #: ``predict(space, subnet) -> milliseconds``.
 LatencyPredictor = Callable[[SearchSpace, SubnetConfig], float]
 
-CALIBRATE_HINT = (
-    "calibrate a latency profile for the target machine first (see the README's latency "
-    "section) and pass search.latency_profile=<path to the profile>"
-)
-
 
 def format_cost(metric: str, value: float) -> str:
     """``1.23M params``, ``4.5M FLOPs``, ``3.21 ms``; ``n/a`` for NaN."""
@@ -56,32 +52,37 @@ def format_cost(metric: str, value: float) -> str:
     return f"{value:.4g} {UNITS.get(metric, metric)}"
 
 
-def resolve_latency_predictor(
-    profile: str | Path | None, space: SearchSpace, needed_by: Iterable[str] = ()
-) -> LatencyPredictor | None:
-    """The latency predictor of ``profile``, or None when no profile is configured.
+def resolve_latency_profile(
+    where: str | Path | None,
+    space: SearchSpace,
+    *,
+    needed_by: Iterable[str] = (),
+    device: str = "cpu",
+    batch_size: int = 1,
+    threads: int | None = None,
+) -> LatencyProfile | None:
+    """The calibrated latency profile for ``space`` on ``device``, or None when there is none.
 
-    ``needed_by`` names the settings that need latency (``budget.latency_ms``, an objective ...):
-    when any is given and no profile is, this fails with a message telling how to calibrate.
+    ``where`` is a profile file or a directory of profiles (None: ``latency_profiles/``, where
+    ``python -m search.latency calibrate`` files them). ``needed_by`` names the settings that need
+    latency (``budget.latency_ms``, an objective ...): when any is given, or ``where`` is given
+    explicitly, a missing or unfitting profile fails with the command that calibrates one.
     """
     needed = list(needed_by)
-    if profile is None:
-        if needed:
-            raise UserError(f"{' and '.join(needed)} needs predicted latency: {CALIBRATE_HINT}")
-        return None
     try:
-        from search.latency import LatencyProfile  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError(
-            f"search.latency_profile={profile} is set, but this installation has no latency "
-            "predictor (search.latency); install a version that has it, or drop the setting"
-        ) from None
-    loaded = LatencyProfile.load(profile)
-
-    def predict(space: SearchSpace, subnet: SubnetConfig) -> float:
-        return float(loaded.predict_ms(space, subnet))
-
-    return predict
+        return find_profile(
+            where if where is not None else DEFAULT_PROFILE_DIR,
+            space,
+            device=device,
+            batch_size=batch_size,
+            threads=threads,
+        )
+    except ProfileError as exc:
+        if needed:
+            raise ProfileError(f"{' and '.join(needed)} needs predicted latency: {exc}") from None
+        if where is not None:
+            raise
+        return None
 
 
 class CostModel:

@@ -33,6 +33,7 @@ from supernet.evaluation import accuracy, materialize
 
 from .budget import Budget
 from .costs import CostModel
+from .latency import LatencyProfile
 
 __all__ = [
     "INFEASIBLE_VALUE",
@@ -129,6 +130,7 @@ class Objective:
         costs: CostModel,
         objectives: Sequence[str] = ("val_acc",),
         batch_size: int = 1000,
+        measure_latency: LatencyProfile | None = None,
     ) -> None:
         self.net = net.eval()
         self.space = net.space
@@ -137,6 +139,7 @@ class Objective:
         self.costs = costs
         self.objectives = tuple(objectives)
         self.batch_size = batch_size
+        self.measure_latency = measure_latency
         self.evaluations = 0
         self._known: dict[SubnetConfig, tuple[int, float]] = {}
         self._scanned: set[int] = set()
@@ -182,6 +185,9 @@ class Objective:
                 val_acc = self.evaluate(subnet)
                 eval_s = time.perf_counter() - start
                 self._known[subnet] = (trial.number, val_acc)
+            if self.measure_latency is not None:
+                model = self.net.extract(subnet)
+                cost["measured_latency_ms"] = self.measure_latency.measure(model).median_ms
         attrs = {
             "worker": WORKER,
             "arch": str(subnet),

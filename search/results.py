@@ -5,10 +5,12 @@ One row per trial, whatever its state. The contract columns (DESIGN.md) come fir
     number, state, embed_dim, depth, num_heads, mlp_ratio, params, macs, flops, latency_ms,
     val_acc, feasible, pareto
 
-then ``arch`` (``D48-L3-H[1/2/4]-M[2/4/3]``), ``violation`` (the worst relative budget overrun,
-0 when feasible), ``duration_s`` (the whole trial), ``eval_s`` (its evaluation), ``retried_from``
-(the trial a heartbeat retry replaces), ``datetime_start``, ``datetime_complete``, ``study``, and
-one column per command-line override of the run (``budget.flops``, ``search.sampler``, ``seed``).
+then ``arch`` (``D48-L3-H[1/2/4]-M[2/4/3]``), ``measured_latency_ms`` (with
+``search.measure_latency=true``: the evaluated subnet timed as the profile was), ``violation``
+(the worst relative budget overrun, 0 when feasible), ``duration_s`` (the whole trial),
+``eval_s`` (its evaluation), ``retried_from`` (the trial a heartbeat retry replaces),
+``datetime_start``, ``datetime_complete``, ``study``, and one column per command-line override
+of the run (``budget.flops``, ``search.sampler``, ``seed``).
 
 ``num_heads`` and ``mlp_ratio`` are JSON lists (``json.loads`` them back). ``val_acc`` is NaN for
 a subnet that was never evaluated (infeasible, failed or still running). ``pareto`` marks the
@@ -62,6 +64,7 @@ CONTRACT_COLUMNS = [
 ]
 EXTRA_COLUMNS = [
     "arch",
+    "measured_latency_ms",
     "violation",
     "duration_s",
     "eval_s",
@@ -113,6 +116,7 @@ def _row(trial: FrozenTrial, space: SearchSpace, budget: Budget) -> dict[str, An
         cost = {"params": c.params, "macs": c.macs, "flops": c.flops}
     cost["latency_ms"] = float(attrs.get("latency_ms", math.nan))
     row.update(cost)
+    row["measured_latency_ms"] = float(attrs.get("measured_latency_ms", math.nan))
     complete = trial.state == TrialState.COMPLETE
     acc = attrs.get("val_acc")
     row["val_acc"] = float(acc) if complete and acc is not None else math.nan
@@ -144,7 +148,7 @@ def trials_frame(
     rows = [_row(t, space, budget) for t in study.get_trials(deepcopy=False)]
     frame = pd.DataFrame(rows, columns=[*CONTRACT_COLUMNS, *EXTRA_COLUMNS[:-1]])
     frame["study"] = study.study_name
-    for column in ("latency_ms", "val_acc", "violation"):
+    for column in ("latency_ms", "measured_latency_ms", "val_acc", "violation"):
         frame[column] = frame[column].astype(float)
     for column in ("embed_dim", "depth", "params", "macs", "flops", "retried_from"):
         frame[column] = frame[column].astype("Float64").astype("Int64")

@@ -25,7 +25,7 @@ from supernet.errors import CheckpointError, UserError
 
 from ._io import atomic_write_file
 from .budget import Budget
-from .costs import CostModel, resolve_latency_predictor
+from .costs import CostModel
 from .objective import load_val_data, subnet_params
 from .plots import history_figure, pareto_figure, save_figure
 from .results import summary_text, trials_frame, write_table
@@ -141,10 +141,8 @@ def run_search(
     net, payload = load_supernet(settings.supernet, map_location=device)
     data_config = _checkpoint_data(payload, settings.supernet)
     space = net.space
-    latency = resolve_latency_predictor(
-        settings.latency_profile, space, needed_by=settings.needs_latency()
-    )
-    costs = CostModel(space, latency)
+    profile = settings.latency(space)
+    costs = CostModel(space, profile.predict_ms if profile is not None else None)
     budget = settings.parsed_budget()
     budget.check(space, costs)
     data = load_val_data(data_config, space, settings.val_size)

@@ -15,10 +15,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from supernet import SearchSpace
 from supernet.errors import UserError
 
 from .budget import Budget
-from .costs import METRICS
+from .costs import METRICS, resolve_latency_profile
+from .latency import LatencyProfile
 from .samplers import OPTIONS, SAMPLERS, resolve_sampler_name
 
 __all__ = ["SearchSettings", "SettingsError"]
@@ -56,6 +58,10 @@ class SearchSettings:
     device: str = "auto"
     threads: int | None = None
     latency_profile: str | None = None
+    latency_device: str = "cpu"
+    latency_batch_size: int = 1
+    latency_threads: int | None = None
+    measure_latency: bool = False
     heartbeat_interval: int | None = 60
     grace_period: int | None = 120
     max_retry: int | None = 3
@@ -98,7 +104,20 @@ class SearchSettings:
             needs.append("budget.latency_ms")
         if "latency_ms" in self.objectives:
             needs.append("search.objectives=[val_acc,latency_ms]")
+        if self.measure_latency:
+            needs.append("search.measure_latency=true")
         return needs
+
+    def latency(self, space: SearchSpace) -> LatencyProfile | None:
+        """The latency profile these settings ask for (None when none is needed or found)."""
+        return resolve_latency_profile(
+            self.latency_profile,
+            space,
+            needed_by=self.needs_latency(),
+            device=self.latency_device,
+            batch_size=self.latency_batch_size,
+            threads=self.latency_threads,
+        )
 
     def replace(self, **changes: Any) -> SearchSettings:
         return dataclasses.replace(self, **changes)
@@ -163,6 +182,14 @@ class SearchSettings:
             device=device,
             threads=_positive_int("search.threads", s.get("threads"), allow_none=True),
             latency_profile=s.get("latency_profile"),
+            latency_device=str(s.get("latency_device", "cpu")),
+            latency_batch_size=_positive_int(
+                "search.latency_batch_size", s.get("latency_batch_size", 1)
+            ),
+            latency_threads=_positive_int(
+                "search.latency_threads", s.get("latency_threads"), allow_none=True
+            ),
+            measure_latency=bool(s.get("measure_latency", False)),
             heartbeat_interval=_positive_int(
                 "search.heartbeat_interval", s.get("heartbeat_interval", 60), allow_none=True
             ),

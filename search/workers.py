@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from supernet import Supernet
 from supernet.checkpoint import load_supernet
 
-from .costs import CostModel, resolve_latency_predictor
+from .costs import CostModel
 from .objective import Objective, ValData, load_val_data
 from .samplers import build_sampler
 from .settings import SearchSettings
@@ -84,8 +84,17 @@ def run_worker(
     net = net.to(device).eval()
     data = ValData(data.images.to(device), data.labels.to(device))
     budget = s.parsed_budget()
-    costs = CostModel(net.space, resolve_latency_predictor(s.latency_profile, net.space))
-    objective = Objective(net, data, budget, costs, s.objectives, s.batch_size)
+    profile = s.latency(net.space)
+    costs = CostModel(net.space, profile.predict_ms if profile is not None else None)
+    objective = Objective(
+        net,
+        data,
+        budget,
+        costs,
+        s.objectives,
+        s.batch_size,
+        measure_latency=profile if s.measure_latency else None,
+    )
     sampler = build_sampler(
         s.sampler,
         s.sampler_options,

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from search.budget import Budget, BudgetError, parse_amount
-from search.costs import CostModel, resolve_latency_predictor
+from search.costs import CostModel, resolve_latency_profile
 from supernet import SearchSpace, complexity
 from supernet.errors import UserError
 
@@ -75,10 +76,18 @@ def test_unreachable_budget_names_the_space_range(digits_space: SearchSpace) -> 
         Budget.from_config({"min_params": large + 1}).check(digits_space, costs)
 
 
-def test_latency_needs_a_profile(digits_space: SearchSpace) -> None:
-    assert resolve_latency_predictor(None, digits_space) is None
-    with pytest.raises(UserError, match=r"budget\.latency_ms needs predicted latency: calibrate"):
-        resolve_latency_predictor(None, digits_space, needed_by=["budget.latency_ms"])
+def test_latency_needs_a_profile(
+    digits_space: SearchSpace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no latency_profiles/ here
+    assert resolve_latency_profile(None, digits_space) is None
+    with pytest.raises(UserError) as info:
+        resolve_latency_profile(None, digits_space, needed_by=["budget.latency_ms"])
+    message = str(info.value)
+    assert message.startswith("budget.latency_ms needs predicted latency: ")
+    assert "python -m search.latency calibrate" in message
+    with pytest.raises(UserError, match=r"python -m search\.latency calibrate"):
+        resolve_latency_profile(tmp_path / "none.yaml", digits_space)
     assert math.isnan(CostModel(digits_space)(digits_space.smallest())["latency_ms"])
 
 
