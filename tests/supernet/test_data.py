@@ -133,3 +133,17 @@ def test_materialize_and_accuracy() -> None:
     assert accuracy(net, x, predicted, space.smallest(), batch_size=7) == 1.0
     model = net.extract(space.smallest())
     assert accuracy(model, x, predicted) == 1.0
+
+
+def test_translation_pads_with_black_not_the_mean() -> None:
+    """Digits are white on black: a shifted digit's new border must be black, as in raw pixels."""
+    splits = build_data({"name": "digits", "augment": {"crop_padding": 2}})
+    x = torch.stack([splits.train[i][0] for i in range(64)])
+    black = float(splits.augment.fill[0])  # type: ignore[attr-defined]
+    assert black == pytest.approx(float(x.min()))  # the normalised value of raw 0
+    out = splits.augment(x)
+    # Every output pixel is an input pixel of its own image or the black fill.
+    for a, b in zip(x, out, strict=True):
+        values = set(a.flatten().tolist()) | {black}
+        assert set(b.flatten().tolist()) <= values
+    assert (out == black).sum() > (x == black).sum()  # some padding came in
