@@ -147,3 +147,25 @@ def test_translation_pads_with_black_not_the_mean() -> None:
         values = set(a.flatten().tolist()) | {black}
         assert set(b.flatten().tolist()) <= values
     assert (out == black).sum() > (x == black).sum()  # some padding came in
+
+
+def test_evalset_streams_or_holds_and_scores_several_subnets() -> None:
+    from supernet import Supernet
+    from supernet.evaluation import EvalSet, accuracies, accuracy, in_memory, materialize
+
+    splits = build_data({"name": "digits"})
+    assert in_memory(splits.val) and in_memory(splits.test)
+    held = EvalSet(splits.val, batch_size=50)
+    streamed = EvalSet(splits.val, batch_size=50)
+    streamed.tensors, streamed.loader = None, torch.utils.data.DataLoader(splits.val, 50)
+    space = SearchSpace.preset("digits")
+    net = Supernet(space)
+    subnets = {"small": space.smallest(), "large": space.largest()}
+    a = accuracies(net, held, subnets)
+    assert a == accuracies(net, streamed, subnets)
+    x, y = materialize(splits.val)
+    assert a["small"] == accuracy(net, x, y, space.smallest())
+    assert a["large"] == accuracy(net, x, y, space.largest())
+    state = torch.get_rng_state()
+    EvalSet(splits.val)
+    assert torch.equal(state, torch.get_rng_state())  # evaluation draws no global random numbers
