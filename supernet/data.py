@@ -247,12 +247,21 @@ def _fashion_mnist(config: DataConfig) -> DataSplits:
     if not all((raw / n).is_file() for n in names) and all(
         (DEBIAN_FASHION_MNIST / f"{n}.gz").is_file() for n in names
     ):
-        raw.mkdir(parents=True, exist_ok=True)
-        for n in names:  # torchvision reads the uncompressed files; unpack them atomically
-            tmp = raw / f".{n}.tmp"
-            with gzip.open(DEBIAN_FASHION_MNIST / f"{n}.gz", "rb") as src, tmp.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            tmp.replace(raw / n)
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            for n in names:  # torchvision reads the uncompressed files; unpack them atomically
+                tmp = raw / f".{n}.tmp"
+                with (
+                    gzip.open(DEBIAN_FASHION_MNIST / f"{n}.gz", "rb") as src,
+                    tmp.open("wb") as dst,
+                ):
+                    shutil.copyfileobj(src, dst)
+                tmp.replace(raw / n)
+        except OSError as exc:
+            raise DataError(
+                f"cannot unpack Fashion-MNIST from {DEBIAN_FASHION_MNIST} into {raw} ({exc}); "
+                "set data.root (or VITNAS_DATA) to a writable folder"
+            ) from None
     try:
         train = FashionMNIST(str(root), train=True, download=config.download)
         test = FashionMNIST(str(root), train=False, download=config.download)
@@ -330,9 +339,15 @@ def _imagefolder(config: DataConfig) -> DataSplits:
             normalize,
         ]
     )
-    full_train = ImageFolder(str(train_dir), transforms.Compose(train_tf))
-    eval_train = ImageFolder(str(train_dir), eval_tf)
-    test = ImageFolder(str(test_dir), eval_tf)
+    try:
+        full_train = ImageFolder(str(train_dir), transforms.Compose(train_tf))
+        eval_train = ImageFolder(str(train_dir), eval_tf)
+        test = ImageFolder(str(test_dir), eval_tf)
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(
+            f"cannot read ImageFolder data under {root} ({exc}); train/ and val/ (or test/) need "
+            "one sub-folder of images per class"
+        ) from None
     if test.classes != full_train.classes:
         raise DataError(f"{test_dir} has other classes than {train_dir}")
     train, val = _carve(full_train, eval_train, config)

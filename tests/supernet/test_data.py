@@ -114,6 +114,23 @@ def test_missing_cifar_and_imagefolder(tmp_path: Path) -> None:
         build_data({"name": "imagefolder"})
     with pytest.raises(DataError, match="ImageFolder data needs"):
         build_data({"name": "imagefolder", "root": str(tmp_path)})
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    with pytest.raises(DataError, match="need one sub-folder of images per class"):
+        build_data({"name": "imagefolder", "root": str(tmp_path)})
+
+
+def test_fashion_mnist_unwritable_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    for prefix, n in (("train", 4), ("t10k", 2)):
+        _write_idx(debian / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 28, 28)))
+        _write_idx(debian / f"{prefix}-labels-idx1-ubyte.gz", np.zeros((n,)))
+    monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", debian)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match=r"cannot unpack Fashion-MNIST .* set data\.root"):
+        build_data({"name": "fashion_mnist", "root": str(blocker / "sub")})
 
 
 def test_materialize_and_accuracy() -> None:
