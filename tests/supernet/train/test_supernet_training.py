@@ -13,6 +13,7 @@ from supernet import CheckpointError, SearchSpace
 from supernet.checkpoint import load_checkpoint, load_supernet
 from supernet.data import build_data
 from supernet.train import ConfigError, Hooks, train_supernet
+from supernet.train.loop import Amp
 
 from .conftest import Factory
 
@@ -191,3 +192,19 @@ def test_bad_values_fail_in_one_message(tiny_run: Factory) -> None:
         train_supernet(tiny_run(epochs=-2))
     with pytest.raises(ConfigError, match=r"train\.strategy must be one of uniform, sandwich"):
         train_supernet(tiny_run(strategy="random"))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_paths_run(tiny_run: Factory, precision: str) -> None:
+    """Autocast (and fp16's loss scaler, checkpointed for resume) — on the CPU here; on CUDA
+    ``precision=auto`` picks bf16, or fp16 where bf16 is unsupported."""
+    config = tiny_run(precision=precision, epochs=2)
+    _train_killed(config, _kill_after_epoch(1))
+    saved = load_checkpoint(Path(config["run_dir"]) / "supernet.pt")["scaler"]
+    assert bool(saved) == (precision == "fp16")  # the scaler's scale and growth tracker
+    result = train_supernet({**config, "resume": True})
+    assert result.epochs == 2 and all(0.0 <= v <= 1.0 for v in result.val_acc.values())
+    amp = Amp.build(precision, torch.device("cpu"))
+    assert amp.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert amp.scaler.is_enabled() == (precision == "fp16")
+    assert Amp.build("auto", torch.device("cpu")).dtype is None  # fp32 on the CPU
