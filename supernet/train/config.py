@@ -187,7 +187,7 @@ class RunConfig:
     # finetune / scratch: an export dir, a subnet YAML, or smallest | middle | largest
     subnet: str | None = None
     supernet: str | None = None  # finetune: take the subnet's weights from this checkpoint
-    resume: bool | str = False  # true: this run dir's checkpoint; a path: that checkpoint
+    resume: bool | str = False  # true | auto (if there is one) | a checkpoint path
     seed: int = 0
     device: str = "auto"
     threads: int | None = None  # CPU threads of torch's intra-op pool; None leaves it as it is
@@ -239,7 +239,9 @@ class RunConfig:
             if self.mode == "scratch" and self.supernet is not None:
                 problems.append("supernet= is for mode=finetune; mode=scratch starts from random")
         if not (isinstance(self.resume, bool) or (isinstance(self.resume, str) and self.resume)):
-            problems.append(f"resume must be true, false or a checkpoint path, got {self.resume!r}")
+            problems.append(
+                f"resume must be true, false, auto or a checkpoint path, got {self.resume!r}"
+            )
         if not _is_int(self.seed):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):

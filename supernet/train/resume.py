@@ -16,15 +16,20 @@ __all__ = ["check_same_settings", "resume_path"]
 def resume_path(resume: bool | str, run_dir: Path, name: str) -> Path | None:
     """The checkpoint to continue from, or ``None`` for a fresh run.
 
-    A fresh run never overwrites another run's checkpoint: if ``run_dir`` holds one already,
-    the user must say ``resume=true`` or pick another directory.
+    ``resume`` is ``False`` (fresh), ``True`` (``run_dir``'s checkpoint, which must exist),
+    ``"auto"`` (``run_dir``'s checkpoint if there is one: a rerun or a requeued job picks up
+    where it stopped) or a checkpoint path. A fresh run never overwrites another run's
+    checkpoint: if ``run_dir`` holds one already, the user must say ``resume=true`` (or
+    ``auto``) or pick another directory.
     """
     own = run_dir / name
+    if resume == "auto":  # continue if there is something to continue, else start
+        return own if own.is_file() else None
     if resume is False:
         if own.exists():
             raise ConfigError(
-                f"{own} already exists: pass resume=true to continue that run, or choose "
-                "another hydra.run.dir"
+                f"{own} already exists: pass resume=true (or resume=auto) to continue that run, "
+                "or choose another hydra.run.dir"
             )
         return None
     if resume is True:

@@ -74,7 +74,7 @@ def test_bad_values_are_named_in_one_message() -> None:
         _run(mode="scratch", subnet="largest", supernet="x.pt")
     with pytest.raises(ConfigError, match="threads must be a positive integer or null"):
         _run(threads=0)
-    with pytest.raises(ConfigError, match="resume must be true, false or a checkpoint path"):
+    with pytest.raises(ConfigError, match="resume must be true, false, auto or a checkpoint path"):
         _run(resume="")
 
 

@@ -125,10 +125,13 @@ def test_resume_equals_uninterrupted(tiny_run: Factory, strategy: str, kill: Hoo
 
 def test_resuming_a_finished_run_trains_no_more(tiny_run: Factory) -> None:
     config = tiny_run(epochs=1)
-    first = train_supernet(config)
+    first = train_supernet({**config, "resume": "auto"})  # nothing to continue: starts
+    assert first.resumed_from is None
     before = first.checkpoint.read_bytes()
-    again = train_supernet({**config, "resume": True})
-    assert again.val_acc == first.val_acc and first.checkpoint.read_bytes() == before
+    for resume in (True, "auto"):  # `make demo` twice: the second reports the finished run
+        again = train_supernet({**config, "resume": resume})
+        assert again.resumed_from == 1 and again.val_acc == first.val_acc
+        assert first.checkpoint.read_bytes() == before
 
 
 def test_resume_with_another_space_names_the_fields(tiny_run: Factory) -> None:
