@@ -28,6 +28,12 @@ FORMAT = "vitnas-supernet"
 VERSION = 1
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Any) -> None:
     """Call ``write(tmp_path)`` and move the result to ``path`` in one rename.
 
@@ -41,6 +47,7 @@ def atomic_write(path: str | Path, write: Any) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,8 +66,16 @@ def save_checkpoint(path: str | Path, net: Supernet, **extra: Any) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict safely, with one clear error for each way it can be unusable."""
+def load_checkpoint(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    expected_format: str = FORMAT,
+) -> dict[str, Any]:
+    """Read a checkpoint dict safely, with one clear error for each way it can be unusable.
+
+    ``expected_format`` is the ``format`` entry it must carry (another tool's file, or a
+    single-subnet training checkpoint where a supernet is expected, is refused).
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(
@@ -83,8 +98,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"cannot read checkpoint {path}: the file is truncated or corrupt "
             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
         ) from None
-    if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a supernet checkpoint of this tool")
+    if not isinstance(payload, Mapping) or payload.get("format") != expected_format:
+        what = "supernet" if expected_format == FORMAT else f"{expected_format!r}"
+        raise CheckpointError(f"{path} is not a {what} checkpoint of this tool")
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(
             f"{path} was written by a newer version (format {payload['version']}); upgrade"

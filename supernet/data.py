@@ -95,17 +95,33 @@ class DataConfig:
 
 
 class BatchAugment:
-    """Augments a batch of normalised images (B, C, H, W) in place of per-image transforms."""
+    """Augments a batch of normalised images (B, C, H, W) in place of per-image transforms.
 
-    def __init__(self, config: AugmentConfig, generator: torch.Generator | None = None) -> None:
+    ``fill`` is the per-channel value the translation pads with: the normalised value of a black
+    pixel (what a padded crop of the raw image shows), not 0, which after normalisation is the
+    dataset's mean grey. ``generator`` makes the draws reproducible; trainers checkpoint it.
+    """
+
+    def __init__(
+        self,
+        config: AugmentConfig,
+        generator: torch.Generator | None = None,
+        fill: torch.Tensor | None = None,
+    ) -> None:
         self.config = config
         self.generator = generator
+        self.fill = fill
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pad = self.config.crop_padding
-        b, _, h, w = x.shape
+        b, c, h, w = x.shape
         if pad > 0:
-            padded = F.pad(x, (pad, pad, pad, pad))
+            if self.fill is None:
+                padded = F.pad(x, (pad, pad, pad, pad))
+            else:
+                fill = self.fill.to(x.device, x.dtype).reshape(1, c, 1, 1)
+                padded = fill.expand(b, c, h + 2 * pad, w + 2 * pad).clone()
+                padded[:, :, pad : pad + h, pad : pad + w] = x
             shifts = torch.randint(0, 2 * pad + 1, (2, b), generator=self.generator)
             rows = (torch.arange(h).unsqueeze(0) + shifts[0].unsqueeze(1)).to(x.device)
             cols = (torch.arange(w).unsqueeze(0) + shifts[1].unsqueeze(1)).to(x.device)
@@ -193,7 +209,7 @@ def _tensor_splits(
         num_classes=num_classes,
         in_chans=train_x.shape[1],
         img_size=train_x.shape[-1],
-        augment=BatchAugment(config.augment, generator),
+        augment=BatchAugment(config.augment, generator, fill=(-mean / std).reshape(-1)),
     )
 
 
@@ -231,12 +247,21 @@ def _fashion_mnist(config: DataConfig) -> DataSplits:
     if not all((raw / n).is_file() for n in names) and all(
         (DEBIAN_FASHION_MNIST / f"{n}.gz").is_file() for n in names
     ):
-        raw.mkdir(parents=True, exist_ok=True)
-        for n in names:  # torchvision reads the uncompressed files; unpack them atomically
-            tmp = raw / f".{n}.tmp"
-            with gzip.open(DEBIAN_FASHION_MNIST / f"{n}.gz", "rb") as src, tmp.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            tmp.replace(raw / n)
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            for n in names:  # torchvision reads the uncompressed files; unpack them atomically
+                tmp = raw / f".{n}.tmp"
+                with (
+                    gzip.open(DEBIAN_FASHION_MNIST / f"{n}.gz", "rb") as src,
+                    tmp.open("wb") as dst,
+                ):
+                    shutil.copyfileobj(src, dst)
+                tmp.replace(raw / n)
+        except OSError as exc:
+            raise DataError(
+                f"cannot unpack Fashion-MNIST from {DEBIAN_FASHION_MNIST} into {raw} ({exc}); "
+                "set data.root (or VITNAS_DATA) to a writable folder"
+            ) from None
     try:
         train = FashionMNIST(str(root), train=True, download=config.download)
         test = FashionMNIST(str(root), train=False, download=config.download)
@@ -314,9 +339,15 @@ def _imagefolder(config: DataConfig) -> DataSplits:
             normalize,
         ]
     )
-    full_train = ImageFolder(str(train_dir), transforms.Compose(train_tf))
-    eval_train = ImageFolder(str(train_dir), eval_tf)
-    test = ImageFolder(str(test_dir), eval_tf)
+    try:
+        full_train = ImageFolder(str(train_dir), transforms.Compose(train_tf))
+        eval_train = ImageFolder(str(train_dir), eval_tf)
+        test = ImageFolder(str(test_dir), eval_tf)
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(
+            f"cannot read ImageFolder data under {root} ({exc}); train/ and val/ (or test/) need "
+            "one sub-folder of images per class"
+        ) from None
     if test.classes != full_train.classes:
         raise DataError(f"{test_dir} has other classes than {train_dir}")
     train, val = _carve(full_train, eval_train, config)

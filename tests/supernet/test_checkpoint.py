@@ -110,3 +110,20 @@ def test_saved_subnet_errors(tiny_space: SearchSpace, tmp_path: Path) -> None:
         load_subnet(out)
     with pytest.raises(CheckpointError, match="not an exported subnet"):
         load_subnet(tmp_path / "missing")
+
+
+def test_atomic_write_gives_a_normal_file_mode(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "supernet.pt"
+    save_checkpoint(path, Supernet(tiny_space))
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_expected_format(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    path = tmp_path / "supernet.pt"
+    save_checkpoint(path, Supernet(tiny_space))
+    with pytest.raises(CheckpointError, match="is not a 'other-format' checkpoint of this tool"):
+        load_checkpoint(path, expected_format="other-format")

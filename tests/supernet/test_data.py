@@ -114,6 +114,23 @@ def test_missing_cifar_and_imagefolder(tmp_path: Path) -> None:
         build_data({"name": "imagefolder"})
     with pytest.raises(DataError, match="ImageFolder data needs"):
         build_data({"name": "imagefolder", "root": str(tmp_path)})
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    with pytest.raises(DataError, match="need one sub-folder of images per class"):
+        build_data({"name": "imagefolder", "root": str(tmp_path)})
+
+
+def test_fashion_mnist_unwritable_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    for prefix, n in (("train", 4), ("t10k", 2)):
+        _write_idx(debian / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 28, 28)))
+        _write_idx(debian / f"{prefix}-labels-idx1-ubyte.gz", np.zeros((n,)))
+    monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", debian)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match=r"cannot unpack Fashion-MNIST .* set data\.root"):
+        build_data({"name": "fashion_mnist", "root": str(blocker / "sub")})
 
 
 def test_materialize_and_accuracy() -> None:
@@ -133,3 +150,39 @@ def test_materialize_and_accuracy() -> None:
     assert accuracy(net, x, predicted, space.smallest(), batch_size=7) == 1.0
     model = net.extract(space.smallest())
     assert accuracy(model, x, predicted) == 1.0
+
+
+def test_translation_pads_with_black_not_the_mean() -> None:
+    """Digits are white on black: a shifted digit's new border must be black, as in raw pixels."""
+    splits = build_data({"name": "digits", "augment": {"crop_padding": 2}})
+    x = torch.stack([splits.train[i][0] for i in range(64)])
+    black = float(splits.augment.fill[0])  # type: ignore[attr-defined]
+    assert black == pytest.approx(float(x.min()))  # the normalised value of raw 0
+    out = splits.augment(x)
+    # Every output pixel is an input pixel of its own image or the black fill.
+    for a, b in zip(x, out, strict=True):
+        values = set(a.flatten().tolist()) | {black}
+        assert set(b.flatten().tolist()) <= values
+    assert (out == black).sum() > (x == black).sum()  # some padding came in
+
+
+def test_evalset_streams_or_holds_and_scores_several_subnets() -> None:
+    from supernet import Supernet
+    from supernet.evaluation import EvalSet, accuracies, accuracy, in_memory, materialize
+
+    splits = build_data({"name": "digits"})
+    assert in_memory(splits.val) and in_memory(splits.test)
+    held = EvalSet(splits.val, batch_size=50)
+    streamed = EvalSet(splits.val, batch_size=50)
+    streamed.tensors, streamed.loader = None, torch.utils.data.DataLoader(splits.val, 50)
+    space = SearchSpace.preset("digits")
+    net = Supernet(space)
+    subnets = {"small": space.smallest(), "large": space.largest()}
+    a = accuracies(net, held, subnets)
+    assert a == accuracies(net, streamed, subnets)
+    x, y = materialize(splits.val)
+    assert a["small"] == accuracy(net, x, y, space.smallest())
+    assert a["large"] == accuracy(net, x, y, space.largest())
+    state = torch.get_rng_state()
+    EvalSet(splits.val)
+    assert torch.equal(state, torch.get_rng_state())  # evaluation draws no global random numbers
