@@ -79,7 +79,7 @@ def resolve_latency_profile(
         )
     except ProfileError as exc:
         if needed:
-            raise ProfileError(f"{' and '.join(needed)} needs predicted latency: {exc}") from None
+            raise ProfileError(f"{' and '.join(needed)} needs predicted latency; {exc}") from None
         if where is not None:
             raise
         return None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,12 +35,12 @@ import pandas as pd
 import torch
 
 from supernet import SearchSpace, SubnetConfig, VisionTransformer
+from supernet.atomic import check_target_dir, move_into_place, staging_dir
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
 from supernet.saved_model import save_subnet
 
 from ._cli import parse_args, run_cli
-from ._io import share_tree
 from .budget import parse_amount
 from .costs import METRICS, format_cost
 from .results import read_trials
@@ -203,21 +202,7 @@ def _readme(subnet: SubnetConfig, meta: Mapping[str, Any], has_onnx: bool) -> st
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"out={out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"out={out} exists and is not empty; choose another or pass overwrite=true")
-
-
-def _move_into_place(staged: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        staged.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staged.rename(out)
+    check_target_dir(out, overwrite, f"out={out}", "overwrite=true")
 
 
 def export_subnet(
@@ -307,8 +292,7 @@ def export_subnet(
         print(f"note: no model.onnx: {missing} not installed (pip install 'vitnas[onnx]')")
     with_onnx = onnx_mode != "false" and not missing
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    work = staging_dir(out)
     try:
         if with_onnx:
             diff = export_onnx(model, space, work / "model.onnx")
@@ -331,9 +315,8 @@ def export_subnet(
         )
         if with_onnx:
             (work / "model.onnx").replace(staged / "model.onnx")
-        share_tree(staged)  # built in mkdtemp dirs (0700): give it ordinary permissions
         _check_target(out, overwrite)  # in case it appeared meanwhile
-        _move_into_place(staged, out)
+        move_into_place(staged, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(out, number, subnet, metadata, reason)

@@ -15,7 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from ._io import atomic_write_file
+from supernet.atomic import atomic_write
+
 from .budget import Budget
 from .costs import UNITS
 
@@ -229,9 +230,7 @@ def save_figure(fig: go.Figure, html_path: str | Path, png: bool = True) -> list
     """Write self-contained HTML, plus a PNG beside it when kaleido can render one."""
     global _PNG_NOTICE_SHOWN
     html_path = Path(html_path)
-    atomic_write_file(
-        html_path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True)
-    )
+    atomic_write(html_path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True))
     written = [html_path]
     if not png:
         return written
@@ -239,7 +238,7 @@ def save_figure(fig: go.Figure, html_path: str | Path, png: bool = True) -> list
     try:
         import kaleido  # noqa: F401
 
-        atomic_write_file(png_path, lambda tmp: fig.write_image(tmp, format="png", scale=2))
+        atomic_write(png_path, lambda tmp: fig.write_image(tmp, format="png", scale=2))
         written.append(png_path)
     except Exception as exc:  # kaleido missing, or no Chromium for it to drive
         if not _PNG_NOTICE_SHOWN:

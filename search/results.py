@@ -31,8 +31,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from supernet import SearchSpace, complexity
+from supernet.atomic import atomic_write
 
-from ._io import atomic_write_file
 from .budget import Budget
 from .costs import format_cost
 from .objective import subnet_from_params
@@ -165,8 +165,8 @@ def write_table(frame: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     """Write ``<stem>.csv`` and ``<stem>.parquet`` atomically; returns the paths written."""
     stem = Path(path_stem)
     csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
-    atomic_write_file(csv, lambda tmp: frame.to_csv(tmp, index=False))
-    atomic_write_file(parquet, lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(csv, lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write(parquet, lambda tmp: frame.to_parquet(tmp, index=False))
     return [csv, parquet]
 
 

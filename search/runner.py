@@ -20,10 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from supernet import SearchSpace
+from supernet.atomic import atomic_write_text
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
 
-from ._io import atomic_write_file
 from .budget import Budget
 from .costs import CostModel
 from .objective import load_val_data, subnet_params
@@ -111,7 +111,7 @@ def _checkpoint_data(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
 def _write_manifest(run_dir: Path, content: Mapping[str, Any]) -> Path:
     path = run_dir / MANIFEST
     text = yaml.safe_dump(dict(content), sort_keys=False)
-    atomic_write_file(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(path, text)
     return path
 
 

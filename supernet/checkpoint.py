@@ -9,15 +9,14 @@ state dict); training adds its own entries (optimizer, scheduler, RNG states, ep
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .errors import CheckpointError
 from .model import Supernet
 from .space import SearchSpace, SpaceError
@@ -26,32 +25,6 @@ __all__ = ["FORMAT", "file_sha256", "load_checkpoint", "load_supernet", "save_ch
 
 FORMAT = "vitnas-supernet"
 VERSION = 1
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` in one rename.
-
-    A crash or kill at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, net: Supernet, **extra: Any) -> None:

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import check_target_dir, default_mode, move_into_place, staging_dir
 from .errors import CheckpointError
 from .space import SearchSpace, SpaceError, SubnetConfig
 from .vit import VisionTransformer
@@ -42,16 +43,9 @@ def save_subnet(
     to text contents written alongside (a README, say).
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise CheckpointError(f"export target {directory} exists and is not a directory")
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise CheckpointError(
-            f"export target {directory} already exists and is not empty; choose another "
-            "directory or pass overwrite"
-        )
+    check_target_dir(directory, overwrite, f"export target {directory}", "overwrite=True")
     space.validate(model.subnet)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = staging_dir(directory)
     try:
         config = {
             "space": space.to_dict(),
@@ -61,16 +55,10 @@ def save_subnet(
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE))
+        os.chmod(tmp / WEIGHTS_FILE, default_mode())  # safetensors writes owner-only files
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(directory)
+        move_into_place(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .atomic import atomic_write_text
 from .errors import UserError
 
 __all__ = ["PRESETS_DIR", "SearchSpace", "SpaceError", "SubnetConfig", "mlp_hidden_dim"]
@@ -119,11 +120,7 @@ def _read_yaml(path: str | Path, what: str) -> Any:
 
 def _write_yaml(data: Mapping[str, Any], path: str | Path) -> None:
     """Write atomically: a crash never leaves a half-written file at ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(dict(data), sort_keys=False))
-    tmp.replace(path)
+    atomic_write_text(path, yaml.safe_dump(dict(data), sort_keys=False))
 
 
 @dataclass(frozen=True)

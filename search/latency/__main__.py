@@ -22,7 +22,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from supernet import SearchSpace, SubnetConfig
-from supernet.checkpoint import atomic_write, checkpoint_space, load_checkpoint
+from supernet.atomic import atomic_write_text
+from supernet.checkpoint import checkpoint_space, load_checkpoint
 from supernet.cli import user_errors
 from supernet.vit import VisionTransformer
 
@@ -125,7 +126,7 @@ def _measure(cfg: DictConfig, space: SearchSpace) -> None:
             print(f"  predicted by the profile in {cfg.profile_dir}: {predicted:.3f} ms")
     path = _out_dir(cfg) / "latency_measurement.yaml"
     text = yaml.safe_dump(record, sort_keys=False)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(path, text)
     print(f"  written: {path}")
 
 

@@ -34,7 +34,7 @@ import torch
 import yaml
 
 from supernet import SearchSpace, SubnetConfig
-from supernet.checkpoint import atomic_write
+from supernet.atomic import atomic_write_text
 from supernet.space import PRESETS_DIR, SpaceError
 
 from .device import device_description, effective_threads, parse_device
@@ -260,7 +260,7 @@ class LatencyProfile:
         """Write the profile as YAML, atomically (no half-written file, even on a crash)."""
         path = Path(path)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(path, text)
         return path
 
     @classmethod
@@ -336,7 +336,7 @@ def find_profile(
     place = f"in {where}/" if where.is_dir() else f"at {where} (no such file or directory)"
     skipped = f" (skipped unreadable: {', '.join(unreadable)})" if unreadable else ""
     raise ProfileError(
-        f"no latency profile {place} for {wanted}{skipped}; a latency budget needs one: "
-        f"calibrate it with `{command}` (a few minutes; it files the profile in "
+        f"no latency profile {place} for {wanted}{skipped}: "
+        f"calibrate one with `{command}` (a few minutes; it files the profile in "
         f"{DEFAULT_PROFILE_DIR}/)"
     )

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..checkpoint import atomic_write
+from ..atomic import atomic_write_text
 from ..data import BatchAugment, DataSplits
 from ..errors import UserError
 from . import rng
@@ -121,7 +121,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     text = buffer.getvalue()
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(path, text)
 
 
 def _loader(

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 import yaml
 
 from .. import complexity
-from ..checkpoint import atomic_write, check_space, load_checkpoint, load_supernet
+from ..atomic import atomic_write, atomic_write_text
+from ..checkpoint import check_space, load_checkpoint, load_supernet
 from ..data import build_data
 from ..errors import CheckpointError
 from ..evaluation import EvalSet, accuracies
@@ -368,7 +369,7 @@ def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult
             metrics=rows,
         )
         text = json.dumps(result.to_dict(), indent=2) + "\n"
-        atomic_write(run_dir / RESULT_FILE, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(run_dir / RESULT_FILE, text)
         log.info(
             "%s %s: test acc %.4f (val %.4f)%s; exported to %s",
             config.mode,

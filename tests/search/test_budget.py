@@ -84,7 +84,7 @@ def test_latency_needs_a_profile(
     with pytest.raises(UserError) as info:
         resolve_latency_profile(None, digits_space, needed_by=["budget.latency_ms"])
     message = str(info.value)
-    assert message.startswith("budget.latency_ms needs predicted latency: ")
+    assert message.startswith("budget.latency_ms needs predicted latency; no latency profile")
     assert "python -m search.latency calibrate" in message
     with pytest.raises(UserError, match=r"python -m search\.latency calibrate"):
         resolve_latency_profile(tmp_path / "none.yaml", digits_space)

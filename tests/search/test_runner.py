@@ -115,7 +115,11 @@ def test_user_errors(
         run_search(search_config(f"supernet={tmp_path / 'nope.pt'}"), tmp_path)
     with pytest.raises(BudgetError, match="below the smallest subnet: this space spans"):
         run_search(search_config(ckpt, "budget.flops=10"), tmp_path)
-    with pytest.raises(UserError, match=r"budget\.latency_ms needs predicted latency: calibrate"):
+    latency = (
+        r"budget\.latency_ms needs predicted latency; no latency profile .* "
+        r"calibrate one with `python -m search\.latency calibrate"
+    )
+    with pytest.raises(UserError, match=latency):
         run_search(search_config(ckpt, "budget.latency_ms=5"), tmp_path)
     with pytest.raises(SettingsError, match=r"search\.objectives must be \[val_acc\]"):
         run_search(search_config(ckpt, "search.objectives=[flops]"), tmp_path)

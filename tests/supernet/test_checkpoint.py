@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from supernet import CheckpointError, SearchSpace, Supernet, load_subnet, save_subnet
-from supernet.checkpoint import atomic_write, load_checkpoint, load_supernet, save_checkpoint
+from supernet import CheckpointError, SearchSpace, Supernet, UserError, load_subnet, save_subnet
+from supernet.atomic import atomic_write
+from supernet.checkpoint import load_checkpoint, load_supernet, save_checkpoint
 
 
 def test_round_trip(tiny_space: SearchSpace, tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_saved_subnet_errors(tiny_space: SearchSpace, tmp_path: Path) -> None:
     net = Supernet(tiny_space)
     model = net.extract(tiny_space.largest())
     out = save_subnet(model, tiny_space, tmp_path / "export")
-    with pytest.raises(CheckpointError, match="already exists and is not empty"):
+    with pytest.raises(UserError, match="is not empty; choose another or pass overwrite=True"):
         save_subnet(model, tiny_space, out)
     small = net.extract(tiny_space.smallest())
     save_subnet(small, tiny_space, out, overwrite=True)
