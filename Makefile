@@ -31,8 +31,13 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# Train a digits supernet (resumed/reported if already there), search it under a 2 MFLOPs budget
+# (a rerun adds 50 trials to the same study), export the best subnet.
 demo: setup
-	$(BIN)/python -m supernet.train hydra.run.dir=runs/demo
+	$(BIN)/python -m supernet.train hydra.run.dir=runs/demo resume=auto
+	$(BIN)/python -m search supernet=runs/demo/supernet.pt budget.flops=2M search.n_trials=50 \
+	  hydra.run.dir=runs/demo/search
+	$(BIN)/python -m search.export runs/demo/search trial=best out=runs/demo/best overwrite=true
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
