@@ -7,6 +7,7 @@ get PNGs.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -238,6 +239,9 @@ def save_figure(fig: go.Figure, html_path: str | Path, png: bool = True) -> list
     try:
         import kaleido  # noqa: F401
 
+        # kaleido's browser driver logs every temp-dir cleanup at INFO into the app's log
+        logging.getLogger("choreographer").setLevel(logging.WARNING)
+        logging.getLogger("kaleido").setLevel(logging.WARNING)
         atomic_write(png_path, lambda tmp: fig.write_image(tmp, format="png", scale=2))
         written.append(png_path)
     except Exception as exc:  # kaleido missing, or no Chromium for it to drive

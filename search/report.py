@@ -26,6 +26,7 @@ import pandas as pd
 from supernet.errors import UserError
 
 from ._cli import parse_args, run_cli
+from .budget import BudgetError, parse_amount
 from .costs import METRICS, format_cost
 from .plots import report_figure, save_figure
 from .results import CONTRACT_COLUMNS, EXTRA_COLUMNS, read_trials, write_table
@@ -131,7 +132,17 @@ def report_summary(trials: pd.DataFrame, varying: Sequence[str]) -> pd.DataFrame
                 best_flops=format_cost("flops", best["flops"]),
             )
         rows.append(row)
+    rows.sort(key=lambda r: tuple(_natural(r[k]) for k in keys))
     return pd.DataFrame(rows)
+
+
+def _natural(value: str) -> tuple[int, float, str]:
+    """Sort key: amounts by size (``"500k"`` < ``"2M"``), then anything else by its text."""
+    try:
+        amount = parse_amount("", value)
+    except BudgetError:
+        amount = None
+    return (0, amount, "") if amount is not None else (1, 0.0, str(value))
 
 
 def _cost_axis(runs: Sequence[Path], requested: str | None) -> str:
