@@ -184,8 +184,8 @@ def history_figure(frame: pd.DataFrame, title: str = "") -> go.Figure:
 def report_figure(
     frames: Mapping[str, pd.DataFrame], cost: str = "flops", title: str = ""
 ) -> go.Figure:
-    """One plot across runs: each run's feasible trials (faint) and its Pareto front, one
-    colour per run label (e.g. its budget and sampler)."""
+    """One plot across runs: per label (a budget and sampler, seeds pooled), its feasible trials
+    (faint) and the Pareto front of all of them, in one colour."""
     fig = go.Figure()
     palette = qualitative.Plotly + qualitative.D3
     for i, (label, frame) in enumerate(frames.items()):

@@ -104,14 +104,27 @@ def varying_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in override_columns(trials) if per_run[c].astype(str).nunique(dropna=False) > 1]
 
 
+def _groups(
+    trials: pd.DataFrame, varying: Sequence[str]
+) -> tuple[list[str], list[tuple[tuple[str, ...], pd.DataFrame]]]:
+    """The trials per combination of the varying overrides (seeds pooled), in natural order
+    (budgets by amount): ``(keys, [(values, trials), ...])``."""
+    keys = [c for c in varying if c != "seed"] or ["run"]
+    groups = [
+        (values if isinstance(values, tuple) else (values,), group)
+        for values, group in trials.groupby(
+            [trials[k].astype(str) for k in keys], sort=False, dropna=False
+        )
+    ]
+    groups.sort(key=lambda item: tuple(_natural(v) for v in item[0]))
+    return keys, groups
+
+
 def report_summary(trials: pd.DataFrame, varying: Sequence[str]) -> pd.DataFrame:
     """One row per combination of the varying overrides, seeds pooled."""
-    keys = [c for c in varying if c != "seed"] or ["run"]
+    keys, groups = _groups(trials, varying)
     rows = []
-    for values, group in trials.groupby(
-        [trials[k].astype(str) for k in keys], sort=False, dropna=False
-    ):
-        values = values if isinstance(values, tuple) else (values,)
+    for values, group in groups:
         complete = group[group["state"] == "COMPLETE"]
         ok = complete[complete["feasible"].fillna(False) & complete["val_acc"].notna()]
         per_run_best = ok.groupby("run")["val_acc"].max()
@@ -132,7 +145,6 @@ def report_summary(trials: pd.DataFrame, varying: Sequence[str]) -> pd.DataFrame
                 best_flops=format_cost("flops", best["flops"]),
             )
         rows.append(row)
-    rows.sort(key=lambda r: tuple(_natural(r[k]) for k in keys))
     return pd.DataFrame(rows)
 
 
@@ -169,14 +181,11 @@ def write_report(
     axis = _cost_axis(runs, cost)
     summary = report_summary(trials, varying)
     files = write_table(trials, out / "report")
-    frames = {}
-    for run, frame in trials.groupby("run", sort=False):
-        if varying:
-            first = frame.iloc[0]
-            label = ", ".join(f"{c}={first[c]}" for c in varying)
-        else:
-            label = str(run)
-        frames[label] = frame
+    keys, groups = _groups(trials, varying)
+    frames = {
+        ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)): frame
+        for values, frame in groups
+    }
     files += save_figure(
         report_figure(frames, axis, title=f"validation accuracy vs {axis}: {len(runs)} runs"),
         out / "report_pareto.html",

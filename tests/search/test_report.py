@@ -45,7 +45,9 @@ def test_report_combines_runs(
     best = first[first["feasible"]]["val_acc"].max()
     assert report.summary["best_val_acc"].iloc[0] == pytest.approx(best)
     html = (root / "report_pareto.html").read_text()
-    assert "budget.flops=1M, seed=0" in html
+    # One colour and one front per budget, the seeds' trials pooled (as in the summary).
+    assert f"budget.flops={half_flops}" in html and "budget.flops=1M" in html
+    assert "seed=0" not in html
 
 
 def test_find_runs_errors(tmp_path: Path) -> None:
