@@ -182,14 +182,24 @@ def history_figure(frame: pd.DataFrame, title: str = "") -> go.Figure:
 
 
 def report_figure(
-    frames: Mapping[str, pd.DataFrame], cost: str = "flops", title: str = ""
+    frames: Mapping[str, pd.DataFrame],
+    cost: str = "flops",
+    title: str = "",
+    styles: Mapping[str, tuple[int, int]] | None = None,
 ) -> go.Figure:
     """One plot across runs: per label (a budget and sampler, seeds pooled), its feasible trials
-    (faint) and the Pareto front of all of them, in one colour."""
+    (faint) and the Pareto front of all of them. ``styles`` gives each label a (colour, dash)
+    index, e.g. a colour per budget and a dash per sampler; by default every label a colour.
+
+    Labels are drawn last to first, so that fronts listed first (small budgets, whose fronts
+    the larger budgets' fronts cover) stay visible; the legend keeps the given order."""
     fig = go.Figure()
     palette = qualitative.Plotly + qualitative.D3
-    for i, (label, frame) in enumerate(frames.items()):
-        color = palette[i % len(palette)]
+    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
+    items = list(frames.items())
+    for rank, (label, frame) in reversed(list(enumerate(items))):
+        color_index, dash_index = (styles or {}).get(label, (rank, 0))
+        color = palette[color_index % len(palette)]
         ok = frame[frame["feasible"].fillna(False) & frame["val_acc"].notna()]
         fig.add_trace(
             go.Scatter(
@@ -198,6 +208,7 @@ def report_figure(
                 mode="markers",
                 name=label,
                 legendgroup=label,
+                showlegend=False,
                 marker={"color": color, "size": 6, "opacity": 0.35},
                 hovertext=_hover(ok),
                 hoverinfo="text",
@@ -209,10 +220,10 @@ def report_figure(
                 x=xs,
                 y=ys,
                 mode="lines+markers",
-                name=f"{label} front",
+                name=label,
                 legendgroup=label,
-                showlegend=False,
-                line={"color": color, "width": 2},
+                legendrank=rank,
+                line={"color": color, "width": 2, "dash": dashes[dash_index % len(dashes)]},
                 marker={"size": 9, "symbol": "diamond"},
                 hoverinfo="skip",
             )
@@ -222,7 +233,7 @@ def report_figure(
         xaxis_title=axis_title(cost),
         yaxis_title="validation accuracy (inherited weights)",
         template="plotly_white",
-        legend_title="run",
+        legend_title="runs (seeds pooled)",
     )
     return fig
 

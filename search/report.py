@@ -182,12 +182,18 @@ def write_report(
     summary = report_summary(trials, varying)
     files = write_table(trials, out / "report")
     keys, groups = _groups(trials, varying)
-    frames = {
-        ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)): frame
-        for values, frame in groups
-    }
+    frames, styles = {}, {}
+    firsts = list(dict.fromkeys(values[0] for values, _ in groups))
+    rests = list(dict.fromkeys(values[1:] for values, _ in groups))
+    for values, frame in groups:
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+        frames[label] = frame
+        # a colour per value of the first varying override (the budget), a dash per the rest
+        styles[label] = (firsts.index(values[0]), rests.index(values[1:]))
     files += save_figure(
-        report_figure(frames, axis, title=f"validation accuracy vs {axis}: {len(runs)} runs"),
+        report_figure(
+            frames, axis, title=f"validation accuracy vs {axis}: {len(runs)} runs", styles=styles
+        ),
         out / "report_pareto.html",
         png=png,
     )
