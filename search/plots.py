@@ -20,6 +20,7 @@ from supernet.atomic import atomic_write
 
 from .budget import Budget
 from .costs import UNITS
+from .results import pareto_mask
 
 __all__ = ["history_figure", "pareto_figure", "report_figure", "save_figure"]
 
@@ -55,17 +56,10 @@ def _hover(frame: pd.DataFrame) -> list[str]:
 
 
 def _front(frame: pd.DataFrame, cost: str) -> tuple[list[float], list[float]]:
-    """The Pareto points as a staircase (x, y), cheapest first."""
-    front = frame[frame["pareto"].fillna(False)].sort_values(cost)
-    xs: list[float] = []
-    ys: list[float] = []
-    for x, y in zip(front[cost] / _SCALES[cost], front["val_acc"], strict=True):
-        if ys:
-            xs.append(x)
-            ys.append(ys[-1])
-        xs.append(x)
-        ys.append(y)
-    return xs, ys
+    """The Pareto points of ``frame`` (its evaluated feasible trials), cheapest first; drawn
+    with ``line_shape="hv"`` they make the staircase."""
+    front = frame[pareto_mask(frame["val_acc"], frame[cost])].sort_values(cost)
+    return (front[cost] / _SCALES[cost]).tolist(), front["val_acc"].tolist()
 
 
 def _budget_lines(fig: go.Figure, budget: Budget | None, cost: str) -> None:
@@ -109,8 +103,8 @@ def pareto_figure(
             x=xs,
             y=ys,
             mode="lines+markers",
-            name=f"Pareto front ({int(ok['pareto'].sum())})",
-            line={"color": qualitative.Plotly[1], "width": 2},
+            name=f"Pareto front ({len(xs)})",
+            line={"color": qualitative.Plotly[1], "width": 2, "shape": "hv"},
             marker={"size": 10, "symbol": "diamond"},
             hoverinfo="skip",
         )
@@ -223,7 +217,12 @@ def report_figure(
                 name=label,
                 legendgroup=label,
                 legendrank=rank,
-                line={"color": color, "width": 2, "dash": dashes[dash_index % len(dashes)]},
+                line={
+                    "color": color,
+                    "width": 2,
+                    "dash": dashes[dash_index % len(dashes)],
+                    "shape": "hv",
+                },
                 marker={"size": 9, "symbol": "diamond"},
                 hoverinfo="skip",
             )
