@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from supernet import SearchSpace, SubnetConfig
 from supernet.atomic import atomic_write_text
 from supernet.checkpoint import checkpoint_space, load_checkpoint
-from supernet.cli import user_errors
+from supernet.cli import hydra_main, user_errors
 from supernet.vit import VisionTransformer
 
 from .calibrate import calibrate
@@ -153,4 +153,4 @@ def _argv_with_command(argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     sys.argv = _argv_with_command(sys.argv)
-    main()
+    hydra_main(main)
