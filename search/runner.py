@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from supernet import SearchSpace
-from supernet.atomic import atomic_write_text
+from supernet.atomic import atomic_write_text, make_dir
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
 
@@ -133,7 +133,7 @@ def run_search(
     """
     settings = cfg if isinstance(cfg, SearchSettings) else SearchSettings.from_config(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)
     configure_logging(settings.verbose)
 
     # 1. The supernet, its space, the validation data, the budget: everything that can fail.
