@@ -61,15 +61,17 @@ def load_checkpoint(
             raise CheckpointError(f"{path} is a directory without a supernet.pt checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, "
-            f"which could run code when unpickled ({str(exc).splitlines()[0]})"
+            "which could run code when unpickled; use a checkpoint written by `python -m "
+            "supernet.train`"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated or corrupt "
-            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); restore it "
+            "from a copy, or remove it and train again"
         ) from None
     if not isinstance(payload, Mapping) or payload.get("format") != expected_format:
         what = "supernet" if expected_format == FORMAT else f"{expected_format!r}"
