@@ -156,11 +156,17 @@ def open_study(
 
     Returns ``(study, created)``. ``identity`` is stored in the study's user attributes; a
     resumed study whose checkpoint, objectives, budget or validation set differ fails naming the
-    difference (trials of two different searches must not mix).
+    difference (trials of two different searches must not mix). An empty study without them
+    (its run was killed right after creating it) counts as created now.
     """
     existing = {s.study_name for s in storage.get_all_studies()}
     if study_name in existing:
         study = optuna.load_study(study_name=study_name, storage=storage)
+        same_directions = [d.name.lower() for d in study.directions] == list(directions)
+        if STUDY_ATTR not in study.user_attrs and not study.trials and same_directions:
+            # Created by a run killed before it could label it: nothing in it to protect.
+            study.set_user_attr(STUDY_ATTR, dict(identity))
+            return study, True
         stored = study.user_attrs.get(STUDY_ATTR, {})
         diff = [
             f"{key}: study has {stored.get(key)!r}, this run {identity.get(key)!r}"

@@ -6,9 +6,10 @@ import socket
 import threading
 from pathlib import Path
 
+import optuna
 import pytest
 
-from search.storage import open_storage
+from search.storage import STUDY_ATTR, StudyMismatchError, open_storage, open_study
 from supernet.errors import UserError
 
 
@@ -57,3 +58,16 @@ def test_sqlite_file_in_a_directory_that_cannot_exist(tmp_path: Path) -> None:
 def test_malformed_url() -> None:
     with pytest.raises(UserError, match=r"give an RDB URL such as sqlite:///path/study\.db"):
         open_storage("not a url")
+
+
+def test_a_study_left_unlabelled_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    optuna.create_study(storage=storage, study_name="s")  # killed before labelling it
+    identity = {"checkpoint_sha256": "abc", "objectives": ["val_acc"]}
+    study, created = open_study(storage, "s", ["minimize"], identity)
+    assert created and study.user_attrs[STUDY_ATTR] == identity
+    assert open_study(storage, "s", ["minimize"], identity)[1] is False  # now a resume
+    other = optuna.create_study(storage=storage, study_name="t")  # someone else's, with trials
+    other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(StudyMismatchError, match="was made for another search"):
+        open_study(storage, "t", ["minimize"], identity)
