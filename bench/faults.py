@@ -139,6 +139,12 @@ def _temps(run: Path) -> list[Path]:
     return list(run.glob(".supernet.pt.*.tmp")) if run.is_dir() else []
 
 
+def _rows(run: Path) -> int:
+    """Epochs in ``metrics.csv`` (written after each epoch's checkpoint)."""
+    metrics = run / "metrics.csv"
+    return len(pd.read_csv(metrics)) if metrics.is_file() else 0
+
+
 def _epoch(run: Path) -> int | None:
     """The checkpoint's epoch; None if there is none; -1 if it cannot be read (corrupt)."""
     if not (run / "supernet.pt").exists():
@@ -166,12 +172,18 @@ def train_scenario(work: Path, kills: int, rng: random.Random) -> tuple[Row, lis
         old = set(_temps(run))  # left by an earlier kill; the new run removes them
         process = _start(["supernet.train", f"hydra.run.dir={run}", *TRAIN], log)
         t0 = time.perf_counter()
+        target = None
         if kind == "mid-write":
             while process.poll() is None and not set(_temps(run)) - old:
                 time.sleep(0.0005)
         else:
-            remaining = training * (epochs - done) / epochs
-            deadline = t0 + startup + rng.uniform(0, remaining)
+            # A random epoch of those left, then a random moment inside it (a step, or the
+            # validation at its end); in the first epoch of a fresh run, counted from startup.
+            target = rng.randrange(done, epochs - 1)
+            while process.poll() is None and target > done and _rows(run) < target:
+                time.sleep(0.005)
+            delay = rng.uniform(0, 0.9 * training / epochs)
+            deadline = time.perf_counter() + delay + (startup if target == done else 0.0)
             while process.poll() is None and time.perf_counter() < deadline:
                 time.sleep(0.005)
         after = time.perf_counter() - t0
@@ -191,7 +203,11 @@ def train_scenario(work: Path, kills: int, rng: random.Random) -> tuple[Row, lis
                 number,
                 kind,
                 round(after, 3),
-                {"checkpoint_epoch": epoch, "temp_file_left": torn},
+                {
+                    "in_epoch": None if target is None else target + 1,
+                    "checkpoint_epoch": epoch,
+                    "temp_file_left": torn,
+                },
             )
         )
     _wait(_start(["supernet.train", f"hydra.run.dir={run}", *TRAIN], log), log)
