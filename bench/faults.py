@@ -350,8 +350,14 @@ def workers_scenario(
         workers = child_pids(process.pid)
         if not workers:
             continue
-        pid = rng.choice(workers)
-        with _stopped([pid]):
+        with _stopped(workers):  # all of them, to see which are inside a trial right now
+            running = {
+                t.user_attrs.get("worker")
+                for t in observer.trials()
+                if t.state == TrialState.RUNNING
+            }
+            busy = [pid for pid in workers if f"{host}:{pid}" in running]
+            pid = rng.choice(busy or workers)  # (a replacement may still be starting)
             left = observer.note({f"{host}:{pid}"})
             os.kill(pid, signal.SIGKILL)
         row.kills += 1
@@ -465,7 +471,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"work directory kept: {work}")
-    table = pd.DataFrame([asdict(r) for r in rows])
+    table = pd.DataFrame([asdict(r) for r in rows], dtype=object).fillna("-")
     print()
     print(table.to_string(index=False))
     _write(args.out, [asdict(r) for r in rows])
