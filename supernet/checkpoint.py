@@ -75,7 +75,10 @@ def load_checkpoint(
         ) from None
     if not isinstance(payload, Mapping) or payload.get("format") != expected_format:
         what = "supernet" if expected_format == FORMAT else f"{expected_format!r}"
-        raise CheckpointError(f"{path} is not a {what} checkpoint of this tool")
+        raise CheckpointError(
+            f"{path} is not a {what} checkpoint of this tool; give one written by "
+            f"`python -m supernet.train`"
+        )
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(
             f"{path} was written by a newer version (format {payload['version']}); upgrade"
@@ -98,7 +101,10 @@ def check_space(found: SearchSpace, expected: SearchSpace, path: str | Path) -> 
             f"{name}: checkpoint {getattr(found, name)!r}, requested {getattr(expected, name)!r}"
             for name in diff
         )
-        raise CheckpointError(f"{path} was trained for another search space ({detail})")
+        raise CheckpointError(
+            f"{path} was trained for another search space ({detail}); ask for the space it was "
+            "trained with"
+        )
 
 
 def load_supernet(

@@ -101,9 +101,14 @@ def user_errors(task: Callable[..., T]) -> Callable[..., T]:
 
 def _hydra_message(exc: Exception) -> str:
     """Hydra's composition errors, shortened to what was wrong and how to fix it."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+    if isinstance(exc, OverrideParseException):
+        return (
+            f"cannot parse the override {exc.override!r}; quote a value that holds special "
+            "characters, as in key='a<=b' (Hydra's override grammar)"
+        )
     cause = exc.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in struct" in str(cause):
         key = getattr(cause, "full_key", None) or str(cause)

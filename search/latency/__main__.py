@@ -34,11 +34,6 @@ from .profile import find_profile
 from .report import write_report
 
 COMMANDS = ("calibrate", "measure")
-USAGE = (
-    "usage: python -m search.latency {calibrate,measure} [key=value ...]\n"
-    "  e.g. python -m search.latency calibrate space=fashion_mnist device=cpu batch_size=1\n"
-    "  settings: conf/latency.yaml; `python -m search.latency calibrate --cfg job` prints them"
-)
 
 
 def _space(cfg: DictConfig) -> SearchSpace:
@@ -147,7 +142,11 @@ def _argv_with_command(argv: list[str]) -> list[str]:
     if any(a.startswith("command=") or a.startswith("-") for a in rest):
         return argv  # command=... given, or a Hydra flag such as --help or --cfg
     word = f" {rest[0]!r}" if rest and "=" not in rest[0] else ""
-    print(f"error: unknown or missing command{word}\n{USAGE}", file=sys.stderr)
+    print(
+        f"error: unknown or missing command{word}; use python -m search.latency "
+        "calibrate|measure [key=value ...] (--help lists the options)",
+        file=sys.stderr,
+    )
     raise SystemExit(2)
 
 
