@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import optuna
+import yaml
+from omegaconf import DictConfig
 from optuna.trial import TrialState, create_trial
 
 from search.continuation import RUN_ATTR, RunRecord, continue_or_start
+from search.runner import run_search
 
 
 def _study() -> optuna.Study:
@@ -45,3 +51,16 @@ def test_otherwise_a_new_run_starts() -> None:
         run, done = continue_or_start(previous, study, n_trials)
         assert run.id != "a" and not run.finished and run.continued == 0 and done == 0
         assert run.n_trials == n_trials
+
+
+def test_a_finished_run_is_recorded_and_its_trials_carry_its_id(
+    random_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = search_config(f"supernet={random_checkpoint}", "search.n_trials=3")
+    result = run_search(cfg, tmp_path)
+    run = RunRecord.from_manifest(yaml.safe_load((tmp_path / "study.yaml").read_text()))
+    assert run is not None and run.finished and run.n_trials == 3 and run.continued == 0
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage_url)
+    assert [t.user_attrs[RUN_ATTR] for t in study.trials] == [run.id] * 3
+    again = run_search(cfg, tmp_path)  # finished: the same command adds three more
+    assert len(again.trials) == 6
