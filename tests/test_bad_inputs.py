@@ -125,7 +125,10 @@ CASES = [
         "resume without a checkpoint",
         "supernet.train",
         ("hydra.run.dir={run}", "resume=true", *TINY),
-        ("nothing to resume: no supernet.pt in", "pass hydra.run.dir=<the stopped run's"),
+        (
+            "nothing to resume: no supernet.pt in",
+            "pass hydra.run.dir=<the stopped run's directory>",
+        ),
         absent=("{run}/supernet.pt",),
     ),
     Case(
@@ -317,7 +320,8 @@ CASES = [
         ("hydra.run.dir={run}", "supernet={checkpoint}", "budget.latency_ms=5"),
         (
             "budget.latency_ms needs predicted latency",
-            "calibrate one with `python -m search.latency calibrate",
+            "calibrate one with",
+            "python -m search.latency calibrate",
         ),
         absent=("{run}/study.db",),
     ),
