@@ -15,7 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from supernet.cli import user_errors
+from supernet.cli import hydra_main, user_errors
 
 from .runner import job_overrides, run_search
 
@@ -34,4 +34,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_main(main)

@@ -2,8 +2,8 @@
 
 Both take positional paths and Hydra-style ``key=value`` overrides, checked against a
 structured config (a dataclass): an unknown key or a value of the wrong type is one error line.
-``--help`` prints the module's usage. User errors exit with status 2 (``debug=true`` shows the
-traceback), as in the Hydra apps.
+``--help`` prints the module's usage. User errors, and ``OSError`` (an ``out=`` that cannot be
+written), exit with status 2 (``debug=true`` shows the traceback), as in the Hydra apps.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from supernet.cli import EXIT_INTERRUPTED, fail
+from supernet.cli import EXIT_INTERRUPTED, debug_requested, fail, os_error_message
 from supernet.errors import UserError
 
 T = TypeVar("T")
@@ -46,13 +46,17 @@ def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[s
 def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = None) -> None:
     """Run ``main(argv)`` reporting a user error as one line (exit 2), Ctrl-C as exit 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "debug=true" in argv
+    debug = debug_requested(argv)
     try:
         main(argv)
     except UserError as exc:
         if debug:
             raise
         fail(str(exc))
+    except OSError as exc:
+        if debug:
+            raise
+        fail(os_error_message(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None

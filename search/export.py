@@ -12,6 +12,7 @@ Options (``key=value``):
   onnx=auto|true|false also write model.onnx, checked against PyTorch with onnxruntime
                        (max |difference| <= 1e-4); auto: when onnx and onnxruntime are installed
   overwrite=false      replace a non-empty out dir
+  allow_infeasible=false  export a trial=<number> that broke the budget (never evaluated)
   supernet=<path>      the searched checkpoint, if it moved (its sha256 must match)
   debug=false          show the traceback of an error
 
@@ -61,6 +62,7 @@ class ExportOptions:
     latency_ms: Any = None
     onnx: Any = "auto"
     overwrite: bool = False
+    allow_infeasible: bool = False
     supernet: str | None = None
     debug: bool = False
 
@@ -75,9 +77,15 @@ class ExportResult:
 
 
 def pick_trial(
-    frame: pd.DataFrame, trial: int | str = "best", max_costs: Mapping[str, float] | None = None
+    frame: pd.DataFrame,
+    trial: int | str = "best",
+    max_costs: Mapping[str, float] | None = None,
+    allow_infeasible: bool = False,
 ) -> tuple[pd.Series, str]:
-    """The row of ``trial`` (a number, or ``best``) and a sentence saying why it was picked."""
+    """The row of ``trial`` (a number, or ``best``) and a sentence saying why it was picked.
+
+    A trial given by number must be COMPLETE, and feasible unless ``allow_infeasible``.
+    """
     max_costs = dict(max_costs or {})
     if trial != "best":
         try:
@@ -93,6 +101,17 @@ def pick_trial(
         row = rows.iloc[0]
         if pd.isna(row["arch"]):
             raise UserError(f"trial {number} ({row['state']}) has no complete subnet to export")
+        if row["state"] != "COMPLETE":
+            raise UserError(
+                f"trial {number} ({row['arch']}) is {row['state']}, not COMPLETE: it was never "
+                "evaluated; export a COMPLETE trial (trial=best picks the most accurate one)"
+            )
+        if pd.notna(row["feasible"]) and not bool(row["feasible"]) and not allow_infeasible:
+            raise UserError(
+                f"trial {number} ({row['arch']}) broke the search's budget (by "
+                f"{float(row['violation']):.0%}) and was never evaluated; export a feasible "
+                "trial (trial=best), or pass allow_infeasible=true to export it anyway"
+            )
         if max_costs:
             raise UserError("cost bounds (flops=, params= ...) only apply to trial=best")
         note = "" if pd.notna(row["val_acc"]) else " (never evaluated: it was over budget)"
@@ -214,6 +233,7 @@ def export_subnet(
     onnx: bool | str = "auto",
     overwrite: bool = False,
     supernet: str | Path | None = None,
+    allow_infeasible: bool = False,
 ) -> ExportResult:
     """Export one trial of a search run (see the module docstring)."""
     run_dir = Path(run_dir)
@@ -226,7 +246,7 @@ def export_subnet(
             "search again with search.n_trials=0 to write it"
         )
     frame = read_trials(run_dir)
-    row, reason = pick_trial(frame, trial, max_costs)
+    row, reason = pick_trial(frame, trial, max_costs, allow_infeasible)
     number = int(row["number"])
     subnet = SubnetConfig.from_dict(
         {
@@ -338,6 +358,7 @@ def main(argv: Sequence[str]) -> ExportResult:
         onnx=opts.onnx,
         overwrite=opts.overwrite,
         supernet=opts.supernet,
+        allow_infeasible=opts.allow_infeasible,
     )
     meta = result.metadata
     acc = meta["val_acc"]

@@ -32,6 +32,7 @@ from supernet.errors import UserError
 from supernet.evaluation import accuracy, materialize
 
 from .budget import Budget
+from .continuation import RUN_ATTR
 from .costs import CostModel
 from .latency import LatencyProfile
 
@@ -43,10 +44,17 @@ __all__ = [
     "subnet_from_params",
     "subnet_params",
     "suggest_subnet",
+    "worker_name",
 ]
 
-#: Which process ran a trial (``host:pid``), stored with it.
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+def worker_name(pid: int | None = None) -> str:
+    """``host:pid`` of a worker process (this one by default), as trials record it."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+#: Which process runs a trial (``host:pid``), stored with it as soon as it starts.
+WORKER = worker_name()
 
 #: The accuracy objective reported for an infeasible (never evaluated) subnet.
 INFEASIBLE_VALUE = 0.0
@@ -131,8 +139,10 @@ class Objective:
         objectives: Sequence[str] = ("val_acc",),
         batch_size: int = 1000,
         measure_latency: LatencyProfile | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.net = net.eval()
+        self.run_id = run_id  # the search run's id, stored with each trial
         self.space = net.space
         self.data = data
         self.budget = budget
@@ -164,6 +174,10 @@ class Objective:
         return accuracy(self.net, self.data.images, self.data.labels, subnet, self.batch_size)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
+        # First, so that a trial left RUNNING by a killed worker can be traced to it.
+        trial.set_user_attr("worker", WORKER)
+        if self.run_id is not None:
+            trial.set_user_attr(RUN_ATTR, self.run_id)
         subnet = suggest_subnet(trial, self.space)
         cost = self.costs(subnet)
         violations = self.budget.violations(cost)

@@ -65,7 +65,10 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
         else:
             runs += sorted(p.parent for p in path.rglob("trials.csv"))
     if not runs:
-        raise UserError(f"no search runs (dirs with trials.csv) under {', '.join(map(str, paths))}")
+        raise UserError(
+            f"no search runs (dirs with trials.csv) under {', '.join(map(str, paths))}; give "
+            "the run dir of a `python -m search` or the root of a --multirun sweep"
+        )
     return list(dict.fromkeys(runs))
 
 

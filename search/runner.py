@@ -6,6 +6,8 @@ it with a composed config and a run directory.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping
@@ -20,16 +22,18 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from supernet import SearchSpace
-from supernet.atomic import atomic_write_text
+from supernet.atomic import atomic_write_text, make_dir
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
 
 from .budget import Budget
+from .continuation import continue_or_start
 from .costs import CostModel
 from .objective import load_val_data, subnet_params
 from .plots import history_figure, pareto_figure, save_figure
 from .results import summary_text, trials_frame, write_table
 from .settings import SearchSettings
+from .stale import fail_silent_trials
 from .storage import default_storage_url, open_storage, open_study, safe_url
 from .workers import configure_logging, count_finished, resolve_device, run_workers
 
@@ -133,7 +137,8 @@ def run_search(
     """
     settings = cfg if isinstance(cfg, SearchSettings) else SearchSettings.from_config(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)
+    manifest_path = run_dir / MANIFEST
     configure_logging(settings.verbose)
 
     # 1. The supernet, its space, the validation data, the budget: everything that can fail.
@@ -171,6 +176,13 @@ def run_search(
     if created and settings.seed_trials:
         for subnet in (space.smallest(), space.largest()):
             study.enqueue_trial(subnet_params(subnet), user_attrs={"seeded": True})
+    if settings.heartbeat_interval and settings.grace_period:
+        fail_silent_trials(study, settings.grace_period)  # left by a worker killed at its start
+    previous = None
+    if manifest_path.is_file():
+        with contextlib.suppress(yaml.YAMLError):
+            previous = yaml.safe_load(manifest_path.read_text())
+    run, done = continue_or_start(previous, study, settings.n_trials)
     manifest = {
         "study_name": study_name,
         "storage": safe_url(storage_url),
@@ -186,9 +198,11 @@ def run_search(
         "sampler": settings.sampler_name,
         "seed": settings.seed,
         "overrides": dict(overrides or {}),
+        "run": run.to_dict(),
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     files = [_write_manifest(run_dir, manifest)]
+    to_run = settings.n_trials - done
     print(
         f"study {study_name!r} ({'new' if created else 'resumed'}, "
         f"{len(study.trials)} trials so far) in {safe_url(storage_url)}\n"
@@ -197,13 +211,19 @@ def run_search(
         f"{len(data)} validation images, {settings.n_workers} worker(s)",
         file=sys.stderr,
     )
+    if run.continued:
+        print(
+            f"continuing this directory's unfinished run {run.id}: {done} of its "
+            f"{run.n_trials} trials were done, {to_run} to go",
+            file=sys.stderr,
+        )
 
     # 3. The trials.
     bar = tqdm(
-        total=settings.n_trials,
+        total=to_run,
         desc="search",
         unit="trial",
-        disable=not settings.progress or settings.n_trials == 0,
+        disable=not settings.progress or to_run == 0,
         file=sys.stderr,
     )
 
@@ -215,8 +235,17 @@ def run_search(
     before = count_finished(study)
     interrupted = False
     try:
-        if settings.n_trials > 0:
-            failures = run_workers(settings, storage_url, study, data, net, progress)
+        if to_run > 0:
+            failures = run_workers(
+                settings.replace(n_trials=to_run),
+                storage_url,
+                study,
+                data,
+                net,
+                progress,
+                run_id=run.id,
+                attempt=run.continued,
+            )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -247,13 +276,16 @@ def run_search(
         )
     )
     print(f"tables and plots in {run_dir}  (dashboard: optuna-dashboard {safe_url(storage_url)})")
+    if not interrupted and not failures:
+        manifest["run"] = dataclasses.replace(run, finished=True).to_dict()
+        _write_manifest(run_dir, manifest)
     if interrupted:
         raise KeyboardInterrupt
     if failures:
         raise SearchError(
             "; ".join(failures) + " (its error is above). The tables hold every finished trial; "
-            "a trial it left running is retried with the same subnet when this study runs again, "
-            f"{settings.grace_period} s after its last heartbeat"
+            "run the same command again to finish this run (a trial left running is retried "
+            f"with the same subnet {settings.grace_period} s after its last heartbeat)"
         )
     return SearchResult(run_dir, study_name, storage_url, frame, files)
 

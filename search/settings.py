@@ -51,6 +51,7 @@ class SearchSettings:
     sampler: str = "auto"
     sampler_options: Mapping[str, Any] = field(default_factory=dict)
     n_workers: int = 1
+    worker_restarts: int = 3
     storage: str | None = None
     study_name: str | None = None
     val_size: int | None = None
@@ -175,6 +176,9 @@ class SearchSettings:
             sampler=sampler,
             sampler_options=sampler_options,
             n_workers=_positive_int("search.n_workers", s.get("n_workers", 1)),
+            worker_restarts=_positive_int(
+                "search.worker_restarts", s.get("worker_restarts", 3), allow_zero=True
+            ),
             storage=s.get("storage"),
             study_name=s.get("study_name"),
             val_size=_positive_int("search.val_size", s.get("val_size"), allow_none=True),

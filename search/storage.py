@@ -43,6 +43,14 @@ class StudyMismatchError(UserError):
     """An existing study of the same name was run with another checkpoint, budget or objective."""
 
 
+#: Seconds to wait for a PostgreSQL server to answer (``connect_timeout`` in the URL overrides).
+CONNECT_TIMEOUT_S = 10
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def safe_url(url: str) -> str:
     """The storage URL with any password masked, for messages and tables."""
     try:
@@ -82,6 +90,9 @@ def open_storage(
     if url.startswith("sqlite"):
         # Several worker processes write to one file: wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 120}
+    elif url.startswith("postgresql") and "connect_timeout" not in url:
+        # An unreachable server fails in seconds, not after the system's TCP timeout (minutes).
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         with warnings.catch_warnings():
             # Heartbeats and their retry callback are marked experimental in Optuna 5.
@@ -96,11 +107,20 @@ def open_storage(
                     ),
                 }
             storage = RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs, **heartbeat)
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ImportError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
         raise UserError(
-            f"cannot open the Optuna storage {safe_url(url)!r}: {first} (give an RDB URL such as "
-            "sqlite:///path/study.db or postgresql://user@host/db)"
+            f"cannot open the Optuna storage {safe_url(url)!r}: {_first_line(exc)} (give an RDB "
+            "URL such as sqlite:///path/study.db or postgresql://user@host/db)"
+        ) from None
+    except sqlalchemy.exc.OperationalError as exc:
+        fix = (
+            "check that the database file's directory exists and that you may write to it"
+            if url.startswith("sqlite")
+            else "check that the database server is running and reachable at that host and "
+            "port, and that the user and the database exist"
+        )
+        raise UserError(
+            f"cannot open the Optuna storage {safe_url(url)!r}: {_first_line(exc)}; {fix}"
         ) from None
     except ValueError as exc:
         raise UserError(f"storage settings: {exc}") from None
@@ -136,11 +156,17 @@ def open_study(
 
     Returns ``(study, created)``. ``identity`` is stored in the study's user attributes; a
     resumed study whose checkpoint, objectives, budget or validation set differ fails naming the
-    difference (trials of two different searches must not mix).
+    difference (trials of two different searches must not mix). An empty study without them
+    (its run was killed right after creating it) counts as created now.
     """
     existing = {s.study_name for s in storage.get_all_studies()}
     if study_name in existing:
         study = optuna.load_study(study_name=study_name, storage=storage)
+        same_directions = [d.name.lower() for d in study.directions] == list(directions)
+        if STUDY_ATTR not in study.user_attrs and not study.trials and same_directions:
+            # Created by a run killed before it could label it: nothing in it to protect.
+            study.set_user_attr(STUDY_ATTR, dict(identity))
+            return study, True
         stored = study.user_attrs.get(STUDY_ATTR, {})
         diff = [
             f"{key}: study has {stored.get(key)!r}, this run {identity.get(key)!r}"

@@ -1,7 +1,9 @@
-"""Test helpers (as ``optuna.testing``): a throwaway PostgreSQL cluster on loopback.
+"""Test helpers (as ``optuna.testing``): a throwaway PostgreSQL cluster on loopback, and the
+worker processes of a search (for tests and scripts that kill them).
 
     with PostgresCluster() as pg:
         storage_url = pg.url          # postgresql+psycopg2://postgres@127.0.0.1:PORT/postgres
+    child_pids(search_process.pid)   # its worker processes (search.n_workers > 1)
 
 Needs the PostgreSQL server binaries (Debian: ``apt-get install postgresql``). Run as root, the
 server runs as the ``postgres`` user, as PostgreSQL requires.
@@ -19,7 +21,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["PostgresCluster", "find_postgres_bin"]
+__all__ = ["PostgresCluster", "child_pids", "find_postgres_bin"]
 
 
 def find_postgres_bin() -> Path | None:
@@ -29,6 +31,20 @@ def find_postgres_bin() -> Path | None:
         return Path(on_path).parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
     return Path(candidates[0]).parent if candidates else None
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of ``pid``, oldest first (Linux: read from ``/proc``)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # it exited meanwhile
+        # After the command name: state, ppid, ..., starttime (the 20th field after it).
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            children.append((int(fields[19]), int(stat.parent.name)))
+    return [child for _, child in sorted(children)]
 
 
 def _free_port() -> int:

@@ -2,27 +2,35 @@
 
 A file is written beside its target and renamed over it in one step; a directory is built
 beside its target and renamed into place. A crash or kill at any moment leaves the old version
-or the new one. Results get the modes any new file or directory gets under the umask.
+or the new one (and, after a kill, the hidden temporary file, which :func:`remove_stale_temps`
+clears). Results get the modes any new file or directory gets under the umask. A write that fails
+(a parent that is a file, no permission, a full disk) raises :class:`~supernet.errors.OutputError`
+naming the target.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import OutputError, UserError
 
 __all__ = [
     "atomic_write",
     "atomic_write_text",
     "check_target_dir",
     "default_mode",
+    "make_dir",
     "move_into_place",
+    "remove_stale_temps",
     "staging_dir",
+    "writing",
 ]
 
 
@@ -33,21 +41,71 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~mask
 
 
+def _reason(path: Path, exc: OSError) -> str:
+    """Why writing ``path`` failed, in words (a parent that is a file says so)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a directory"
+            break
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device; free some space"
+    return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` into an :class:`OutputError`."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        path = Path(path)
+        raise OutputError(
+            f"cannot write {path}: {_reason(path, exc)}; choose a location you may write to"
+        ) from exc
+
+
+def make_dir(path: str | Path) -> Path:
+    """``mkdir -p path``, failing with an :class:`OutputError` that names it."""
+    path = Path(path)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)``, flush it to disk, and rename it to ``path`` in one step."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, default_mode())  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, default_mode())  # mkstemp makes it private
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files that writes of ``path`` killed half-way left beside it.
+
+    Only for files one process writes at a time (a run's checkpoint): a concurrent writer's
+    temporary file would be deleted too. Returns the files removed.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -67,9 +125,10 @@ def check_target_dir(path: Path, overwrite: bool, name: str, hint: str) -> None:
 
 def staging_dir(target: Path) -> Path:
     """An empty directory beside ``target`` (same filesystem, so it can be renamed into place)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    os.chmod(staged, default_mode(directory=True))  # mkdtemp makes it private
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        os.chmod(staged, default_mode(directory=True))  # mkdtemp makes it private
     return staged
 
 

@@ -61,19 +61,24 @@ def load_checkpoint(
             raise CheckpointError(f"{path} is a directory without a supernet.pt checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except pickle.UnpicklingError:
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, "
-            f"which could run code when unpickled ({str(exc).splitlines()[0]})"
+            "which could run code when unpickled; use a checkpoint written by `python -m "
+            "supernet.train`"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated or corrupt "
-            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); restore it "
+            "from a copy, or remove it and train again"
         ) from None
     if not isinstance(payload, Mapping) or payload.get("format") != expected_format:
         what = "supernet" if expected_format == FORMAT else f"{expected_format!r}"
-        raise CheckpointError(f"{path} is not a {what} checkpoint of this tool")
+        raise CheckpointError(
+            f"{path} is not a {what} checkpoint of this tool; give one written by "
+            f"`python -m supernet.train`"
+        )
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(
             f"{path} was written by a newer version (format {payload['version']}); upgrade"
@@ -96,7 +101,10 @@ def check_space(found: SearchSpace, expected: SearchSpace, path: str | Path) -> 
             f"{name}: checkpoint {getattr(found, name)!r}, requested {getattr(expected, name)!r}"
             for name in diff
         )
-        raise CheckpointError(f"{path} was trained for another search space ({detail})")
+        raise CheckpointError(
+            f"{path} was trained for another search space ({detail}); ask for the space it was "
+            "trained with"
+        )
 
 
 def load_supernet(

@@ -158,7 +158,8 @@ class DataSplits:
                 f"data {self.name!r} gives {self.img_size}x{self.img_size} images with "
                 f"{self.in_chans} channel(s) and {self.num_classes} classes, but the search space "
                 f"{space.name or ''} expects {space.img_size}x{space.img_size}, {space.in_chans} "
-                f"channel(s), {space.num_classes} classes; pick a matching space= preset"
+                f"channel(s), {space.num_classes} classes; use data and a search space that "
+                "match (data= with the space= preset of the same name)"
             )
 
 

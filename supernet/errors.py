@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "UserError"]
+__all__ = ["CheckpointError", "OutputError", "UserError"]
 
 
 class UserError(Exception):
@@ -11,3 +11,9 @@ class UserError(Exception):
 
 class CheckpointError(UserError):
     """A checkpoint or export that is missing, corrupt, unsafe or made for another space."""
+
+
+class OutputError(UserError, OSError):
+    """An output that cannot be written: a directory that is a file, no permission, a full disk.
+
+    Also an ``OSError``, so code that catches those still does."""

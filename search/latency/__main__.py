@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from supernet import SearchSpace, SubnetConfig
 from supernet.atomic import atomic_write_text
 from supernet.checkpoint import checkpoint_space, load_checkpoint
-from supernet.cli import user_errors
+from supernet.cli import hydra_main, user_errors
 from supernet.vit import VisionTransformer
 
 from .calibrate import calibrate
@@ -34,11 +34,6 @@ from .profile import find_profile
 from .report import write_report
 
 COMMANDS = ("calibrate", "measure")
-USAGE = (
-    "usage: python -m search.latency {calibrate,measure} [key=value ...]\n"
-    "  e.g. python -m search.latency calibrate space=fashion_mnist device=cpu batch_size=1\n"
-    "  settings: conf/latency.yaml; `python -m search.latency calibrate --cfg job` prints them"
-)
 
 
 def _space(cfg: DictConfig) -> SearchSpace:
@@ -147,10 +142,14 @@ def _argv_with_command(argv: list[str]) -> list[str]:
     if any(a.startswith("command=") or a.startswith("-") for a in rest):
         return argv  # command=... given, or a Hydra flag such as --help or --cfg
     word = f" {rest[0]!r}" if rest and "=" not in rest[0] else ""
-    print(f"error: unknown or missing command{word}\n{USAGE}", file=sys.stderr)
+    print(
+        f"error: unknown or missing command{word}; use python -m search.latency "
+        "calibrate|measure [key=value ...] (--help lists the options)",
+        file=sys.stderr,
+    )
     raise SystemExit(2)
 
 
 if __name__ == "__main__":
     sys.argv = _argv_with_command(sys.argv)
-    main()
+    hydra_main(main)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..data import DataConfig
 from ..errors import UserError
-from ..space import SearchSpace
+from ..space import SearchSpace, SpaceError
 
 __all__ = [
     "MODES",
@@ -167,7 +167,13 @@ def _space(value: object) -> SearchSpace | None:
     if isinstance(value, str):
         return SearchSpace.preset(value)
     if isinstance(value, Mapping):
-        return SearchSpace.from_dict(value)
+        try:
+            return SearchSpace.from_dict(value)
+        except SpaceError as exc:
+            raise ConfigError(
+                f"invalid search space: {'; '.join(exc.problems)}; fix those space.* overrides, "
+                "or choose a preset with space=<name> (conf/space/)"
+            ) from None
     raise ConfigError(f"space must be a preset name or a mapping of fields, got {value!r}")
 
 

@@ -8,6 +8,10 @@ ranks, clipping, progress bar, a checkpoint and a metrics row after every epoch,
 Resume is exact on the CPU: the data order is a function of (seed, epoch), and every generator the
 loop or the task draws from is saved at each epoch's end and restored on resume, so a run killed at
 any moment and resumed from its last checkpoint ends with the same weights as one never stopped.
+
+A diverged run stops with a :class:`TrainingError` naming the epoch, the step and the subnet whose
+loss became NaN or infinite, before the optimizer takes that step; a checkpoint is never written
+with non-finite weights, so the last good one stays as it was.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, remove_stale_temps
 from ..data import BatchAugment, DataSplits
 from ..errors import UserError
 from . import rng
@@ -43,6 +47,16 @@ log = logging.getLogger(__name__)
 
 class TrainingError(UserError):
     """Training cannot go on (the loss diverged): the message says what to change."""
+
+
+class _Diverged(Exception):
+    """A non-finite loss or gradient in one step (:func:`fit` turns it into a TrainingError)."""
+
+    def __init__(self, what: str, subnets: list[str]) -> None:
+        super().__init__(what)
+        self.what = what
+        self.subnets = subnets
+        self.epoch = self.step = 0
 
 
 @dataclass
@@ -91,6 +105,10 @@ class Task(Protocol):
         ...
 
     def load_state(self, state: Mapping[str, Any]) -> None: ...
+
+    def step_losses(self) -> dict[str, torch.Tensor]:
+        """The detached loss of each model (subnet) the last step trained, by its name."""
+        ...
 
     def save(self, path: Path, extra: dict[str, Any]) -> None:
         """Write the model and ``extra`` to ``path`` atomically."""
@@ -195,8 +213,18 @@ class _Trainer:
             )
             torch.manual_seed(self.seed + int(resume["epoch"]) * 7919 + self.env.rank)
 
+    def _diverged(self, what: str) -> _Diverged:
+        losses = self.task.step_losses()
+        bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
+        return _Diverged(what, bad or list(losses))
+
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One optimizer step; returns the loss the task reports."""
+        """One optimizer step; returns the loss the task reports.
+
+        Raises :class:`_Diverged`, before the optimizer moves, when the loss or the gradients
+        are not finite. The gradient check decides the same on every rank (the gradients are
+        averaged first); with fp16's loss scaler, infinite gradients only skip the step.
+        """
         env, amp, optimizer = self.env, self.amp, self.optimizer
         x = self.augment(x.to(env.device, non_blocking=True))
         y = y.to(env.device, non_blocking=True)
@@ -205,7 +233,14 @@ class _Trainer:
         env.average_gradients(self.task.model)
         amp.scaler.unscale_(optimizer)
         if self.config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+            norm = nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        else:
+            norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        if not env.distributed and not math.isfinite(loss):
+            # (Distributed runs catch it from the gradients, or in the epoch's mean loss.)
+            raise self._diverged(f"the training loss became {loss}")
+        if not amp.scaler.is_enabled() and not math.isfinite(float(norm)):
+            raise self._diverged(f"the gradients became {float(norm)}")
         if self.config.lazy_updates:
             lazy_step(optimizer, lambda: amp.scaler.step(optimizer))
         else:
@@ -230,12 +265,12 @@ class _Trainer:
             disable=True if not self.env.is_main else None,  # None: off when not a terminal
         )
         for step, (x, y) in enumerate(bar):
-            loss = self.step(x, y)
-            if not math.isfinite(loss):
-                raise TrainingError(
-                    f"the training loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
-                    "lower train.lr, or keep train.grad_clip on"
-                )
+            try:
+                loss = self.step(x, y)
+            except _Diverged as diverged:
+                bar.close()
+                diverged.epoch, diverged.step = epoch + 1, step + 1
+                raise
             loss_sum += loss
             images += len(y) * self.env.world_size
             rate = images / max(time.perf_counter() - start, 1e-9)
@@ -243,7 +278,16 @@ class _Trainer:
             if hooks.on_step is not None:
                 hooks.on_step(epoch, step, loss)
         bar.close()
-        return self.env.mean(loss_sum / self.steps), images, time.perf_counter() - start
+        mean = self.env.mean(loss_sum / self.steps)
+        if not math.isfinite(mean):  # a distributed run whose loss diverged on some rank
+            diverged = _Diverged(f"the mean training loss became {mean}", [])
+            diverged.epoch, diverged.step = epoch + 1, self.steps
+            raise diverged
+        return mean, images, time.perf_counter() - start
+
+    def weights_finite(self) -> bool:
+        with torch.no_grad():
+            return all(bool(torch.isfinite(p).all()) for p in self.task.model.parameters())
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint needs to continue, gathered from every rank (a collective)."""
@@ -281,6 +325,11 @@ def fit(
     result = FitResult()
     if config.epochs == 0:
         return result
+    checkpoint = run_dir / checkpoint_name
+    if env.is_main:  # what writes killed half-way left behind
+        for path in (checkpoint, run_dir / "metrics.csv"):
+            for stale in remove_stale_temps(path):
+                log.info("removed %s, left by a run killed while writing %s", stale, path.name)
     trainer = _Trainer(task, config, env, splits, seed)
     start = 0
     if resume is not None:
@@ -288,9 +337,19 @@ def fit(
         result.rows = [dict(r) for r in resume["metrics"]]
         start = int(resume["epoch"])
     wall = float(result.rows[-1]["wall_s"]) if result.rows else 0.0
+    saved = start
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
-        train_loss, images, train_s = trainer.epoch(epoch, hooks)
+        try:
+            train_loss, images, train_s = trainer.epoch(epoch, hooks)
+        except _Diverged as diverged:
+            raise TrainingError(
+                _diverged_message(diverged, config, trainer.amp, checkpoint, saved)
+            ) from None
+        if not trainer.weights_finite():  # the same on every rank: the weights are in sync
+            diverged = _Diverged("the weights became non-finite", [])
+            diverged.epoch, diverged.step = epoch + 1, trainer.steps
+            raise TrainingError(_diverged_message(diverged, config, trainer.amp, checkpoint, saved))
         state = trainer.state()
         if env.distributed:
             result.digest = env.check_in_sync(task.model)
@@ -309,8 +368,7 @@ def fit(
             }
             result.rows.append(row)
             task.save(
-                run_dir / checkpoint_name,
-                {**(extra or {}), "epoch": epoch + 1, **state, "metrics": result.rows},
+                checkpoint, {**(extra or {}), "epoch": epoch + 1, **state, "metrics": result.rows}
             )
             write_csv(run_dir / "metrics.csv", result.rows)
             log.info(
@@ -325,5 +383,33 @@ def fit(
             )
             if hooks.on_epoch is not None:
                 hooks.on_epoch(row)
+        saved = epoch + 1
         env.barrier()
     return result
+
+
+def _diverged_message(
+    diverged: _Diverged, config: TrainConfig, amp: Amp, checkpoint: Path, saved: int
+) -> str:
+    """What diverged where, what was kept, and what to change."""
+    where = f"at epoch {diverged.epoch}, step {diverged.step}"
+    if len(diverged.subnets) == 1:
+        where += f" (subnet {diverged.subnets[0]})"
+    elif diverged.subnets:
+        where += f" (subnets {', '.join(diverged.subnets)})"
+    kept = (
+        f"{checkpoint} still holds epoch {saved}, the last good one"
+        if saved
+        else "no checkpoint was written"
+    )
+    fixes = [f"a lower train.lr (now {config.lr:g})"]
+    if config.grad_clip is None:
+        fixes.append("gradient clipping (train.grad_clip=1.0)")
+    else:
+        fixes.append(f"a lower train.grad_clip (now {config.grad_clip:g})")
+    if amp.dtype is not None:
+        fixes.append("train.precision=fp32")
+    return (
+        f"training diverged: {diverged.what} {where}; stopped without saving it: {kept}. "
+        f"Start a new run (another hydra.run.dir) with {', '.join(fixes[:-1])} or {fixes[-1]}"
+    )

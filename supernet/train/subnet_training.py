@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import yaml
 
 from .. import complexity
-from ..atomic import atomic_write, atomic_write_text
+from ..atomic import atomic_write, atomic_write_text, make_dir
 from ..checkpoint import check_space, load_checkpoint, load_supernet
 from ..data import build_data
 from ..errors import CheckpointError
@@ -218,13 +218,18 @@ class SubnetTask:
         self.config = config
         self.val = val
         self.meta = dict(meta)
+        self._loss = torch.zeros(())
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, amp: Amp) -> torch.Tensor:
         with amp.autocast():
             logits = self.model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
         amp.backward(loss)
-        return loss.detach()
+        self._loss = loss.detach()
+        return self._loss
+
+    def step_losses(self) -> dict[str, torch.Tensor]:
+        return {str(self.model.subnet): self._loss}
 
     def evaluate(self) -> dict[str, float]:
         assert self.val is not None, "validation runs on rank 0 only"
@@ -299,7 +304,7 @@ def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult
         initial["test"] = accuracies(model, test, {"a": None})["a"]
         log.info("inherited weights: val acc %.4f, test acc %.4f", initial["val"], initial["test"])
     if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir)
         log.info(
             "%s: %s on %s, %d epoch(s), %d process(es) on %s",
             config.mode,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import make_dir
 from ..checkpoint import check_space, checkpoint_space, load_checkpoint, save_checkpoint
 from ..data import build_data
 from ..evaluation import EvalSet, accuracies
@@ -72,9 +73,11 @@ class SupernetTask:
         self.val = val
         self.data = dict(data)
         self.references = reference_subnets(net.space)
+        self._losses: dict[str, torch.Tensor] = {}
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, amp: Amp) -> torch.Tensor:
         subnets = self.sampler.step()
+        self._losses = {}
         distill = self.config.distill and self.config.strategy == "sandwich" and len(subnets) > 1
         teacher: torch.Tensor | None = None
         reported = torch.zeros(())
@@ -86,6 +89,7 @@ class SupernetTask:
                 loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
             else:  # in-place distillation: cross-entropy against the teacher's soft labels
                 loss = -(teacher * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+            self._losses.setdefault(str(subnet), loss.detach())
             if i == 0:
                 reported = loss.detach()
                 if distill:
@@ -99,6 +103,9 @@ class SupernetTask:
         assert self.val is not None, "validation runs on rank 0 only"
         acc = accuracies(self.model, self.val, self.references)
         return {f"val_acc_{name}": value for name, value in acc.items()}
+
+    def step_losses(self) -> dict[str, torch.Tensor]:
+        return self._losses
 
     def state(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state()}
@@ -168,7 +175,7 @@ def _train(
     data_dict = dataclasses.asdict(config.data)
     task = SupernetTask(net, train, sampler, val, data_dict)
     if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir)
         start = int(payload["epoch"]) if payload is not None else 0
         log.info(
             "training a %s supernet (%s) on %s: %d train / %d val images, %s sampling, %d "

@@ -77,14 +77,30 @@ def test_pick_best_under_a_cost_and_by_number(searched: SearchResult) -> None:
     within = ok[ok["flops"] <= limit]
     assert row["flops"] <= limit and row["val_acc"] == within["val_acc"].max()
     assert "with flops <=" in reason
-    row, reason = pick_trial(frame, 3)
-    assert row["number"] == 3 and reason.startswith("trial 3 as asked")
+    number = int(ok["number"].iloc[-1])
+    row, reason = pick_trial(frame, number)
+    assert row["number"] == number and reason == f"trial {number} as asked"
     with pytest.raises(UserError, match=r"no trial 99 in this run \(trials 0 to 15\)"):
         pick_trial(frame, 99)
     with pytest.raises(UserError, match="trial must be best or a trial number, got 'top'"):
         pick_trial(frame, "top")
     with pytest.raises(UserError, match="no feasible evaluated trial with flops <= 1 FLOPs"):
         pick_trial(frame, "best", {"flops": 1.0})
+
+
+def test_an_infeasible_or_unfinished_trial_is_exported_only_when_asked(
+    searched: SearchResult,
+) -> None:
+    frame = read_trials(searched.run_dir)
+    over = int(frame.loc[frame["feasible"] == False, "number"].iloc[0])  # noqa: E712
+    with pytest.raises(UserError, match=rf"trial {over} \(D.*\) broke the search's budget"):
+        pick_trial(frame, over)
+    row, reason = pick_trial(frame, over, allow_infeasible=True)
+    assert row["number"] == over and reason.endswith("(never evaluated: it was over budget)")
+    running = frame.copy()
+    running.loc[running["number"] == over, "state"] = "RUNNING"
+    with pytest.raises(UserError, match=rf"trial {over} .* is RUNNING, not COMPLETE"):
+        pick_trial(running, over, allow_infeasible=True)
 
 
 def test_export_never_clobbers_and_checks_the_checkpoint(

@@ -1,0 +1,66 @@
+"""Which run a rerun of the search command continues, and what it still owes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import yaml
+from omegaconf import DictConfig
+from optuna.trial import TrialState, create_trial
+
+from search.continuation import RUN_ATTR, RunRecord, continue_or_start
+from search.runner import run_search
+
+
+def _study() -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage="sqlite:///:memory:", study_name="s")
+    for run, state in [("a", TrialState.COMPLETE)] * 3 + [
+        ("a", TrialState.FAIL),
+        ("a", TrialState.RUNNING),
+        ("b", TrialState.COMPLETE),
+    ]:
+        values = 0.5 if state == TrialState.COMPLETE else None
+        study.add_trial(create_trial(state=state, value=values, user_attrs={RUN_ATTR: run}))
+    return study
+
+
+def _manifest(**run: object) -> dict[str, object]:
+    return {"study_name": "s", "run": {"id": "a", "n_trials": 10, "finished": False, **run}}
+
+
+def test_an_unfinished_run_is_continued_with_what_it_owes() -> None:
+    run, done = continue_or_start(_manifest(), _study(), 10)
+    assert run == RunRecord("a", 10, finished=False, continued=1)
+    assert done == 3  # its COMPLETE trials: not the failed, running or other run's ones
+    again, _ = continue_or_start({"study_name": "s", "run": run.to_dict()}, _study(), 10)
+    assert again.continued == 2
+
+
+def test_otherwise_a_new_run_starts() -> None:
+    study = _study()
+    for previous, n_trials in [
+        (None, 10),  # a new run directory
+        (_manifest(finished=True), 10),  # the last run finished: the command adds trials
+        (_manifest(), 20),  # another n_trials: another run
+        ({**_manifest(), "study_name": "other"}, 10),  # another study
+        ({"study_name": "s"}, 10),  # a manifest from before runs were recorded
+    ]:
+        run, done = continue_or_start(previous, study, n_trials)
+        assert run.id != "a" and not run.finished and run.continued == 0 and done == 0
+        assert run.n_trials == n_trials
+
+
+def test_a_finished_run_is_recorded_and_its_trials_carry_its_id(
+    random_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    cfg = search_config(f"supernet={random_checkpoint}", "search.n_trials=3")
+    result = run_search(cfg, tmp_path)
+    run = RunRecord.from_manifest(yaml.safe_load((tmp_path / "study.yaml").read_text()))
+    assert run is not None and run.finished and run.n_trials == 3 and run.continued == 0
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage_url)
+    assert [t.user_attrs[RUN_ATTR] for t in study.trials] == [run.id] * 3
+    again = run_search(cfg, tmp_path)  # finished: the same command adds three more
+    assert len(again.trials) == 6

@@ -1,0 +1,196 @@
+"""``kill -9`` of search workers and of the whole search: nothing completed is lost, the trials
+left running are failed and retried, and the run ends with exactly the trials asked for.
+
+(``bench/faults.py`` repeats this at random moments, many times, and reports the counts.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from search.storage import default_storage_url
+from search.testing import child_pids
+
+ROOT = Path(__file__).resolve().parents[2]
+Loader = Callable[[], optuna.Study]
+
+
+def _command(checkpoint: Path, run_dir: Path, n_trials: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "search",
+        f"supernet={checkpoint}",
+        f"hydra.run.dir={run_dir}",
+        f"search.n_trials={n_trials}",
+        "search.n_workers=2",
+        "search.sampler=random",
+        "search.threads=1",
+        "search.progress=false",
+        "search.plots_png=false",
+        "search.heartbeat_interval=1",
+        "search.grace_period=2",
+        *extra,
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts in their own session; killed with their workers at the end."""
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _start(command: list[str], started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        command,
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so the test can kill all of it
+    )
+    started.append(process)
+    return process
+
+
+def _loader(url: str, name: str) -> Loader:
+    storage: list[optuna.storages.RDBStorage] = []
+
+    def load() -> optuna.Study:
+        if not storage:
+            storage.append(optuna.storages.RDBStorage(url))
+        return optuna.load_study(study_name=name, storage=storage[0])
+
+    return load
+
+
+def _wait_for_complete(
+    load: Loader, process: subprocess.Popen[str], run_dir: Path, count: int
+) -> None:
+    """Wait until ``count`` trials are COMPLETE (the study exists once the manifest does: opening
+    the storage earlier could race the search creating it)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        created = (run_dir / "study.yaml").is_file()
+        if created and len(load().get_trials(False, states=(TrialState.COMPLETE,))) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} trials completed in time")
+
+
+def _kill_a_worker_mid_trial(load: Loader, parent: int) -> tuple[list[int], set[int]]:
+    """SIGKILL a worker while it runs a trial: stop it, check, kill (or let it go on and retry).
+
+    Returns the trials it left running and the COMPLETE trials at that moment."""
+    host = socket.gethostname()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        workers = child_pids(parent)
+        if workers:
+            pid = workers[0]
+            os.kill(pid, signal.SIGSTOP)
+            killed = False
+            try:
+                trials = load().get_trials(deepcopy=False)
+                mine = [t for t in trials if t.user_attrs.get("worker") == f"{host}:{pid}"]
+                running = [t.number for t in mine if t.state == TrialState.RUNNING]
+                if running:
+                    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+                    os.kill(pid, signal.SIGKILL)
+                    killed = True
+                    return running, complete
+            finally:
+                if not killed:
+                    os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("never caught a worker in the middle of a trial")
+
+
+def _check_recovered(
+    trials: list[FrozenTrial], lost: list[int], complete_before: set[int], asked: int
+) -> None:
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(completed) == asked
+    assert complete_before <= {t.number for t in completed}  # no COMPLETE trial lost
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    for number in lost:
+        assert trials[number].state == TrialState.FAIL
+        chosen = trials[number].params  # all the subnet's choices, unless killed while choosing
+        if chosen:  # a trial killed before choosing anything has nothing to retry
+            retries = [t for t in completed if t.system_attrs.get("failed_trial") == number]
+            assert len(retries) == 1 and chosen.items() <= retries[0].params.items()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_killed_worker_is_replaced_and_its_trial_retried(
+    backend: str,
+    request: pytest.FixtureRequest,
+    random_checkpoint: Path,
+    tmp_path: Path,
+    started: list[subprocess.Popen[str]],
+) -> None:
+    name = f"killed-worker-{backend}"
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        extra = [f"search.storage={url}"]
+    else:
+        url, extra = default_storage_url(tmp_path), []
+    command = _command(random_checkpoint, tmp_path, 40, f"search.study_name={name}", *extra)
+    process = _start(command, started)
+    load = _loader(url, name)
+    _wait_for_complete(load, process, tmp_path, 6)
+    lost, complete = _kill_a_worker_mid_trial(load, process.pid)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    assert "killed by SIGKILL after" in err and "queued again with the same subnet" in err
+    assert "restarted for the other" in err
+    trials = load().get_trials()
+    _check_recovered(trials, lost, complete, asked=40)
+    workers = Counter(t.user_attrs["worker"] for t in trials if t.state == TrialState.COMPLETE)
+    assert len(workers) == 3  # the two first workers and the replacement
+
+
+@pytest.mark.slow
+def test_a_killed_search_is_finished_by_the_same_command(
+    random_checkpoint: Path, tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    command = _command(random_checkpoint, tmp_path, 30)
+    process = _start(command, started)
+    load = _loader(default_storage_url(tmp_path), "digits_small/val_acc/nobudget/random/seed0")
+    _wait_for_complete(load, process, tmp_path, 6)
+    os.killpg(process.pid, signal.SIGKILL)  # the search and its workers, as a lost machine
+    process.wait()
+    trials = load().get_trials()
+    lost = [t.number for t in trials if t.state == TrialState.RUNNING]
+    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
+    assert len(complete) < 30
+    time.sleep(3)  # past the grace period: the trials it left running are stale
+    again = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continuing this directory's unfinished run" in again.stderr
+    assert f"{len(complete)} of its 30 trials were done, {30 - len(complete)} to go" in again.stderr
+    _check_recovered(load().get_trials(), lost, complete, asked=30)

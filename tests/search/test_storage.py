@@ -1,0 +1,73 @@
+"""Storage URLs that cannot work fail at once with one line naming the problem and the fix."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.storage import STUDY_ATTR, StudyMismatchError, open_storage, open_study
+from supernet.errors import UserError
+
+
+def test_refused_connection() -> None:
+    with pytest.raises(UserError) as info:
+        open_storage("postgresql://nobody:secret@127.0.0.1:1/db")
+    message = str(info.value)
+    assert message.startswith("cannot open the Optuna storage 'postgresql://nobody:***@127.0.0.1")
+    assert "Connection refused" in message and "secret" not in message
+    assert "check that the database server is running and reachable" in message
+
+
+@pytest.mark.slow
+def test_a_server_that_never_answers_times_out() -> None:
+    """A port that accepts connections but never speaks: without a connect timeout psycopg2
+    waits for the system's TCP timeout (minutes). The URL's own connect_timeout wins."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        errors: list[BaseException] = []
+
+        def connect(url: str) -> None:
+            try:
+                open_storage(url)
+            except BaseException as exc:
+                errors.append(exc)
+
+        base = f"postgresql://nobody@127.0.0.1:{port}/db"
+        for url in (f"{base}?connect_timeout=1", base):  # the URL's timeout, then ours
+            thread = threading.Thread(target=connect, args=(url,), daemon=True)
+            thread.start()
+            thread.join(timeout=120)
+            assert not thread.is_alive(), f"open_storage({url!r}) hangs on a silent server"
+    assert len(errors) == 2
+    for exc in errors:
+        assert isinstance(exc, UserError) and "timeout expired" in str(exc), exc
+
+
+def test_sqlite_file_in_a_directory_that_cannot_exist(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="unable to open database file; check that the database"):
+        open_storage(f"sqlite:///{tmp_path / 'file' / 'study.db'}")
+
+
+def test_malformed_url() -> None:
+    with pytest.raises(UserError, match=r"give an RDB URL such as sqlite:///path/study\.db"):
+        open_storage("not a url")
+
+
+def test_a_study_left_unlabelled_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    optuna.create_study(storage=storage, study_name="s")  # killed before labelling it
+    identity = {"checkpoint_sha256": "abc", "objectives": ["val_acc"]}
+    study, created = open_study(storage, "s", ["minimize"], identity)
+    assert created and study.user_attrs[STUDY_ATTR] == identity
+    assert open_study(storage, "s", ["minimize"], identity)[1] is False  # now a resume
+    other = optuna.create_study(storage=storage, study_name="t")  # someone else's, with trials
+    other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(StudyMismatchError, match="was made for another search"):
+        open_study(storage, "t", ["minimize"], identity)
