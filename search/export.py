@@ -36,7 +36,13 @@ import pandas as pd
 import torch
 
 from supernet import SearchSpace, SubnetConfig, VisionTransformer
-from supernet.atomic import check_target_dir, move_into_place, staging_dir
+from supernet.atomic import (
+    check_target_dir,
+    move_into_place,
+    remove_stale_staging,
+    staging_dir,
+    writing,
+)
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
 from supernet.saved_model import save_subnet
@@ -257,6 +263,8 @@ def export_subnet(
         }
     )
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{number}"
+    with writing(out):
+        remove_stale_staging(out)  # what an export killed half-way left
     _check_target(out, overwrite)
     onnx_mode = str(onnx).lower()
     if onnx_mode not in ("auto", "true", "false"):

@@ -2,16 +2,17 @@
 
 A file is written beside its target and renamed over it in one step; a directory is built
 beside its target and renamed into place. A crash or kill at any moment leaves the old version
-or the new one (and, after a kill, the hidden temporary file, which :func:`remove_stale_temps`
-clears). Results get the modes any new file or directory gets under the umask. A write that fails
-(a parent that is a file, no permission, a full disk) raises :class:`~supernet.errors.OutputError`
-naming the target.
+or the new one (and, after a kill, the hidden temporary file or directory, which
+:func:`remove_stale_temps` and :func:`remove_stale_staging` clear). Results get the modes any
+new file or directory gets under the umask. A write that fails (a parent that is a file, no
+permission, a full disk) raises :class:`~supernet.errors.OutputError` naming the target.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ __all__ = [
     "default_mode",
     "make_dir",
     "move_into_place",
+    "remove_stale_staging",
     "remove_stale_temps",
     "staging_dir",
     "writing",
@@ -75,6 +77,13 @@ def make_dir(path: str | Path) -> Path:
     return path
 
 
+def _write_failed(exc: RuntimeError) -> bool:
+    """Whether ``exc`` is torch's way of saying a write failed (``torch.save`` on a full disk
+    raises ``RuntimeError: ... PytorchStreamWriter failed writing file ...``, not ``OSError``)."""
+    text = str(exc)
+    return "PytorchStreamWriter" in text or "file write failed" in text
+
+
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)``, flush it to disk, and rename it to ``path`` in one step."""
     path = Path(path)
@@ -83,7 +92,17 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
-            write(tmp)
+            try:
+                write(tmp)
+            except RuntimeError as exc:
+                if not _write_failed(exc):
+                    raise
+                # The reason torch does not give: most often a full disk.
+                free = shutil.disk_usage(path.parent).free
+                raise OSError(
+                    errno.ENOSPC if free < 64 * 2**20 else errno.EIO,
+                    f"torch could not write the file ({free / 2**20:.0f} MiB free there)",
+                ) from exc
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp, default_mode())  # mkstemp makes it private
@@ -123,6 +142,33 @@ def check_target_dir(path: Path, overwrite: bool, name: str, hint: str) -> None:
         raise UserError(f"{name} exists and is not empty; choose another or pass {hint}")
 
 
+def _old_dir(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Tidy what a killed directory write of ``target`` left beside it: its hidden staging
+    directories are deleted, and a previous ``target`` that a kill caught between the two renames
+    of :func:`move_into_place` (so only its ``.old`` copy exists) is put back. Only for targets one
+    process writes at a time (an export directory), and before its writer's own staging directory
+    exists. Returns the directories deleted."""
+    if not target.parent.is_dir():
+        return []
+    old = _old_dir(target)
+    if old.is_dir() and not target.exists():
+        old.rename(target)
+    stale = [
+        p
+        for p in sorted(target.parent.glob(f".{glob.escape(target.name)}.*"))
+        if p.is_dir() and len(p.name) == len(target.name) + 10  # "." + name + "." + 8 random
+    ]
+    if old.is_dir():
+        stale.append(old)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def staging_dir(target: Path) -> Path:
     """An empty directory beside ``target`` (same filesystem, so it can be renamed into place)."""
     with writing(target):
@@ -135,7 +181,7 @@ def staging_dir(target: Path) -> Path:
 def move_into_place(staged: Path, target: Path) -> None:
     """Rename ``staged`` to ``target``, replacing an existing ``target`` directory."""
     if target.exists():
-        old = target.with_name(f".{target.name}.old")
+        old = _old_dir(target)
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)
         staged.rename(target)

@@ -18,7 +18,14 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .atomic import check_target_dir, default_mode, move_into_place, staging_dir
+from .atomic import (
+    check_target_dir,
+    default_mode,
+    move_into_place,
+    remove_stale_staging,
+    staging_dir,
+    writing,
+)
 from .errors import CheckpointError
 from .space import SearchSpace, SpaceError, SubnetConfig
 from .vit import VisionTransformer
@@ -43,6 +50,8 @@ def save_subnet(
     to text contents written alongside (a README, say).
     """
     directory = Path(directory)
+    with writing(directory):
+        remove_stale_staging(directory)  # what a save killed half-way left
     check_target_dir(directory, overwrite, f"export target {directory}", "overwrite=True")
     space.validate(model.subnet)
     tmp = staging_dir(directory)

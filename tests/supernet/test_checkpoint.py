@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from supernet import CheckpointError, SearchSpace, Supernet, UserError, load_subnet, save_subnet
-from supernet.atomic import atomic_write
+from supernet.atomic import atomic_write, remove_stale_staging, staging_dir
 from supernet.checkpoint import load_checkpoint, load_supernet, save_checkpoint
+from supernet.errors import OutputError
 
 
 def test_round_trip(tiny_space: SearchSpace, tmp_path: Path) -> None:
@@ -128,3 +129,50 @@ def test_expected_format(tiny_space: SearchSpace, tmp_path: Path) -> None:
     save_checkpoint(path, Supernet(tiny_space))
     with pytest.raises(CheckpointError, match="is not a 'other-format' checkpoint of this tool"):
         load_checkpoint(path, expected_format="other-format")
+
+
+def test_torch_write_failure_is_an_output_error(tmp_path: Path) -> None:
+    """torch.save on a full disk raises RuntimeError, not OSError: it must still come out as one
+    OutputError line naming the file, with no temporary file left and the old file kept."""
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"old")
+
+    def full_disk(tmp: str) -> None:
+        Path(tmp).write_bytes(b"partial")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
+            "data/0: file write failed"
+        )
+
+    message = r"cannot write .*checkpoint\.pt: .*torch could not write"
+    with pytest.raises(OutputError, match=message):
+        atomic_write(path, full_disk)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+    def bug(tmp: str) -> None:
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug stays a bug
+        atomic_write(path, bug)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_stale_staging_is_tidied(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    """A directory write killed half-way leaves a hidden staging directory, or (between the two
+    renames) only the previous version's .old copy: the next write of that target tidies both."""
+    net = Supernet(tiny_space).eval()
+    model = net.extract(tiny_space.largest())
+    target = tmp_path / "export"
+    save_subnet(model, tiny_space, target)
+    staged = staging_dir(target)  # as if a second save were killed while writing
+    (staged / "partial").write_text("x")
+    other = tmp_path / ".export-other.abcdefgh"  # not this target's: kept
+    other.mkdir()
+    save_subnet(model, tiny_space, target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".export-other.abcdefgh", "export"]
+
+    target.rename(tmp_path / ".export.old")  # killed between move_into_place's two renames
+    assert remove_stale_staging(target) == []
+    assert not (tmp_path / ".export.old").exists()
+    torch.testing.assert_close(load_subnet(target).state_dict(), model.state_dict())
