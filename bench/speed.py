@@ -8,7 +8,7 @@ are of medians. Targets: supernet / extracted <= 1.10, extracted / timm <= 1.05.
     python bench/speed.py                        # fashion_mnist + autoformer_tiny, batch 1 and 64
     python bench/speed.py --space fashion_mnist --batch 64 --repeats 30
 
-Writes results/benchmarks/speed.csv and speed.html (timm is the ``bench`` extra).
+Writes results/benchmarks/speed.csv and speed.png (+ .html; timm is the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import common
 import pandas as pd
 import plotly.express as px
 import torch
@@ -165,8 +166,8 @@ def main() -> None:
         facet_row="batch",
         title="Forward-time ratios (1.0 = equal speed)",
     )
-    fig.write_html(args.out / "speed.html", include_plotlyjs=True)
-    print(f"wrote {args.out / 'speed.csv'} and {args.out / 'speed.html'}")
+    written = common.save_png(fig, args.out / "speed.png")
+    print(f"wrote {args.out / 'speed.csv'}, " + ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ from .results import pareto_mask
 __all__ = ["history_figure", "pareto_figure", "report_figure", "save_figure"]
 
 _SCALES = {"params": 1e6, "macs": 1e6, "flops": 1e6, "latency_ms": 1.0}
+# kaleido and the browser driver it uses log every step at INFO, which Hydra apps print.
+for _name in ("kaleido", "choreographer", "logistro"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 _PNG_NOTICE_SHOWN = False
 
 

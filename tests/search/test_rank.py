@@ -1,0 +1,253 @@
+"""python -m search.rank: stratified picks, the stand-alone recipe, statistics, runs and the CLI."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from search.rank import (
+    COLUMNS,
+    RankError,
+    RankSettings,
+    pick_subnets,
+    rank_stats,
+    recipe,
+    run_ranking,
+    slug,
+    verdict,
+)
+from supernet import SearchSpace, complexity
+from supernet.checkpoint import load_supernet
+from supernet.data import build_data
+from supernet.evaluation import accuracy, materialize
+from supernet.train import TrainConfig
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+# -- which subnets ---------------------------------------------------------------------------------
+def test_pick_one_subnet_per_equal_width_flop_bin() -> None:
+    space = SearchSpace.preset("fashion_mnist")
+    picks = pick_subnets(space, 12, seed=0)
+    flops = [complexity.flops(space, s) for s in picks]
+    low = complexity.flops(space, space.smallest())
+    high = complexity.flops(space, space.largest())
+    bins = [min(11, int((f - low) / ((high - low) / 12))) for f in flops]
+    assert bins == list(range(12))  # sorted by FLOPs, one per bin: spread over the whole range
+    assert len(set(picks)) == 12 and all(space.contains(s) for s in picks)
+    assert pick_subnets(space, 12, seed=0) == picks
+    assert pick_subnets(space, 12, seed=1) != picks
+
+
+def test_pick_fills_empty_bins_and_refuses_too_many(digits_space: SearchSpace) -> None:
+    # DIGITS_SMALL holds 40 subnets: with 30 bins several are empty and take their neighbours.
+    picks = pick_subnets(digits_space, 30, seed=0)
+    assert len(set(picks)) == 30
+    flops = [complexity.flops(digits_space, s) for s in picks]
+    assert flops == sorted(flops)
+    with pytest.raises(RankError, match="k=41 but only 40 distinct subnets"):
+        pick_subnets(digits_space, 41, seed=0)
+
+
+def test_slug_is_a_file_name(digits_space: SearchSpace) -> None:
+    subnet = digits_space.uniform(32, 2, 2, 1.0)
+    assert slug(subnet) == "D32_L2_H2-2_M1-1"
+    assert "/" not in slug(SearchSpace.preset("autoformer_tiny").largest())
+
+
+# -- settings and recipe ---------------------------------------------------------------------------
+def test_recipe_is_the_supernets_with_overrides() -> None:
+    uniform = {**TrainConfig(strategy="uniform", epochs=60, lr=1e-3).to_dict()}
+    sandwich = {**TrainConfig(strategy="sandwich", epochs=10, lr=1e-3, distill=True).to_dict()}
+    a = recipe(uniform, {"epochs": 2})
+    b = recipe(sandwich, {"epochs": 2})
+    assert a == b  # the sampling rule does not matter for one subnet: the same stand-alone run
+    assert a.epochs == 2 and a.lr == 1e-3
+    assert recipe({}, {}) == TrainConfig()  # no recorded recipe: the defaults
+    with pytest.raises(RankError, match=r"train.lr must be a positive number"):
+        recipe(uniform, {"lr": -1.0})
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({}, "no supernet checkpoint given"),
+        ({"supernet": "x.pt", "k": 2}, "k must be an integer ≥ 3"),
+        ({"supernet": "x.pt", "n_jobs": 0}, "n_jobs must be an integer ≥ 1"),
+        ({"supernet": "x.pt", "colour": "red"}, "unknown option"),
+        ({"supernet": "x.pt", "train": {"strategy": "uniform"}}, "supernet training option"),
+        ({"supernet": "x.pt", "train": {"epoch": 3}}, r"unknown recipe option\(s\) train.epoch"),
+        ({"supernet": "x.pt", "finetune": "yes"}, "finetune must be true or false"),
+    ],
+)
+def test_settings_errors(config: dict[str, object], message: str) -> None:
+    with pytest.raises(RankError, match=message):
+        RankSettings.from_config(config)
+
+
+def test_settings_keep_only_given_recipe_options() -> None:
+    settings = RankSettings.from_config(
+        {"supernet": "x.pt", "train": {"epochs": 3, "lr": None}, "scratch_dir": "s"}
+    )
+    assert settings.train == {"epochs": 3} and settings.scratch_dir == Path("s")
+
+
+# -- statistics ------------------------------------------------------------------------------------
+def _table(inherited: list[float], scratch: list[float], offset: float = 0.0) -> pd.DataFrame:
+    n = len(inherited)
+    return pd.DataFrame(
+        {
+            "inherited_val_acc": inherited,
+            "inherited_test_acc": [a + offset for a in inherited],
+            "finetune_test_acc": [math.nan] * n,
+            "scratch_test_acc": scratch,
+        }
+    )
+
+
+def test_stats_and_verdict() -> None:
+    same = rank_stats(_table([0.80, 0.82, 0.85, 0.90], [0.70, 0.75, 0.80, 0.81]))
+    assert same["kendall_tau"] == pytest.approx(1.0) and same["spearman_rho"] == pytest.approx(1)
+    # inherited test minus scratch test: 10, 7, 5, 9 points
+    assert same["mean_gap_pt"] == pytest.approx(7.75)
+    assert same["max_abs_gap_pt"] == pytest.approx(10)
+    assert math.isnan(same["kendall_tau_finetune"]) and math.isnan(
+        same["mean_finetune_minus_scratch_pt"]
+    )
+    line = verdict(same)
+    assert line.startswith("verdict: Kendall τ = 1.00") and "reliable:" in line
+    assert "7.75 pt above stand-alone" in line
+
+    reversed_ = rank_stats(_table([0.80, 0.82, 0.85, 0.90], [0.81, 0.80, 0.75, 0.70]))
+    assert reversed_["kendall_tau"] == pytest.approx(-1.0)
+    assert "unreliable" in verdict(reversed_)
+    one_swap = rank_stats(_table([0.80, 0.82, 0.85, 0.90], [0.70, 0.80, 0.75, 0.81]))
+    assert one_swap["kendall_tau"] == pytest.approx(4 / 6)  # 5 concordant pairs, 1 discordant
+    assert "partly reliable" in verdict(one_swap)
+
+    flat = rank_stats(_table([0.8, 0.8, 0.8], [0.7, 0.75, 0.8]))
+    assert math.isnan(flat["kendall_tau"]) and "undefined" in verdict(flat)
+
+
+# -- whole runs ------------------------------------------------------------------------------------
+def _config(checkpoint: Path, **extra: object) -> dict[str, object]:
+    return {
+        "supernet": str(checkpoint),
+        "k": 3,
+        "png": False,
+        "train": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0},
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def ranked(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    run_dir = tmp_path_factory.mktemp("rank")
+    return run_ranking(_config(trained_checkpoint), run_dir)
+
+
+def test_ranking_run_writes_table_stats_and_plot(ranked, trained_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
+    run_dir = ranked.run_dir
+    table = pd.read_csv(run_dir / "rank.csv")
+    assert list(table.columns) == COLUMNS and len(table) == 3
+    assert table["flops"].is_monotonic_increasing
+    net, payload = load_supernet(trained_checkpoint)
+    picks = pick_subnets(net.space, 3, seed=0)
+    assert table["arch"].tolist() == [str(s) for s in picks]
+    for column in [c for c in COLUMNS if c.endswith("_acc")]:
+        assert table[column].between(0, 1).all(), column
+    # The inherited accuracies are the supernet's own, on the split the search evaluates on.
+    splits = build_data(payload["data"])
+    val_x, val_y = materialize(splits.val)
+    direct = [accuracy(net, val_x, val_y, s) for s in picks]
+    np.testing.assert_allclose(table["inherited_val_acc"], direct)
+    # Every subnet was trained twice, alone: from scratch and from its inherited weights.
+    for s in picks:
+        for kind in ("scratch", "finetune"):
+            result = yaml.safe_load((run_dir / kind / slug(s) / "result.json").read_text())
+            assert result["mode"] == kind and result["epochs"] == 1
+    manifest = yaml.safe_load((run_dir / "rank.yaml").read_text())
+    assert manifest["stats"]["kendall_tau"] == pytest.approx(rank_stats(table)["kendall_tau"])
+    assert manifest["verdict"] == ranked.verdict and ranked.verdict.startswith("verdict: ")
+    assert manifest["recipe"]["epochs"] == 1 and manifest["recipe"]["batch_size"] == 64
+    assert (run_dir / "rank.html").stat().st_size > 10_000
+
+
+def test_scratch_runs_are_shared_and_reused(
+    ranked, trained_checkpoint: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    scratch = ranked.run_dir / "scratch"
+    checkpoints = sorted(scratch.glob("*/checkpoint.pt"))
+    assert len(checkpoints) == 3
+    before = {p: p.stat().st_mtime_ns for p in checkpoints}
+    again = run_ranking(
+        _config(trained_checkpoint, finetune=False, scratch_dir=str(scratch)), tmp_path / "b"
+    )
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == before  # reused, not retrained
+    assert not (tmp_path / "b" / "scratch").exists() and not (tmp_path / "b" / "finetune").exists()
+    pd.testing.assert_series_equal(
+        again.table["scratch_test_acc"], ranked.table["scratch_test_acc"]
+    )
+    pd.testing.assert_series_equal(
+        again.table["inherited_val_acc"], ranked.table["inherited_val_acc"]
+    )
+    assert again.table["finetune_test_acc"].isna().all()
+
+    # The same subnets with another recipe are other runs: refused, not silently reused.
+    other = _config(trained_checkpoint, finetune=False, scratch_dir=str(scratch))
+    other["train"] = {**other["train"], "epochs": 2}  # type: ignore[dict-item]
+    with pytest.raises(RankError, match=r"cannot resume .* other settings .*train.epochs"):
+        run_ranking(other, tmp_path / "c")
+
+
+def test_run_dir_of_another_supernet_is_refused(ranked, random_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RankError, match="holds the ranking of another supernet"):
+        run_ranking(_config(random_checkpoint), ranked.run_dir)
+
+
+def test_checkpoint_without_data_is_refused(tmp_path: Path, digits_space: SearchSpace) -> None:
+    from supernet import Supernet, save_checkpoint
+    from supernet.errors import CheckpointError
+
+    path = tmp_path / "bare.pt"
+    save_checkpoint(path, Supernet(digits_space))
+    with pytest.raises(CheckpointError, match="records no data config"):
+        run_ranking(_config(path), tmp_path / "run")
+
+
+# -- the command line ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_cli_with_two_processes(cli: Cli, trained_checkpoint: Path, tmp_path: Path) -> None:
+    result = cli(
+        "search.rank",
+        f"supernet={trained_checkpoint}",
+        "k=3",
+        "n_jobs=2",
+        "train.epochs=1",
+        "train.warmup_epochs=0",
+        "png=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\nverdict: Kendall τ" in result.stdout
+    assert "inherited_val" in result.stdout and "scratch_test" in result.stdout
+    table = pd.read_csv(tmp_path / "rank.csv")
+    assert len(table) == 3 and table["finetune_test_acc"].notna().all()
+
+
+def test_cli_user_errors(cli: Cli, trained_checkpoint: Path, tmp_path: Path) -> None:
+    result = cli("search.rank", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: no supernet checkpoint given" in result.stderr
+    result = cli(
+        "search.rank", f"supernet={trained_checkpoint}", "train.lr=-1", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 2
+    assert "error: stand-alone recipe: train.lr must be a positive number" in result.stderr
