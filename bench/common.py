@@ -7,15 +7,15 @@ runs are cached under ``runs/bench/`` (git-ignored): the ranking, search-quality
 sample-efficiency benchmarks reuse the same supernets, and a rerun reuses finished runs
 (``resume=auto``; a run with other settings is refused, never silently reused).
 
-Scale, chosen so that the whole suite runs in about an hour on 2 CPU cores: the ``fashion_mnist``
+Scale, chosen so that the whole suite runs in about 80 minutes on 2 CPU cores: the ``fashion_mnist``
 space's choices (embed 64-96, depth 4-6, 2-4 heads of 24, MLP ratio 2-4) on 7x7 patches instead of
 4x4 (``space.patch_size=7``: 16 patches + CLS = 17 tokens instead of 50, ~3x cheaper; the space is
 named ``fashion_mnist_p7``; 4.2-23.4 MFLOPs), a 10,000-image training subset, a 2,500-image
 validation split carved from the rest of the training set, and the official 10,000-image test
-split. One recipe for every training run (conf/train/uniform.yaml's: AdamW, lr 3e-3 with 2 warmup
-epochs and a cosine, batch 32, label smoothing 0.1, translation + flip), 12 epochs: both
-supernets, every subnet trained alone from scratch, every fine-tune. One torch thread per process,
-two processes.
+split. One recipe for every training run (conf/train/uniform.yaml's with ``LR`` below: AdamW,
+lr 1e-3 with 2 warmup epochs and a cosine, batch 32, label smoothing 0.1, translation + flip),
+12 epochs: the supernets (``sandwich_long``: 36), every subnet trained alone from scratch, every
+fine-tune. One torch thread per process, two processes.
 """
 
 from __future__ import annotations

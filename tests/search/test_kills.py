@@ -171,7 +171,9 @@ def test_a_killed_worker_is_replaced_and_its_trial_retried(
     trials = load().get_trials()
     _check_recovered(trials, lost, complete, asked=40)
     workers = Counter(t.user_attrs["worker"] for t in trials if t.state == TrialState.COMPLETE)
-    assert len(workers) == 3  # the two first workers and the replacement
+    # The two first workers completed trials; the replacement (started, as the note above says)
+    # completes some too unless the surviving worker finished the study while it was starting up.
+    assert len(workers) in (2, 3)
 
 
 @pytest.mark.slow
