@@ -240,6 +240,13 @@ def report_figure(
     return fig
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first non-blank line of ``exc``'s message (kaleido's start with a newline), or its
+    type's name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:120] if lines else type(exc).__name__
+
+
 def save_figure(fig: go.Figure, html_path: str | Path, png: bool = True) -> list[Path]:
     """Write self-contained HTML, plus a PNG beside it when kaleido can render one."""
     global _PNG_NOTICE_SHOWN
@@ -263,7 +270,7 @@ def save_figure(fig: go.Figure, html_path: str | Path, png: bool = True) -> list
             reason = (
                 "kaleido is not installed"
                 if isinstance(exc, ImportError)
-                else f"kaleido could not render ({str(exc).splitlines()[0][:120]})"
+                else f"kaleido could not render ({_first_line(exc)})"
             )
             print(
                 f"note: HTML plots only, no PNG: {reason}; `pip install kaleido` and "
