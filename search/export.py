@@ -23,7 +23,6 @@ model.onnx; ``supernet.load_subnet(out)`` returns a ready ``nn.Module``. It is b
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -254,14 +253,7 @@ def export_subnet(
     frame = read_trials(run_dir)
     row, reason = pick_trial(frame, trial, max_costs, allow_infeasible)
     number = int(row["number"])
-    subnet = SubnetConfig.from_dict(
-        {
-            "embed_dim": int(row["embed_dim"]),
-            "depth": int(row["depth"]),
-            "num_heads": json.loads(row["num_heads"]),
-            "mlp_ratio": json.loads(row["mlp_ratio"]),
-        }
-    )
+    subnet = SubnetConfig.from_row(row)
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{number}"
     with writing(out):
         remove_stale_staging(out)  # what an export killed half-way left

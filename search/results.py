@@ -12,14 +12,14 @@ then ``arch`` (``D48-L3-H[1/2/4]-M[2/4/3]``), ``measured_latency_ms`` (with
 ``datetime_start``, ``datetime_complete``, ``study``, and one column per command-line override
 of the run (``budget.flops``, ``search.sampler``, ``seed``).
 
-``num_heads`` and ``mlp_ratio`` are JSON lists (``json.loads`` them back). ``val_acc`` is NaN for
-a subnet that was never evaluated (infeasible, failed or still running). ``pareto`` marks the
-feasible evaluated trials that no other one beats on both accuracy and the cost axis.
+``num_heads`` and ``mlp_ratio`` are JSON lists (``SubnetConfig.from_row`` reads a row back).
+``val_acc`` is NaN for a subnet that was never evaluated (infeasible, failed or still running).
+``pareto`` marks the feasible evaluated trials that no other one beats on both accuracy and the
+cost axis.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -98,16 +98,18 @@ def pareto_mask(accuracy: Sequence[float], cost: Sequence[float]) -> np.ndarray:
     return mask
 
 
+#: A trial's architecture columns (``SubnetConfig.to_row``); empty for a trial killed before
+#: it chose its subnet.
+_ARCH_COLUMNS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+
+
 def _row(trial: FrozenTrial, space: SearchSpace, budget: Budget) -> dict[str, Any]:
     attrs = trial.user_attrs
     subnet = subnet_from_params(trial.params)
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "embed_dim": subnet.embed_dim if subnet else None,
-        "depth": subnet.depth if subnet else None,
-        "num_heads": json.dumps(list(subnet.num_heads)) if subnet else None,
-        "mlp_ratio": json.dumps(list(subnet.mlp_ratio)) if subnet else None,
+        **(subnet.to_row() if subnet else dict.fromkeys(_ARCH_COLUMNS)),
         "arch": str(subnet) if subnet else None,
     }
     cost: dict[str, float] = dict.fromkeys(("params", "macs", "flops"), math.nan)

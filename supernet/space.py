@@ -12,6 +12,7 @@ YAML (``to_dict`` / ``from_dict`` / ``to_yaml`` / ``from_yaml``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -179,6 +180,24 @@ class SubnetConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SubnetConfig:
         return _from_mapping(cls, data, "subnet")
+
+    def to_row(self) -> dict[str, Any]:
+        """The subnet as the columns of a results table (trials.csv, rank.csv, latency tables):
+        ``embed_dim``, ``depth`` and the per-layer lists as JSON text (one CSV cell each)."""
+        data = self.to_dict()
+        return {k: json.dumps(v) if isinstance(v, list) else v for k, v in data.items()}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SubnetConfig:
+        """The subnet in a table row written with :meth:`to_row` (other columns are ignored)."""
+        return cls.from_dict(
+            {
+                "embed_dim": int(row["embed_dim"]),
+                "depth": int(row["depth"]),
+                "num_heads": json.loads(row["num_heads"]),
+                "mlp_ratio": json.loads(row["mlp_ratio"]),
+            }
+        )
 
     def to_yaml(self, path: str | Path) -> None:
         _write_yaml(self.to_dict(), path)

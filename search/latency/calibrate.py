@@ -17,7 +17,6 @@ faster depending on what the process allocated before.
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import time
@@ -53,8 +52,7 @@ class Calibration:
     def subnets(self, split: str | None = None) -> list[SubnetConfig]:
         """The measured subnets, in table order (``split``: only ``train`` or ``holdout``)."""
         rows = self.table if split is None else self.table[self.table["split"] == split]
-        columns = rows[["embed_dim", "depth", "num_heads", "mlp_ratio"]].itertuples(index=False)
-        return [SubnetConfig(e, d, json.loads(h), json.loads(r)) for e, d, h, r in columns]
+        return [SubnetConfig.from_row(row) for _, row in rows.iterrows()]
 
     def summary(self) -> str:
         p, m = self.profile, self.profile.metrics
@@ -85,10 +83,7 @@ def _row(space: SearchSpace, subnet: SubnetConfig, split: str) -> dict[str, obje
     return {
         "split": split,
         "subnet": str(subnet),
-        "embed_dim": subnet.embed_dim,
-        "depth": subnet.depth,
-        "num_heads": json.dumps(list(subnet.num_heads)),
-        "mlp_ratio": json.dumps(list(subnet.mlp_ratio)),
+        **subnet.to_row(),
         "macs": complexity.macs(space, subnet),
     }
 

@@ -11,7 +11,6 @@ gets. The gaps compare like with like: inherited and stand-alone accuracy on the
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -78,17 +77,15 @@ def rank_table(
             inherited = (finetune["initial_val_acc"], finetune["initial_test_acc"])
         else:
             inherited = (inherit["val_acc"], inherit["test_acc"])
+        cost = complexity.breakdown(space, s)
         rows.append(
             {
                 "subnet": slug(s),
                 "arch": str(s),
-                "embed_dim": s.embed_dim,
-                "depth": s.depth,
-                "num_heads": json.dumps(list(s.num_heads)),
-                "mlp_ratio": json.dumps(list(s.mlp_ratio)),
-                "params": complexity.params(space, s),
-                "macs": complexity.macs(space, s),
-                "flops": complexity.flops(space, s),
+                **s.to_row(),
+                "params": cost.params,
+                "macs": cost.macs,
+                "flops": cost.flops,
                 "inherited_val_acc": inherited[0],
                 "inherited_test_acc": inherited[1],
                 "finetune_val_acc": finetune["val_acc"] if finetune else math.nan,

@@ -4,6 +4,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -181,6 +182,17 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     subnet.to_yaml(tmp_path / "subnet.yaml")
     assert SubnetConfig.from_yaml(tmp_path / "subnet.yaml") == subnet
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_table_row_round_trip(tmp_path: Path) -> None:
+    """A subnet as results-table columns: the lists are JSON text, and a row read back from a
+    CSV (numbers parsed by pandas, other columns beside) gives the same subnet."""
+    subnet = SubnetConfig(12, 2, (1, 2), (2.0, 1.5))
+    row = subnet.to_row()
+    assert row == {"embed_dim": 12, "depth": 2, "num_heads": "[1, 2]", "mlp_ratio": "[2.0, 1.5]"}
+    pd.DataFrame([{"number": 3, **row, "val_acc": 0.5}]).to_csv(tmp_path / "t.csv", index=False)
+    again = pd.read_csv(tmp_path / "t.csv").iloc[0]
+    assert SubnetConfig.from_row(again) == subnet
 
 
 def test_from_omegaconf() -> None:
