@@ -125,23 +125,38 @@ def open_storage(
     except ValueError as exc:
         raise UserError(f"storage settings: {exc}") from None
     if url.startswith("sqlite"):
-        _fast_sqlite(storage)
+        _configure_sqlite(storage)
     return storage
 
 
-def _fast_sqlite(storage: RDBStorage) -> None:
-    """Write-ahead log, and no fsync per commit: a trial writes a few dozen small rows, and
-    fsyncing each one took more time than evaluating the subnet. An application crash loses
-    nothing; a power cut may lose the last trials (the file itself stays consistent)."""
+def _configure_sqlite(storage: RDBStorage) -> None:
+    """Serialised transactions, a write-ahead log, and no fsync per commit.
+
+    Optuna takes a waiting trial (an enqueued seed, a retry) by reading it as WAITING and then
+    marking it RUNNING, relying on ``SELECT ... FOR UPDATE``, which SQLite ignores; and pysqlite
+    starts a transaction only at the first write, so two workers could both read the trial as
+    WAITING and both run it. ``BEGIN IMMEDIATE`` takes the database's write lock when the
+    transaction starts, so the read and the write happen under it (SQLAlchemy's documented way:
+    pysqlite's own BEGIN turned off, ours emitted instead).
+
+    A trial writes a few dozen small rows, and fsyncing each one took more time than evaluating
+    the subnet: ``synchronous=NORMAL`` in WAL mode loses nothing to an application crash; a power
+    cut may lose the last trials (the file itself stays consistent).
+    """
 
     def on_connect(connection: Any, _record: Any) -> None:
+        connection.isolation_level = None  # pysqlite emits no BEGIN of its own
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
     sqlalchemy.event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # reconnect: the pooled connections predate the listener
+    sqlalchemy.event.listen(storage.engine, "begin", on_begin)
+    storage.engine.dispose()  # reconnect: the pooled connections predate the listeners
 
 
 def open_study(

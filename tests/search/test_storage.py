@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -71,3 +75,31 @@ def test_a_study_left_unlabelled_by_a_killed_run_is_taken_over(tmp_path: Path) -
     other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(StudyMismatchError, match="was made for another search"):
         open_study(storage, "t", ["minimize"], identity)
+
+
+def _pop_all(url: str, name: str, start: Any) -> list[int]:
+    """Pop waiting trials until none is left (the first step of every trial a worker runs)."""
+    study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=0))
+    start.wait()
+    popped = []
+    while (trial_id := study._pop_waiting_trial_id()) is not None:
+        popped.append(trial_id)
+    return popped
+
+
+def test_each_waiting_trial_goes_to_one_worker_on_sqlite(tmp_path: Path) -> None:
+    """Enqueued seeds and retried trials wait in the study; on SQLite, pysqlite's deferred
+    transactions let two processes both read a trial as WAITING and both take it (seen as a
+    worker's 'Cannot tell a COMPLETE trial'). Every waiting trial must be taken exactly once."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="pop", storage=open_storage(url, heartbeat_interval=0))
+    for x in range(120):
+        study.enqueue_trial({"x": x}, skip_if_exists=False)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(6, mp_context=context) as pool:
+        start = manager.Event()
+        futures = [pool.submit(_pop_all, url, "pop", start) for _ in range(6)]
+        time.sleep(3)  # every process has opened the study
+        start.set()
+        popped = [trial_id for future in futures for trial_id in future.result(timeout=300)]
+    assert sorted(popped) == sorted(t._trial_id for t in study.get_trials())
