@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from supernet import SearchSpace
+from supernet import Space
 from supernet.errors import UserError
 
 from .costs import METRICS, CostModel, format_cost
@@ -150,7 +150,7 @@ class Budget:
             out[f"min_{metric}"] = b.low if b else None
         return out
 
-    def check(self, space: SearchSpace, costs: CostModel) -> None:
+    def check(self, space: Space, costs: CostModel) -> None:
         """Fail at once, giving the space's cost range, if no subnet can meet a bound."""
         if not self.bounds:
             return

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from supernet import SearchSpace, SubnetConfig, complexity
+from supernet import Space, Subnet, complexity
 
 from .latency import DEFAULT_PROFILE_DIR, LatencyProfile, ProfileError, find_profile
 
@@ -37,7 +37,7 @@ UNITS: dict[str, str] = {
 }
 
 #: ``predict(space, subnet) -> milliseconds``.
-LatencyPredictor = Callable[[SearchSpace, SubnetConfig], float]
+LatencyPredictor = Callable[[Space, Subnet], float]
 
 
 def format_cost(metric: str, value: float) -> str:
@@ -54,7 +54,7 @@ def format_cost(metric: str, value: float) -> str:
 
 def resolve_latency_profile(
     where: str | Path | None,
-    space: SearchSpace,
+    space: Space,
     *,
     needed_by: Iterable[str] = (),
     device: str = "cpu",
@@ -92,7 +92,7 @@ class CostModel:
     the predictor's estimate, or NaN without one.
     """
 
-    def __init__(self, space: SearchSpace, latency: LatencyPredictor | None = None) -> None:
+    def __init__(self, space: Space, latency: LatencyPredictor | None = None) -> None:
         self.space = space
         self.latency = latency
 
@@ -100,7 +100,7 @@ class CostModel:
     def has_latency(self) -> bool:
         return self.latency is not None
 
-    def __call__(self, subnet: SubnetConfig) -> dict[str, float]:
+    def __call__(self, subnet: Subnet) -> dict[str, float]:
         cost = complexity.breakdown(self.space, subnet)
         latency = self.latency(self.space, subnet) if self.latency is not None else math.nan
         return {

@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from supernet import SearchSpace, SubnetConfig, VisionTransformer
+from supernet import Space, Subnet
 from supernet.atomic import (
     check_target_dir,
     move_into_place,
@@ -76,7 +76,7 @@ class ExportOptions:
 class ExportResult:
     directory: Path
     trial: int
-    subnet: SubnetConfig
+    subnet: Subnet
     metadata: dict[str, Any]
     reason: str
 
@@ -139,7 +139,7 @@ def pick_trial(
     )
 
 
-def export_onnx(model: torch.nn.Module, space: SearchSpace, path: Path) -> float:
+def export_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
     """Write ``model`` as ONNX (dynamic batch; input ``images``, output ``logits``) and return
     the largest absolute difference from PyTorch on random images (batches of 1 and 4)."""
     import onnxruntime
@@ -180,7 +180,7 @@ def _onnx_available() -> str | None:
     return ", ".join(missing) or None
 
 
-def _readme(subnet: SubnetConfig, meta: Mapping[str, Any], has_onnx: bool) -> str:
+def _readme(subnet: Subnet, meta: Mapping[str, Any], has_onnx: bool) -> str:
     costs = meta["costs"]
     lines = [
         f"# Subnet {subnet}",
@@ -190,9 +190,7 @@ def _readme(subnet: SubnetConfig, meta: Mapping[str, Any], has_onnx: bool) -> st
         "",
         "| | |",
         "|---|---|",
-        f"| embed_dim / depth | {subnet.embed_dim} / {subnet.depth} |",
-        f"| num_heads | {list(subnet.num_heads)} |",
-        f"| mlp_ratio | {list(subnet.mlp_ratio)} |",
+        *(f"| {key} | {value} |" for key, value in subnet.to_dict().items()),
         f"| params | {costs['params']:,} |",
         f"| MACs / FLOPs per image | {costs['macs']:,} / {costs['flops']:,} (FLOPs = 2 x MACs) |",
     ]
@@ -253,7 +251,7 @@ def export_subnet(
     frame = read_trials(run_dir)
     row, reason = pick_trial(frame, trial, max_costs, allow_infeasible)
     number = int(row["number"])
-    subnet = SubnetConfig.from_row(row)
+    subnet = Space.from_dict(manifest["space"]).subnet_from_row(row)
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{number}"
     with writing(out):
         remove_stale_staging(out)  # what an export killed half-way left
@@ -277,7 +275,7 @@ def export_subnet(
         )
     net, _ = load_supernet(checkpoint)
     space = net.space
-    model: VisionTransformer = net.extract(subnet)
+    model = net.extract(subnet)
 
     val_acc = None if pd.isna(row["val_acc"]) else float(row["val_acc"])
     latency = None if pd.isna(row["latency_ms"]) else float(row["latency_ms"])

@@ -1,9 +1,9 @@
 """One trial: suggest a subnet define-by-run, price it, check the budget, evaluate if feasible.
 
-Parameter names are ``depth``, ``embed_dim``, then ``num_heads_<i>`` and ``mlp_ratio_<i>`` for the
-active layers ``i < depth`` only (a shallower subnet has no parameters for deeper layers). The
-subnet, its costs and its accuracy are also stored as user attributes, so a trial reads back
-without this module and the dashboard shows them.
+The subnet's parameters are its family's encoding (``supernet/<family>/codec.py``; for the ViT
+family ``depth``, ``embed_dim``, then ``num_heads_<i>`` and ``mlp_ratio_<i>`` for the active
+layers ``i < depth`` only). The subnet, its costs and its accuracy are also stored as user
+attributes, so a trial reads back without this module and the dashboard shows them.
 
 A subnet evaluated before (by any worker) is not evaluated again: inherited-weight accuracy is
 deterministic, so the trial takes the earlier result and records ``duplicate_of``.
@@ -26,7 +26,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from supernet import SearchSpace, SubnetConfig, Supernet
+from supernet import Space, Subnet, Supernet, family_of
 from supernet.data import build_data
 from supernet.errors import UserError
 from supernet.evaluation import accuracy, materialize
@@ -60,38 +60,21 @@ WORKER = worker_name()
 INFEASIBLE_VALUE = 0.0
 
 
-def suggest_subnet(trial: optuna.trial.BaseTrial, space: SearchSpace) -> SubnetConfig:
-    """Define-by-run: depth and embedding width first, then heads and MLP ratio per active layer."""
-    depth = trial.suggest_categorical("depth", space.depth)
-    embed_dim = trial.suggest_categorical("embed_dim", space.embed_dim)
-    heads, ratios = [], []
-    for i in range(depth):
-        heads.append(trial.suggest_categorical(f"num_heads_{i}", space.num_heads))
-        ratios.append(trial.suggest_categorical(f"mlp_ratio_{i}", space.mlp_ratio))
-    return SubnetConfig(embed_dim, depth, tuple(heads), tuple(ratios))
+def suggest_subnet(trial: optuna.trial.BaseTrial, space: Space) -> Subnet:
+    """Define-by-run: the subnet of ``space`` the trial's suggestions choose (its family's
+    encoding)."""
+    return family_of(space).suggest(trial, space)
 
 
-def subnet_params(subnet: SubnetConfig) -> dict[str, Any]:
+def subnet_params(subnet: Subnet) -> dict[str, Any]:
     """The trial parameters that :func:`suggest_subnet` gives for ``subnet`` (for enqueueing)."""
-    params: dict[str, Any] = {"depth": subnet.depth, "embed_dim": subnet.embed_dim}
-    for i, (h, r) in enumerate(zip(subnet.num_heads, subnet.mlp_ratio, strict=True)):
-        params[f"num_heads_{i}"] = h
-        params[f"mlp_ratio_{i}"] = r
-    return params
+    return family_of(subnet).to_params(subnet)
 
 
-def subnet_from_params(params: Mapping[str, Any]) -> SubnetConfig | None:
-    """The subnet a trial's parameters describe, or None if they are incomplete."""
-    try:
-        depth = int(params["depth"])
-        return SubnetConfig(
-            int(params["embed_dim"]),
-            depth,
-            tuple(int(params[f"num_heads_{i}"]) for i in range(depth)),
-            tuple(float(params[f"mlp_ratio_{i}"]) for i in range(depth)),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
+def subnet_from_params(params: Mapping[str, Any], family: Space | str = "vit") -> Subnet | None:
+    """The subnet of ``family`` (a space, or a family's name) a trial's parameters describe, or
+    None if they are incomplete."""
+    return family_of(family).from_params(params)
 
 
 @dataclass(frozen=True)
@@ -105,9 +88,7 @@ class ValData:
         return len(self.labels)
 
 
-def load_val_data(
-    data_config: Mapping[str, Any], space: SearchSpace, val_size: int | None
-) -> ValData:
+def load_val_data(data_config: Mapping[str, Any], space: Space, val_size: int | None) -> ValData:
     """The checkpoint's validation split, in memory; ``val_size`` keeps its first images (the
     split is a seeded shuffle, so they are a fixed random sample). Never the test split."""
     splits = build_data(data_config)
@@ -151,10 +132,10 @@ class Objective:
         self.batch_size = batch_size
         self.measure_latency = measure_latency
         self.evaluations = 0
-        self._known: dict[SubnetConfig, tuple[int, float]] = {}
+        self._known: dict[Subnet, tuple[int, float]] = {}
         self._scanned: set[int] = set()
 
-    def known_accuracy(self, study: optuna.Study, subnet: SubnetConfig) -> tuple[int, float] | None:
+    def known_accuracy(self, study: optuna.Study, subnet: Subnet) -> tuple[int, float] | None:
         """``(trial number, val_acc)`` of an earlier evaluation of ``subnet`` in the study, by
         any worker. Inherited-weight accuracy is deterministic, so it is not evaluated again."""
         if subnet not in self._known:
@@ -163,12 +144,12 @@ class Objective:
                     continue
                 self._scanned.add(t.number)
                 acc = t.user_attrs.get("val_acc")
-                other = subnet_from_params(t.params)
+                other = subnet_from_params(t.params, self.space)
                 if acc is not None and other is not None and "duplicate_of" not in t.user_attrs:
                     self._known.setdefault(other, (t.number, float(acc)))
         return self._known.get(subnet)
 
-    def evaluate(self, subnet: SubnetConfig) -> float:
+    def evaluate(self, subnet: Subnet) -> float:
         """Inherited-weight top-1 accuracy on the validation data (batched, inference mode)."""
         self.evaluations += 1
         return accuracy(self.net, self.data.images, self.data.labels, subnet, self.batch_size)

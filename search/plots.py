@@ -46,6 +46,11 @@ def _hover(frame: pd.DataFrame) -> list[str]:
             f"embed {row.embed_dim}, depth {row.depth}",
             f"heads {row.num_heads}",
             f"mlp ratio {row.mlp_ratio}",
+        ]
+        window = getattr(row, "window_size", None)  # a Swin subnet's windows
+        if isinstance(window, str):
+            lines.append(f"window {window}")
+        lines += [
             f"params {row.params / 1e6:.3f} M, MACs {row.macs / 1e6:.3f} M, "
             f"FLOPs {row.flops / 1e6:.3f} M",
         ]

@@ -5,14 +5,18 @@ One row per trial, whatever its state. The contract columns (DESIGN.md) come fir
     number, state, embed_dim, depth, num_heads, mlp_ratio, params, macs, flops, latency_ms,
     val_acc, feasible, pareto
 
-then ``arch`` (``D48-L3-H[1/2/4]-M[2/4/3]``), ``measured_latency_ms`` (with
+then the family's other architecture columns (a Swin subnet's ``window_size``), ``arch`` (the
+subnet's short name, ``D48-L3-H[1/2/4]-M[2/4/3]`` for a ViT), ``measured_latency_ms`` (with
 ``search.measure_latency=true``: the evaluated subnet timed as the profile was), ``violation``
 (the worst relative budget overrun, 0 when feasible), ``duration_s`` (the whole trial),
 ``eval_s`` (its evaluation), ``retried_from`` (the trial a heartbeat retry replaces),
-``datetime_start``, ``datetime_complete``, ``study``, and one column per command-line override
-of the run (``budget.flops``, ``search.sampler``, ``seed``).
+``datetime_start``, ``datetime_complete``, ``study``, ``family``, and one column per command-line
+override of the run (``budget.flops``, ``search.sampler``, ``seed``).
 
-``num_heads`` and ``mlp_ratio`` are JSON lists (``SubnetConfig.from_row`` reads a row back).
+The architecture columns are the family's (``Subnet.to_row``): for a ViT ``embed_dim`` and
+``depth`` are integers and ``num_heads`` and ``mlp_ratio`` JSON lists; for a Swin subnet every
+one of them is a JSON list (per stage, or per stage and block). ``Subnet.from_row`` (or
+``space.subnet_from_row``) reads a row back.
 ``val_acc`` is NaN for a subnet that was never evaluated (infeasible, failed or still running).
 ``pareto`` marks the feasible evaluated trials that no other one beats on both accuracy and the
 cost axis.
@@ -30,7 +34,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from supernet import SearchSpace, complexity
+from supernet import Space, complexity
 from supernet.atomic import atomic_write
 
 from .budget import Budget
@@ -39,6 +43,7 @@ from .objective import subnet_from_params
 
 __all__ = [
     "CONTRACT_COLUMNS",
+    "arch_columns",
     "pareto_mask",
     "read_trials",
     "summary_table",
@@ -98,18 +103,23 @@ def pareto_mask(accuracy: Sequence[float], cost: Sequence[float]) -> np.ndarray:
     return mask
 
 
-#: A trial's architecture columns (``SubnetConfig.to_row``); empty for a trial killed before
-#: it chose its subnet.
-_ARCH_COLUMNS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+def arch_columns(space: Space) -> list[str]:
+    """The architecture columns of ``space``'s subnets (``Subnet.to_row``): the contract's four,
+    then the family's others."""
+    columns = list(space.smallest().to_row())
+    return [c for c in CONTRACT_COLUMNS if c in columns] + [
+        c for c in columns if c not in CONTRACT_COLUMNS
+    ]
 
 
-def _row(trial: FrozenTrial, space: SearchSpace, budget: Budget) -> dict[str, Any]:
+def _row(trial: FrozenTrial, space: Space, budget: Budget, columns: list[str]) -> dict[str, Any]:
     attrs = trial.user_attrs
-    subnet = subnet_from_params(trial.params)
+    subnet = subnet_from_params(trial.params, space)
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        **(subnet.to_row() if subnet else dict.fromkeys(_ARCH_COLUMNS)),
+        # empty for a trial killed before it chose its subnet
+        **(subnet.to_row() if subnet else dict.fromkeys(columns)),
         "arch": str(subnet) if subnet else None,
     }
     cost: dict[str, float] = dict.fromkeys(("params", "macs", "flops"), math.nan)
@@ -141,18 +151,22 @@ def _row(trial: FrozenTrial, space: SearchSpace, budget: Budget) -> dict[str, An
 
 def trials_frame(
     study: optuna.Study,
-    space: SearchSpace,
+    space: Space,
     budget: Budget,
     cost_axis: str = "flops",
     overrides: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Every trial of ``study`` as one row (see the module docstring for the columns)."""
-    rows = [_row(t, space, budget) for t in study.get_trials(deepcopy=False)]
-    frame = pd.DataFrame(rows, columns=[*CONTRACT_COLUMNS, *EXTRA_COLUMNS[:-1]])
+    arch = arch_columns(space)
+    rows = [_row(t, space, budget, arch) for t in study.get_trials(deepcopy=False)]
+    family_only = [c for c in arch if c not in CONTRACT_COLUMNS]
+    frame = pd.DataFrame(rows, columns=[*CONTRACT_COLUMNS, *family_only, *EXTRA_COLUMNS[:-1]])
     frame["study"] = study.study_name
+    frame["family"] = space.family
     for column in ("latency_ms", "measured_latency_ms", "val_acc", "violation"):
         frame[column] = frame[column].astype(float)
-    for column in ("embed_dim", "depth", "params", "macs", "flops", "retried_from"):
+    integers = [c for c, v in space.smallest().to_row().items() if isinstance(v, int)]
+    for column in (*integers, "params", "macs", "flops", "retried_from"):
         frame[column] = frame[column].astype("Float64").astype("Int64")
     frame["feasible"] = frame["feasible"].astype("boolean")
     frame["pareto"] = pareto_mask(
@@ -183,7 +197,7 @@ def read_trials(path: str | Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     frame = pd.read_csv(path)
     for column in ("embed_dim", "depth", "params", "macs", "flops", "retried_from"):
-        if column in frame:
+        if column in frame and pd.api.types.is_numeric_dtype(frame[column]):
             frame[column] = frame[column].astype("Int64")
     for column in ("feasible", "pareto"):
         if column in frame:

@@ -21,7 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from supernet import SearchSpace
+from supernet import Space
 from supernet.atomic import atomic_write_text, make_dir
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
@@ -78,7 +78,7 @@ def _si(value: float) -> str:
     return f"{value:g}"
 
 
-def default_study_name(settings: SearchSettings, space: SearchSpace, budget: Budget) -> str:
+def default_study_name(settings: SearchSettings, space: Space, budget: Budget) -> str:
     """Readable and tied to the settings, so re-running the same command resumes its study."""
     bounds = [
         "".join(

@@ -36,7 +36,7 @@ from optuna.samplers import (
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from supernet import SearchSpace, SubnetConfig
+from supernet import Space, Subnet, family_of
 from supernet.errors import UserError
 
 from .objective import subnet_from_params, subnet_params
@@ -137,8 +137,8 @@ class AutoFormerChildGeneration:
 
     def __init__(
         self,
-        space: SearchSpace,
-        is_feasible: Callable[[SubnetConfig], bool],
+        space: Space,
+        is_feasible: Callable[[Subnet], bool],
         *,
         mutation_share: float = 0.5,
         mutation_prob: float = 0.2,
@@ -147,6 +147,7 @@ class AutoFormerChildGeneration:
         seed: int | None = None,
     ) -> None:
         self.space = space
+        self.family = family_of(space)
         self.is_feasible = is_feasible
         self.mutation_share = _probability("mutation_share", mutation_share)
         self.mutation_prob = _probability("mutation_prob", mutation_prob)
@@ -156,44 +157,28 @@ class AutoFormerChildGeneration:
         self.max_tries = int(max_tries)
         self.rng = random.Random(seed)
 
-    # -- AutoFormer's operators ------------------------------------------------------------------
-    def mutate(self, parent: SubnetConfig) -> SubnetConfig:
-        rng, space = self.rng, self.space
-        depth, heads, ratios = parent.depth, list(parent.num_heads), list(parent.mlp_ratio)
-        if rng.random() < self.resample_prob:
-            new_depth = rng.choice(space.depth)
-            if new_depth > depth:
-                ratios += [rng.choice(space.mlp_ratio) for _ in range(new_depth - depth)]
-                heads += [rng.choice(space.num_heads) for _ in range(new_depth - depth)]
-            depth, heads, ratios = new_depth, heads[:new_depth], ratios[:new_depth]
-        for i in range(depth):
-            if rng.random() < self.mutation_prob:
-                ratios[i] = rng.choice(space.mlp_ratio)
-        for i in range(depth):
-            if rng.random() < self.mutation_prob:
-                heads[i] = rng.choice(space.num_heads)
-        embed_dim = parent.embed_dim
-        if rng.random() < self.resample_prob:
-            embed_dim = rng.choice(space.embed_dim)
-        return SubnetConfig(embed_dim, depth, tuple(heads), tuple(ratios))
+    # -- AutoFormer's operators (the family's) ---------------------------------------------------
+    def mutate(self, parent: Subnet) -> Subnet:
+        return self.family.mutate(
+            self.space,
+            parent,
+            self.rng,
+            mutation_prob=self.mutation_prob,
+            resample_prob=self.resample_prob,
+        )
 
-    def crossover(self, parents: list[SubnetConfig]) -> SubnetConfig:
-        """Gene-wise uniform crossover of two random parents of the same depth.
+    def crossover(self, parents: list[Subnet]) -> Subnet:
+        """Gene-wise uniform crossover of two random parents that can be crossed (for the ViT
+        family: of the same depth).
 
         As in AutoFormer the two are drawn with replacement (AutoFormer redraws pairs until the
         depths agree); a child equal to an earlier subnet is rejected by :meth:`child`.
         """
         first = self.rng.choice(parents)
-        second = self.rng.choice([p for p in parents if p.depth == first.depth])
-        pick = self.rng.choice
-        return SubnetConfig(
-            pick((first.embed_dim, second.embed_dim)),
-            first.depth,
-            tuple(pick(pair) for pair in zip(first.num_heads, second.num_heads, strict=True)),
-            tuple(pick(pair) for pair in zip(first.mlp_ratio, second.mlp_ratio, strict=True)),
-        )
+        second = self.rng.choice([p for p in parents if self.family.compatible(first, p)])
+        return self.family.crossover(self.space, first, second, self.rng)
 
-    def child(self, parents: list[SubnetConfig], seen: set[SubnetConfig]) -> SubnetConfig:
+    def child(self, parents: list[Subnet], seen: set[Subnet]) -> Subnet:
         """A feasible subnet not seen before, if one turns up within ``max_tries`` draws; else a
         feasible repeat (the objective does not evaluate a repeat again); else the last draw."""
         candidate, repeat = parents[0], None
@@ -215,13 +200,16 @@ class AutoFormerChildGeneration:
         search_space: dict[str, BaseDistribution],
         parent_population: list[FrozenTrial],
     ) -> dict[str, Any]:
-        parents = [s for t in parent_population if (s := subnet_from_params(t.params)) is not None]
+        space = self.space
+        parents = [
+            s for t in parent_population if (s := subnet_from_params(t.params, space)) is not None
+        ]
         if not parents:
             return {}
         seen = {
             s
             for t in study.get_trials(deepcopy=False)
-            if (s := subnet_from_params(t.params)) is not None
+            if (s := subnet_from_params(t.params, space)) is not None
         }
         params = subnet_params(self.child(parents, seen))
         return {k: v for k, v in params.items() if k in search_space}
@@ -236,8 +224,8 @@ class AutoFormerEvolutionSampler(NSGAIISampler):
 
     def __init__(
         self,
-        space: SearchSpace,
-        is_feasible: Callable[[SubnetConfig], bool],
+        space: Space,
+        is_feasible: Callable[[Subnet], bool],
         *,
         population_size: int = 50,
         parents: int = 10,
@@ -284,8 +272,8 @@ def build_sampler(
     name: str,
     options: Mapping[str, Any] | None,
     *,
-    space: SearchSpace,
-    is_feasible: Callable[[SubnetConfig], bool],
+    space: Space,
+    is_feasible: Callable[[Subnet], bool],
     n_objectives: int,
     seed: int | None,
     n_workers: int = 1,
@@ -302,8 +290,8 @@ def build_sampler(
 def _build(
     name: str,
     opts: dict[str, Any],
-    space: SearchSpace,
-    is_feasible: Callable[[SubnetConfig], bool],
+    space: Space,
+    is_feasible: Callable[[Subnet], bool],
     seed: int | None,
     n_workers: int,
 ) -> BaseSampler:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from supernet import SearchSpace
+from supernet import Space
 from supernet.errors import UserError
 
 from .budget import Budget
@@ -109,7 +109,7 @@ class SearchSettings:
             needs.append("search.measure_latency=true")
         return needs
 
-    def latency(self, space: SearchSpace) -> LatencyProfile | None:
+    def latency(self, space: Space) -> LatencyProfile | None:
         """The latency profile these settings ask for (None when none is needed or found)."""
         return resolve_latency_profile(
             self.latency_profile,

@@ -19,7 +19,7 @@ import torch
 from .atomic import atomic_write
 from .errors import CheckpointError
 from .model import Supernet
-from .space import SearchSpace, SpaceError
+from .space import Space, SpaceError
 
 __all__ = ["FORMAT", "file_sha256", "load_checkpoint", "load_supernet", "save_checkpoint"]
 
@@ -86,14 +86,14 @@ def load_checkpoint(
     return dict(payload)
 
 
-def checkpoint_space(payload: Mapping[str, Any], path: str | Path = "checkpoint") -> SearchSpace:
+def checkpoint_space(payload: Mapping[str, Any], path: str | Path = "checkpoint") -> Space:
     try:
-        return SearchSpace.from_dict(payload["space"])
+        return Space.from_dict(payload["space"])
     except (KeyError, SpaceError) as exc:
         raise CheckpointError(f"{path} holds no valid search space: {exc}") from None
 
 
-def check_space(found: SearchSpace, expected: SearchSpace, path: str | Path) -> None:
+def check_space(found: Space, expected: Space, path: str | Path) -> None:
     """Fail naming every field in which a checkpoint's space differs from the requested one."""
     diff = found.differences(expected)
     if diff:
@@ -110,7 +110,7 @@ def check_space(found: SearchSpace, expected: SearchSpace, path: str | Path) -> 
 def load_supernet(
     path: str | Path,
     map_location: str | torch.device = "cpu",
-    space: SearchSpace | None = None,
+    space: Space | None = None,
 ) -> tuple[Supernet, dict[str, Any]]:
     """Rebuild the supernet stored in a checkpoint. Returns ``(net, checkpoint_dict)``.
 

@@ -1,132 +1,56 @@
-"""The analytic cost model: parameters, MACs and FLOPs of a subnet, per component.
+"""The analytic cost model of every family: parameters, MACs and FLOPs of a subnet.
 
-The MSA complexity model of the AutoFormer paper, Omega(MSA) = 4ND^2 + 2N^2D, extended to the whole
-network and to per-layer head counts (Q/K/V width ``Q = heads * head_dim``, not necessarily D) and
-MLP widths ``M``. For one block over N tokens:
-
-    MACs = N*D*3Q (qkv)  +  N^2*Q (Q K^T)  +  N^2*Q (A V)  +  N*Q*D (proj)  +  2*N*D*M (MLP)
-
-which is 4ND^2 + 2N^2D + 8ND^2 when Q = D and M = 4D. Add the patch projection
-(P * D * C * p^2 for P patches of p x p pixels) and the head (D * classes).
+Each family computes its own exact breakdown (``supernet/vit/complexity.py``,
+``supernet/swin/complexity.py``); these functions dispatch on the space's family.
 
 Counting convention (that of ``torch.utils.flop_counter.FlopCounterMode``): every matmul and the
-patch convolution at 2 FLOPs per multiply-accumulate; LayerNorm, GELU, softmax, additions and
-biases cost nothing. So ``flops == 2 * macs`` exactly, for one image. Papers' "FLOPs" are usually
-MACs. ``params`` equals ``sum(p.numel() for p in extracted_model.parameters())`` exactly (a
-sinusoidal position embedding is a buffer, not a parameter).
+patch convolution at 2 FLOPs per multiply-accumulate; LayerNorm, GELU, softmax, additions, biases,
+rolls and padding cost nothing. So ``flops == 2 * macs`` exactly, for one image. Papers' "FLOPs"
+are usually MACs. ``params`` equals ``sum(p.numel() for p in extracted_model.parameters())``
+exactly (buffers such as a sinusoidal position embedding or an attention mask are not counted).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
-from .space import SearchSpace, SubnetConfig
+from .family import family_of
+from .space import Space, Subnet
+from .vit.complexity import Complexity
 
 __all__ = ["Complexity", "breakdown", "count_flops", "flops", "macs", "params"]
 
 
-@dataclass(frozen=True)
-class Complexity:
-    """Per-component cost of one subnet for one image.
-
-    ``*_macs``: multiply-accumulates; ``*_params``: parameter counts. ``attn_proj`` is the Q/K/V
-    and output projections, ``attn_matmul`` the two token-mixing products (QK^T and AV), ``tokens``
-    the CLS token and a learned position embedding, ``norm`` every LayerNorm.
-    """
-
-    patch_embed_macs: int
-    attn_proj_macs: int
-    attn_matmul_macs: int
-    mlp_macs: int
-    head_macs: int
-    patch_embed_params: int
-    tokens_params: int
-    attn_proj_params: int
-    mlp_params: int
-    norm_params: int
-    head_params: int
-
-    @property
-    def macs(self) -> int:
-        return (
-            self.patch_embed_macs
-            + self.attn_proj_macs
-            + self.attn_matmul_macs
-            + self.mlp_macs
-            + self.head_macs
-        )
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def params(self) -> int:
-        return (
-            self.patch_embed_params
-            + self.tokens_params
-            + self.attn_proj_params
-            + self.mlp_params
-            + self.norm_params
-            + self.head_params
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "macs": self.macs, "flops": self.flops, "params": self.params}
+def breakdown(space: Space, subnet: Subnet) -> Any:
+    """The per-component cost of ``subnet`` (validated against ``space``) for one image: the
+    family's breakdown, with ``params``, ``macs``, ``flops`` and ``to_dict()``."""
+    return family_of(space).breakdown(space, subnet)
 
 
-def breakdown(space: SearchSpace, subnet: SubnetConfig) -> Complexity:
-    """The per-component cost of ``subnet`` (validated against ``space``) for one image."""
-    space.validate(subnet)
-    d = subnet.embed_dim
-    n = space.num_tokens
-    p = space.num_patches
-    kernel = space.in_chans * space.patch_size**2
-    qkv_widths = [h * space.head_dim for h in subnet.num_heads]
-    mlp_widths = subnet.mlp_hidden_dims()
-
-    attn_proj_macs = sum(n * d * 3 * q + n * q * d for q in qkv_widths)
-    attn_matmul_macs = sum(2 * n * n * q for q in qkv_widths)
-    mlp_macs = sum(2 * n * d * m for m in mlp_widths)
-    return Complexity(
-        patch_embed_macs=p * d * kernel,
-        attn_proj_macs=attn_proj_macs,
-        attn_matmul_macs=attn_matmul_macs,
-        mlp_macs=mlp_macs,
-        head_macs=d * space.num_classes,
-        patch_embed_params=d * kernel + d,
-        tokens_params=(d if space.pool == "cls" else 0)
-        + (n * d if space.pos_embed == "learned" else 0),
-        attn_proj_params=sum((d * 3 * q + 3 * q) + (q * d + d) for q in qkv_widths),
-        mlp_params=sum((d * m + m) + (m * d + d) for m in mlp_widths),
-        norm_params=2 * d * (2 * subnet.depth + 1),
-        head_params=d * space.num_classes + space.num_classes,
-    )
-
-
-def params(space: SearchSpace, subnet: SubnetConfig) -> int:
+def params(space: Space, subnet: Subnet) -> int:
     """Parameter count of the extracted subnet."""
-    return breakdown(space, subnet).params
+    return int(breakdown(space, subnet).params)
 
 
-def macs(space: SearchSpace, subnet: SubnetConfig) -> int:
+def macs(space: Space, subnet: Subnet) -> int:
     """Multiply-accumulates for one image."""
-    return breakdown(space, subnet).macs
+    return int(breakdown(space, subnet).macs)
 
 
-def flops(space: SearchSpace, subnet: SubnetConfig) -> int:
+def flops(space: Space, subnet: Subnet) -> int:
     """FLOPs for one image (``2 * macs``, the convention of ``FlopCounterMode``)."""
-    return breakdown(space, subnet).flops
+    return int(breakdown(space, subnet).flops)
 
 
-def count_flops(model: torch.nn.Module, space: SearchSpace) -> int:
+def count_flops(model: torch.nn.Module, space: Space) -> int:
     """FLOPs of one image through ``model`` as ``FlopCounterMode`` counts them: the check of
     :func:`flops`. Attention runs on the math backend, the only one the counter sees on CPU.
     Works on the meta device (shapes only), which makes 224 px models cheap to count."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
     device = next(model.parameters()).device
     x = torch.randn(1, space.in_chans, space.img_size, space.img_size, device=device)
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .errors import UserError
-from .space import SearchSpace
+from .space import Space
 
 __all__ = [
     "DATASETS",
@@ -149,7 +149,7 @@ class DataSplits:
     img_size: int
     augment: Callable[[torch.Tensor], torch.Tensor] = _identity
 
-    def check_space(self, space: SearchSpace) -> None:
+    def check_space(self, space: Space) -> None:
         """Fail with one message if the images or classes do not fit ``space``."""
         have = (self.img_size, self.in_chans, self.num_classes)
         want = (space.img_size, space.in_chans, space.num_classes)

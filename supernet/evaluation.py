@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from .model import Supernet
-from .space import SubnetConfig
+from .space import Subnet
 
 __all__ = ["EvalSet", "accuracies", "accuracy", "in_memory", "materialize"]
 
@@ -32,7 +32,7 @@ def accuracy(
     net: Supernet | torch.nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    subnet: SubnetConfig | None = None,
+    subnet: Subnet | None = None,
     batch_size: int = 512,
 ) -> float:
     """Top-1 accuracy in [0, 1] of ``net`` (with ``subnet`` for a supernet) in eval mode.
@@ -97,7 +97,7 @@ class EvalSet:
 def accuracies(
     net: Supernet | torch.nn.Module,
     data: EvalSet,
-    subnets: Mapping[str, SubnetConfig | None],
+    subnets: Mapping[str, Subnet | None],
 ) -> dict[str, float]:
     """Top-1 accuracy of several subnets (``None``: ``net`` is a standalone model) in one pass
     over ``data``, each batch loaded once. The module's training mode is restored afterwards."""

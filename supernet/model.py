@@ -1,129 +1,79 @@
-"""The weight-sharing supernet: one set of weights, any subnet of the space.
+"""The weight-sharing supernet: one set of weights, any subnet of the space, for every family.
 
 >>> space = SearchSpace.preset("digits")
->>> net = Supernet(space)
+>>> net = Supernet(space)                  # the space's family's supernet (a VitSupernet here)
 >>> logits = net(images, space.largest())  # the subnet is an argument, never module state
->>> model = net.extract(space.smallest())  # a standalone VisionTransformer, copied weights
+>>> model = net.extract(space.smallest())  # a standalone model holding copies of the weights
+
+``Supernet(space)`` builds the supernet of ``space.family`` (as ``pathlib.Path`` builds a
+``PosixPath``); every family's supernet is a subclass, so ``isinstance(net, Supernet)`` holds.
+A family's subclass defines ``forward(x, subnet)`` and :meth:`Supernet.subnet_state_dict`;
+extraction is shared: the standalone model is built from the space and loaded with the slices.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from .elastic import ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed
-from .space import SearchSpace, SubnetConfig
-from .vit import VisionTransformer, sinusoidal_position_embedding
+from .family import family_of
+from .space import Space, Subnet
 
 __all__ = ["Supernet"]
 
 
 class Supernet(nn.Module):
-    def __init__(self, space: SearchSpace, drop_path_rate: float = 0.0) -> None:
-        super().__init__()
-        if not isinstance(space, SearchSpace):
-            raise TypeError(f"expected a SearchSpace, got {type(space).__name__}")
-        self.space = space
-        max_dim, depth = space.max_embed_dim, space.max_depth
-        self.patch_embed = ElasticPatchEmbed(space.patch_size, space.in_chans, max_dim)
-        self.cls_token = (
-            nn.Parameter(torch.empty(1, 1, max_dim).normal_(std=1e-6))
-            if space.pool == "cls"
-            else None
-        )
-        self.pos_embed = (
-            nn.Parameter(nn.init.trunc_normal_(torch.empty(1, space.num_tokens, max_dim), std=0.02))
-            if space.pos_embed == "learned"
-            else None
-        )
-        self._sinusoidal: dict[int, torch.Tensor] = {}
-        self.blocks = nn.ModuleList(
-            ElasticBlock(
-                max_dim,
-                space.max_num_heads,
-                space.head_dim,
-                space.max_mlp_hidden_dim,
-                drop_path_rate * i / max(depth - 1, 1),
-            )
-            for i in range(depth)
-        )
-        self.norm = ElasticLayerNorm(max_dim)
-        self.head = ElasticLinear(max_dim, space.num_classes)
+    """Base of every family's supernet; ``Supernet(space)`` builds the right one."""
 
-    # -- forward ---------------------------------------------------------------------------------
-    def _position(self, dim: int, device: torch.device) -> torch.Tensor:
-        if self.pos_embed is not None:
-            return self.pos_embed[..., :dim]
-        table = self._sinusoidal.get(dim)
-        if table is None or table.device != device:
-            table = sinusoidal_position_embedding(self.space.num_tokens, dim).to(device)
-            self._sinusoidal[dim] = table
-        return table
+    space: Space
 
+    def __new__(cls, space: Space | None = None, *args: Any, **kwargs: Any) -> Supernet:
+        if cls is Supernet:
+            if not isinstance(space, Space):
+                kind = type(space).__name__
+                raise TypeError(f"expected a SearchSpace (or another family's space), got {kind}")
+            cls = family_of(space).supernet_cls
+        return super().__new__(cls)
+
+    # -- what a family defines -------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor:  # pragma: no cover
+        """Logits of ``subnet`` for images ``x`` of shape (B, in_chans, img_size, img_size)."""
+        raise NotImplementedError
+
+    def subnet_state_dict(self, subnet: Subnet) -> dict[str, torch.Tensor]:  # pragma: no cover
+        """The subnet's slices of the supernet weights, keyed as in the standalone model.
+
+        The tensors are views (they share storage with the supernet); clone them to keep them.
+        """
+        raise NotImplementedError
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of 2-D (or larger) parameters exempt from weight decay (as timm's models say)."""
+        return set()
+
+    # -- shared ----------------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
         s = self.space
         expected = (s.in_chans, s.img_size, s.img_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
-                f"expected images of shape (batch, {s.in_chans}, {s.img_size}, {s.img_size}) for "
-                f"this space, got {tuple(x.shape)}"
+                f"expected images of shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
+                f"for this space, got {tuple(x.shape)}"
             )
 
-    def forward_features(self, x: torch.Tensor, subnet: SubnetConfig) -> torch.Tensor:
-        self.space.validate(subnet)
-        self.check_input(x)
-        dim = subnet.embed_dim
-        x = self.patch_embed(x, dim)
-        if self.cls_token is not None:
-            x = torch.cat((self.cls_token[..., :dim].expand(x.shape[0], -1, -1), x), dim=1)
-        x = x + self._position(dim, x.device)
-        for block, heads, hidden in zip(
-            self.blocks, subnet.num_heads, subnet.mlp_hidden_dims(), strict=False
-        ):
-            x = block(x, heads, hidden)
-        return self.norm(x)
-
-    def forward(self, x: torch.Tensor, subnet: SubnetConfig) -> torch.Tensor:
-        """Logits of ``subnet`` for images ``x`` of shape (B, in_chans, img_size, img_size)."""
-        x = self.forward_features(x, subnet)
-        x = x[:, 0] if self.space.pool == "cls" else x.mean(dim=1)
-        return self.head(x, self.space.num_classes)
-
-    # -- extraction ------------------------------------------------------------------------------
-    def subnet_state_dict(self, subnet: SubnetConfig) -> dict[str, torch.Tensor]:
-        """The subnet's slices of the supernet weights, keyed as in the standalone model.
-
-        The tensors are views (they share storage with the supernet); clone them to keep them.
-        """
-        self.space.validate(subnet)
-        dim = subnet.embed_dim
-        state: dict[str, torch.Tensor] = {
-            f"patch_embed.{k}": v for k, v in self.patch_embed.sliced(dim).items()
-        }
-        if self.cls_token is not None:
-            state["cls_token"] = self.cls_token[..., :dim]
-        if self.pos_embed is not None:
-            state["pos_embed"] = self.pos_embed[..., :dim]
-        for i, (heads, hidden) in enumerate(
-            zip(subnet.num_heads, subnet.mlp_hidden_dims(), strict=True)
-        ):
-            for k, v in self.blocks[i].sliced(dim, heads, hidden).items():
-                state[f"blocks.{i}.{k}"] = v
-        state.update({f"norm.{k}": v for k, v in self.norm.sliced(dim).items()})
-        state.update(
-            {f"head.{k}": v for k, v in self.head.sliced(dim, self.space.num_classes).items()}
-        )
-        return state
-
     @torch.no_grad()
-    def extract(self, subnet: SubnetConfig, drop_path_rate: float = 0.0) -> VisionTransformer:
-        """A standalone :class:`VisionTransformer` holding copies of the subnet's weights.
+    def extract(self, subnet: Subnet, drop_path_rate: float = 0.0) -> nn.Module:
+        """A standalone model holding copies of the subnet's weights.
 
         It lives on the supernet's device and dtype, in eval mode, and needs no supernet to run.
         """
         ref = next(self.parameters())
         with torch.device(ref.device):
-            model = VisionTransformer.from_space(self.space, subnet, drop_path_rate=drop_path_rate)
+            model = family_of(self.space).build_model(
+                self.space, subnet, drop_path_rate=drop_path_rate
+            )
         model.to(dtype=ref.dtype)
         model.load_state_dict(
             {k: v.detach().clone().contiguous() for k, v in self.subnet_state_dict(subnet).items()},

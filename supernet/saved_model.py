@@ -1,8 +1,9 @@
 """Saved standalone subnets: a directory with ``subnet.yaml`` and ``model.safetensors``.
 
-``subnet.yaml`` holds the search space (``space:``), the architecture (``subnet:``) and free-form
-``metadata:``; ``model.safetensors`` the weights (no pickle, so loading can never run code).
-:func:`load_subnet` rebuilds the :class:`~supernet.vit.VisionTransformer` without a supernet.
+``subnet.yaml`` holds the search space (``space:``, which names the model family), the
+architecture (``subnet:``) and free-form ``metadata:``; ``model.safetensors`` the weights (no
+pickle, so loading can never run code). :func:`load_subnet` rebuilds the family's standalone model
+(a :class:`~supernet.vit.VisionTransformer`, a Swin ``SwinTransformer`` ...) without a supernet.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .atomic import (
     check_target_dir,
@@ -27,8 +29,8 @@ from .atomic import (
     writing,
 )
 from .errors import CheckpointError
-from .space import SearchSpace, SpaceError, SubnetConfig
-from .vit import VisionTransformer
+from .family import family_of
+from .space import Space, SpaceError, Subnet
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_subnet", "read_subnet_yaml", "save_subnet"]
 
@@ -37,8 +39,8 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 def save_subnet(
-    model: VisionTransformer,
-    space: SearchSpace,
+    model: nn.Module,
+    space: Space,
     directory: str | Path,
     metadata: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, str] | None = None,
@@ -53,12 +55,13 @@ def save_subnet(
     with writing(directory):
         remove_stale_staging(directory)  # what a save killed half-way left
     check_target_dir(directory, overwrite, f"export target {directory}", "overwrite=True")
-    space.validate(model.subnet)
+    subnet: Subnet = model.subnet  # type: ignore[assignment]
+    space.validate(subnet)
     tmp = staging_dir(directory)
     try:
         config = {
             "space": space.to_dict(),
-            "subnet": model.subnet.to_dict(),
+            "subnet": subnet.to_dict(),
             "metadata": dict(metadata or {}),
         }
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -74,7 +77,7 @@ def save_subnet(
     return directory
 
 
-def read_subnet_yaml(directory: str | Path) -> tuple[SearchSpace, SubnetConfig, dict[str, Any]]:
+def read_subnet_yaml(directory: str | Path) -> tuple[Space, Subnet, dict[str, Any]]:
     """The space, subnet and metadata of a saved subnet directory (or its ``subnet.yaml``)."""
     path = Path(directory)
     if path.is_dir():
@@ -83,16 +86,14 @@ def read_subnet_yaml(directory: str | Path) -> tuple[SearchSpace, SubnetConfig, 
         raise CheckpointError(f"no {CONFIG_FILE} at {path.parent}: not an exported subnet")
     try:
         data = yaml.safe_load(path.read_text())
-        space = SearchSpace.from_dict(data["space"])
-        subnet = space.validate(SubnetConfig.from_dict(data["subnet"]))
+        space = Space.from_dict(data["space"])
+        subnet = space.subnet_from_dict(data["subnet"])
     except (yaml.YAMLError, KeyError, TypeError, SpaceError) as exc:
         raise CheckpointError(f"{path} is not a valid subnet file: {exc}") from None
     return space, subnet, dict(data.get("metadata") or {})
 
 
-def load_subnet(
-    directory: str | Path, map_location: str | torch.device = "cpu"
-) -> VisionTransformer:
+def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load an exported subnet as a ready ``nn.Module`` in eval mode. No supernet needed."""
     directory = Path(directory)
     space, subnet, _ = read_subnet_yaml(directory)
@@ -103,7 +104,7 @@ def load_subnet(
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read {weights}: truncated or corrupt ({exc})") from None
-    model = VisionTransformer.from_space(space, subnet)
+    model = family_of(space).build_model(space, subnet)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -21,11 +21,11 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from supernet import SearchSpace, SubnetConfig
+from supernet import Space, Subnet, family_of
 from supernet.atomic import atomic_write_text
 from supernet.checkpoint import checkpoint_space, load_checkpoint
 from supernet.cli import hydra_main, user_errors
-from supernet.vit import VisionTransformer
+from supernet.space import read_yaml
 
 from .calibrate import calibrate
 from .errors import LatencyError, ProfileError
@@ -36,14 +36,14 @@ from .report import write_report
 COMMANDS = ("calibrate", "measure")
 
 
-def _space(cfg: DictConfig) -> SearchSpace:
+def _space(cfg: DictConfig) -> Space:
     if cfg.supernet:
         payload = load_checkpoint(cfg.supernet)
         return checkpoint_space(payload, cfg.supernet)
-    return SearchSpace.from_dict(OmegaConf.to_container(cfg.space, resolve=True))  # type: ignore[arg-type]
+    return Space.from_dict(OmegaConf.to_container(cfg.space, resolve=True))  # type: ignore[arg-type]
 
 
-def _subnet(cfg: DictConfig, space: SearchSpace) -> SubnetConfig:
+def _subnet(cfg: DictConfig, space: Space) -> Subnet:
     choice = str(cfg.subnet)
     if choice == "smallest":
         return space.smallest()
@@ -52,14 +52,17 @@ def _subnet(cfg: DictConfig, space: SearchSpace) -> SubnetConfig:
     path = Path(choice)
     if not path.is_file():
         raise LatencyError(f"subnet must be smallest, largest or a subnet.yaml; no file {path}")
-    return space.validate(SubnetConfig.from_yaml(path))
+    data = read_yaml(path, "subnet")
+    if isinstance(data, dict) and "subnet" in data and "embed_dim" not in data:
+        data = data["subnet"]  # an export's subnet.yaml
+    return space.subnet_from_dict(data)
 
 
 def _out_dir(cfg: DictConfig) -> Path:
     return Path(cfg.out) if cfg.out else Path(HydraConfig.get().runtime.output_dir)
 
 
-def _calibrate(cfg: DictConfig, space: SearchSpace) -> None:
+def _calibrate(cfg: DictConfig, space: Space) -> None:
     out = _out_dir(cfg)
     result = calibrate(
         space,
@@ -87,9 +90,9 @@ def _calibrate(cfg: DictConfig, space: SearchSpace) -> None:
         print(notice)
 
 
-def _measure(cfg: DictConfig, space: SearchSpace) -> None:
+def _measure(cfg: DictConfig, space: Space) -> None:
     subnet = _subnet(cfg, space)
-    model = VisionTransformer.from_space(space, subnet)
+    model = family_of(space).build_model(space, subnet)
     result = measure_latency(
         model,
         space=space,

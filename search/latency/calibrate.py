@@ -26,14 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from supernet import SearchSpace, SubnetConfig, complexity
-from supernet.vit import VisionTransformer
+from supernet import Space, Subnet, complexity, family_of
 
 from .allocator import steady_allocator as _steady_allocator
 from .design import designed_sample, holdout_sample
 from .device import device_description, parse_device, torch_threads
 from .errors import LatencyError
-from .features import FEATURES, feature_matrix
+from .features import feature_matrix, feature_names
 from .fit import fit_nnls, kendall_tau, mape
 from .measure import Clock, check_clock, check_settings, example_input, interleaved_samples
 from .profile import LatencyProfile
@@ -49,10 +48,11 @@ class Calibration:
     table: pd.DataFrame
     seconds: float
 
-    def subnets(self, split: str | None = None) -> list[SubnetConfig]:
+    def subnets(self, split: str | None = None) -> list[Subnet]:
         """The measured subnets, in table order (``split``: only ``train`` or ``holdout``)."""
         rows = self.table if split is None else self.table[self.table["split"] == split]
-        return [SubnetConfig.from_row(row) for _, row in rows.iterrows()]
+        space = self.profile.space
+        return [space.subnet_from_row(row) for _, row in rows.iterrows()]
 
     def summary(self) -> str:
         p, m = self.profile, self.profile.metrics
@@ -79,7 +79,7 @@ def _threads(n: int) -> str:
     return f"{n} thread" if n == 1 else f"{n} threads"
 
 
-def _row(space: SearchSpace, subnet: SubnetConfig, split: str) -> dict[str, object]:
+def _row(space: Space, subnet: Subnet, split: str) -> dict[str, object]:
     return {
         "split": split,
         "subnet": str(subnet),
@@ -89,7 +89,7 @@ def _row(space: SearchSpace, subnet: SubnetConfig, split: str) -> dict[str, obje
 
 
 def calibrate(
-    space: SearchSpace,
+    space: Space,
     *,
     device: str = "cpu",
     batch_size: int = 1,
@@ -106,7 +106,7 @@ def calibrate(
 ) -> Calibration:
     """Measure ``n_samples`` designed and ``n_holdout`` random subnets of ``space``; fit; score.
 
-    The models are standalone ``VisionTransformer`` s with random weights (latency does not depend
+    The models are the family's standalone models with random weights (latency does not depend
     on the weights); torch's global RNG is left as it was. See the module docstring for how a
     latency is measured.
     """
@@ -125,7 +125,7 @@ def calibrate(
         check_clock(clock, parsed, used_threads)
         samples = interleaved_samples(
             subnets,
-            lambda s: VisionTransformer.from_space(space, s),
+            lambda s: family_of(space).build_model(space, s),
             x,
             rounds=rounds,
             warmup=warmup,
@@ -174,7 +174,7 @@ def calibrate(
         batch_size=batch_size,
         threads=used_threads,
         space=space,
-        coefficients=dict(zip(FEATURES, (float(c) for c in coefficients), strict=True)),
+        coefficients=dict(zip(feature_names(space), (float(c) for c in coefficients), strict=True)),
         metrics={k: (round(v, 6) if v is not None else None) for k, v in metrics.items()},
         n_samples=len(train),
         n_holdout=len(holdout),

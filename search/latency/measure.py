@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from supernet import SearchSpace
+from supernet import Space
 
 from .allocator import steady_allocator as _steady_allocator
 from .device import device_description, parse_device, torch_threads
@@ -129,7 +129,7 @@ def check_clock(clock: str, device: torch.device, threads: int) -> None:
 
 def example_input(
     *,
-    space: SearchSpace | None = None,
+    space: Space | None = None,
     input_shape: Sequence[int] | None = None,
     batch_size: int,
     device: torch.device,
@@ -181,7 +181,7 @@ def timed_forwards(model: nn.Module, x: torch.Tensor, count: int) -> Timings:
 def measure_latency(
     model: nn.Module,
     *,
-    space: SearchSpace | None = None,
+    space: Space | None = None,
     input_shape: Sequence[int] | None = None,
     batch_size: int = 1,
     device: str | torch.device = "cpu",

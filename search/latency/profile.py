@@ -33,13 +33,13 @@ import numpy as np
 import torch
 import yaml
 
-from supernet import SearchSpace, SubnetConfig
+from supernet import Space, Subnet
 from supernet.atomic import atomic_write_text
 from supernet.space import PRESETS_DIR, SpaceError
 
 from .device import device_description, effective_threads, parse_device
 from .errors import ProfileError
-from .features import FEATURES, feature_matrix
+from .features import feature_matrix, feature_names
 from .measure import LatencyMeasurement, measure_latency
 
 __all__ = [
@@ -57,12 +57,12 @@ DEFAULT_PROFILE_DIR = Path("latency_profiles")
 
 
 def calibrate_command(
-    space: SearchSpace, *, device: str = "cpu", batch_size: int = 1, threads: int | None = None
+    space: Space, *, device: str = "cpu", batch_size: int = 1, threads: int | None = None
 ) -> str:
     """The command line that calibrates a profile for these conditions."""
     if space.name and (PRESETS_DIR / f"{space.name}.yaml").is_file():
         try:
-            preset = SearchSpace.preset(space.name)
+            preset = Space.preset(space.name)
         except SpaceError:
             preset = None
         which = f"space={space.name}" if preset == space else "supernet=<your supernet.pt>"
@@ -82,13 +82,14 @@ def _number(value: Any, what: str) -> float:
 
 @dataclass(frozen=True)
 class LatencyProfile:
-    """Non-negative coefficients (ms per unit of each :data:`FEATURES` term) and their context."""
+    """Non-negative coefficients (ms per unit of each latency feature of the space's family) and
+    their context."""
 
     device: str
     device_name: str
     batch_size: int
     threads: int
-    space: SearchSpace
+    space: Space
     coefficients: Mapping[str, float]
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     n_samples: int = 0
@@ -98,16 +99,19 @@ class LatencyProfile:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def __post_init__(self) -> None:
+        if not isinstance(self.space, Space):
+            raise ProfileError(f"space must be a search space, got {type(self.space).__name__}")
+        features = feature_names(self.space)
         names = set(self.coefficients)
-        if names != set(FEATURES):
-            missing = [n for n in FEATURES if n not in names]
-            unknown = sorted(names - set(FEATURES))
+        if names != set(features):
+            missing = [n for n in features if n not in names]
+            unknown = sorted(names - set(features))
             raise ProfileError(
-                f"coefficients must be exactly {', '.join(FEATURES)} "
+                f"coefficients must be exactly {', '.join(features)} "
                 f"(missing: {', '.join(missing) or 'none'}; "
                 f"unknown: {', '.join(unknown) or 'none'})"
             )
-        coefficients = {n: _number(self.coefficients[n], f"coefficient {n}") for n in FEATURES}
+        coefficients = {n: _number(self.coefficients[n], f"coefficient {n}") for n in features}
         negative = [n for n, v in coefficients.items() if v < 0]
         if negative:
             raise ProfileError(f"coefficients must be >= 0: {', '.join(negative)}")
@@ -116,15 +120,13 @@ class LatencyProfile:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ProfileError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.space, SearchSpace):
-            raise ProfileError(f"space must be a SearchSpace, got {type(self.space).__name__}")
 
     # -- prediction ------------------------------------------------------------------------------
     @property
     def vector(self) -> np.ndarray:
-        return np.array([self.coefficients[n] for n in FEATURES], dtype=float)
+        return np.array([self.coefficients[n] for n in feature_names(self.space)], dtype=float)
 
-    def check_space(self, space: SearchSpace) -> None:
+    def check_space(self, space: Space) -> None:
         """Raise :class:`ProfileError` unless ``space`` is the one this profile was fitted on."""
         differences = self.space.differences(space)
         if differences:
@@ -137,12 +139,12 @@ class LatencyProfile:
                 f" calibrate one with `{command}`"
             )
 
-    def predict_many(self, space: SearchSpace, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+    def predict_many(self, space: Space, subnets: Sequence[Subnet]) -> np.ndarray:
         """Predicted latencies (ms) of a batch of ``batch_size`` images, one per subnet."""
         self.check_space(space)
         return feature_matrix(space, subnets, self.batch_size) @ self.vector
 
-    def predict_ms(self, space: SearchSpace, subnet: SubnetConfig) -> float:
+    def predict_ms(self, space: Space, subnet: Subnet) -> float:
         """Predicted latency (ms) of ``subnet`` for one batch of ``batch_size`` images."""
         return float(self.predict_many(space, [subnet])[0])
 
@@ -169,7 +171,7 @@ class LatencyProfile:
     # -- matching --------------------------------------------------------------------------------
     def mismatches(
         self,
-        space: SearchSpace,
+        space: Space,
         *,
         device: str = "cpu",
         batch_size: int = 1,
@@ -231,7 +233,7 @@ class LatencyProfile:
         if missing:
             raise ProfileError(f"{source} is missing {', '.join(missing)}")
         try:
-            space = SearchSpace.from_dict(data["space"])
+            space = Space.from_dict(data["space"])
         except SpaceError as exc:
             raise ProfileError(f"{source}: {exc}") from None
         if not isinstance(data["coefficients"], Mapping):
@@ -283,7 +285,7 @@ class LatencyProfile:
 
 def find_profile(
     where: str | Path,
-    space: SearchSpace,
+    space: Space,
     *,
     device: str = "cpu",
     batch_size: int = 1,

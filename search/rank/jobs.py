@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from supernet import SubnetConfig, complexity
+from supernet import Subnet, complexity
 from supernet.checkpoint import load_supernet
 from supernet.data import build_data
 from supernet.errors import UserError
@@ -47,7 +47,7 @@ class SubnetJob:
     """
 
     kind: str
-    subnet: SubnetConfig
+    subnet: Subnet
     config: Mapping[str, Any]
     label: str = ""
     cost: float = 0.0  # for scheduling: the most expensive jobs start first
@@ -138,6 +138,6 @@ def run_jobs(
     return results  # type: ignore[return-value]
 
 
-def training_cost(space: Any, subnet: SubnetConfig, epochs: int) -> float:
+def training_cost(space: Any, subnet: Subnet, epochs: int) -> float:
     """A job's rough cost for scheduling: forward FLOPs × epochs."""
     return float(complexity.flops(space, subnet) * max(epochs, 1))

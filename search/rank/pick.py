@@ -10,24 +10,24 @@ the unpicked pool subnet nearest its centre instead.
 from __future__ import annotations
 
 import random
+import re
 
-from supernet import SearchSpace, SubnetConfig, complexity
+from supernet import Space, Subnet, complexity
 
 from .settings import RankError
 
 __all__ = ["pick_subnets", "slug"]
 
 
-def slug(subnet: SubnetConfig) -> str:
-    """A file-name-safe name of ``subnet``: ``D80_L5_H3-3-2-4-3_M3-3-2-4-3``."""
-    heads = "-".join(str(h) for h in subnet.num_heads)
-    ratios = "-".join(f"{r:g}" for r in subnet.mlp_ratio)
-    return f"D{subnet.embed_dim}_L{subnet.depth}_H{heads}_M{ratios}"
+def slug(subnet: Subnet) -> str:
+    """A file-name-safe name of ``subnet``: its short name with ``-`` between parts turned into
+    ``_``, brackets dropped and list separators into ``-`` (``D80_L5_H3-3-2-4-3_M3-3-2-4-3`` for
+    a ViT)."""
+    name = str(subnet).replace("-", "_").replace("[", "").replace("]", "")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name.replace("/", "-"))
 
 
-def pick_subnets(
-    space: SearchSpace, k: int, seed: int = 0, pool_size: int = 4096
-) -> list[SubnetConfig]:
+def pick_subnets(space: Space, k: int, seed: int = 0, pool_size: int = 4096) -> list[Subnet]:
     """``k`` distinct subnets, one per equal-width FLOP bin, cheapest first (deterministic)."""
     rng = random.Random(seed)
     pool = dict.fromkeys([space.smallest(), space.largest()])
@@ -42,13 +42,13 @@ def pick_subnets(
     low, high = flops[space.smallest()], flops[space.largest()]
     width = (high - low) / k
 
-    def bin_of(s: SubnetConfig) -> int:
+    def bin_of(s: Subnet) -> int:
         return min(k - 1, int((flops[s] - low) / width)) if width > 0 else 0
 
-    members: list[list[SubnetConfig]] = [[] for _ in range(k)]
+    members: list[list[Subnet]] = [[] for _ in range(k)]
     for s in pool:
         members[bin_of(s)].append(s)
-    picked: list[SubnetConfig | None] = [rng.choice(group) if group else None for group in members]
+    picked: list[Subnet | None] = [rng.choice(group) if group else None for group in members]
     chosen = {s for s in picked if s is not None}
     for i, s in enumerate(picked):
         if s is None:

@@ -19,7 +19,7 @@ import yaml
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from supernet import SearchSpace, SubnetConfig
+from supernet import Space, Subnet
 from supernet.atomic import atomic_write, atomic_write_text
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError
@@ -68,8 +68,8 @@ def _check_run_dir(run_dir: Path, sha: str) -> None:
 def _jobs(
     settings: RankSettings,
     run_dir: Path,
-    space: SearchSpace,
-    subnets: list[SubnetConfig],
+    space: Space,
+    subnets: list[Subnet],
     common: Mapping[str, Any],
     checkpoint: Path,
 ) -> list[SubnetJob]:

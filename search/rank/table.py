@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy.stats import kendalltau, spearmanr
 
-from supernet import SearchSpace, SubnetConfig, complexity
+from supernet import Space, Subnet, complexity
 
 from .pick import slug
 
@@ -61,10 +61,10 @@ COLUMNS = [
 
 
 def rank_table(
-    space: SearchSpace, subnets: Sequence[SubnetConfig], results: Sequence[Mapping[str, Any]]
+    space: Space, subnets: Sequence[Subnet], results: Sequence[Mapping[str, Any]]
 ) -> pd.DataFrame:
     """One row per subnet from the jobs' results (kinds inherit / finetune / scratch)."""
-    by_kind: dict[tuple[str, SubnetConfig], Mapping[str, Any]] = {
+    by_kind: dict[tuple[str, Subnet], Mapping[str, Any]] = {
         (r["kind"], r["subnet"]): r for r in results
     }
     rows = []
@@ -96,7 +96,9 @@ def rank_table(
                 "scratch_wall_s": scratch["wall_s"],
             }
         )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    arch = [c for c in space.smallest().to_row() if c not in COLUMNS]  # the family's others
+    at = COLUMNS.index("mlp_ratio") + 1
+    return pd.DataFrame(rows, columns=[*COLUMNS[:at], *arch, *COLUMNS[at:]])
 
 
 def _tau(x: pd.Series, y: pd.Series) -> tuple[float, float]:

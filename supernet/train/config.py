@@ -16,7 +16,7 @@ from typing import Any
 
 from ..data import DataConfig
 from ..errors import UserError
-from ..space import SearchSpace, SpaceError
+from ..space import Space, SpaceError
 
 __all__ = [
     "MODES",
@@ -161,14 +161,14 @@ class TrainConfig:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
-def _space(value: object) -> SearchSpace | None:
-    if value is None or isinstance(value, SearchSpace):
+def _space(value: object) -> Space | None:
+    if value is None or isinstance(value, Space):
         return value
     if isinstance(value, str):
-        return SearchSpace.preset(value)
+        return Space.preset(value)
     if isinstance(value, Mapping):
         try:
-            return SearchSpace.from_dict(value)
+            return Space.from_dict(value)
         except SpaceError as exc:
             raise ConfigError(
                 f"invalid search space: {'; '.join(exc.problems)}; fix those space.* overrides, "
@@ -187,7 +187,7 @@ class RunConfig:
 
     run_dir: Path
     data: DataConfig
-    space: SearchSpace | None
+    space: Space | None
     train: TrainConfig
     mode: str = "supernet"
     # finetune / scratch: an export dir, a subnet YAML, or smallest | middle | largest

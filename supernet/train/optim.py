@@ -25,17 +25,22 @@ from .config import TrainConfig
 
 __all__ = ["build_optimizer", "lazy_step", "warmup_cosine"]
 
-#: Parameters exempt from weight decay besides biases and norm weights (as in timm's ViT).
-NO_DECAY = ("cls_token", "pos_embed")
+#: Parameters exempt from weight decay besides biases and norm weights (as in timm's ViT and
+#: Swin): the CLS token, positions and relative-position tables, by the last part of their name.
+NO_DECAY = ("cls_token", "pos_embed", "relative_position_bias_table")
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> AdamW:
-    """AdamW; no weight decay on 1-D parameters (biases, norms), the CLS token and positions."""
+    """AdamW; no weight decay on 1-D parameters (biases, norms), the CLS token, positions and
+    relative-position tables, nor on what the model's ``no_weight_decay()`` names (timm's
+    convention)."""
+    skip = getattr(model, "no_weight_decay", None)
+    exempt = set(skip()) if callable(skip) else set()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name.split(".")[-1] in NO_DECAY:
+        if p.ndim <= 1 or name.split(".")[-1] in NO_DECAY or name in exempt:
             no_decay.append(p)
         else:
             decay.append(p)

@@ -14,35 +14,25 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..space import SearchSpace, SubnetConfig
+from ..space import Space, Subnet
 from .rng import python_state, set_python_state
 
 __all__ = ["Sampler", "reference_subnets"]
 
 
-def _middle(choices: tuple[int, ...] | tuple[float, ...]) -> int | float:
-    return sorted(choices)[(len(choices) - 1) // 2]  # the lower median
-
-
-def reference_subnets(space: SearchSpace) -> dict[str, SubnetConfig]:
+def reference_subnets(space: Space) -> dict[str, Subnet]:
     """The fixed subnets whose validation accuracy is reported: smallest, middle and largest.
 
     ``middle`` takes the (lower) median choice of every dimension, in every layer.
     """
-    middle = space.uniform(
-        int(_middle(space.embed_dim)),
-        int(_middle(space.depth)),
-        int(_middle(space.num_heads)),
-        float(_middle(space.mlp_ratio)),
-    )
-    return {"smallest": space.smallest(), "middle": middle, "largest": space.largest()}
+    return {"smallest": space.smallest(), "middle": space.middle(), "largest": space.largest()}
 
 
 @dataclass
 class Sampler:
     """Draws each step's subnets. ``state()`` / ``load_state()`` go into checkpoints."""
 
-    space: SearchSpace
+    space: Space
     strategy: str
     num_random: int
     seed: int
@@ -50,7 +40,7 @@ class Sampler:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
-    def step(self) -> list[SubnetConfig]:
+    def step(self) -> list[Subnet]:
         """The subnets of the next step; with ``sandwich`` the largest comes first."""
         if self.strategy == "uniform":
             return [self.space.sample(self.rng)]

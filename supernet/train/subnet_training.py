@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import yaml
+from torch import nn
 
 from .. import complexity
 from ..atomic import atomic_write, atomic_write_text, make_dir
@@ -29,9 +30,9 @@ from ..checkpoint import check_space, load_checkpoint, load_supernet
 from ..data import build_data
 from ..errors import CheckpointError
 from ..evaluation import EvalSet, accuracies
+from ..family import family_of
 from ..saved_model import CONFIG_FILE, WEIGHTS_FILE, load_subnet, read_subnet_yaml, save_subnet
-from ..space import SearchSpace, SpaceError, SubnetConfig
-from ..vit import VisionTransformer
+from ..space import Space, SpaceError, Subnet
 from .config import ConfigError, RunConfig, TrainConfig
 from .distributed import DistEnv
 from .loop import Amp, Hooks, fit
@@ -61,8 +62,8 @@ NAMED = ("smallest", "middle", "largest")
 class SubnetSource:
     """What ``subnet=`` / ``supernet=`` resolve to: a space, an architecture, maybe weights."""
 
-    space: SearchSpace
-    subnet: SubnetConfig
+    space: Space
+    subnet: Subnet
     weights: dict[str, torch.Tensor] | None  # the inherited weights (finetune)
     description: str
 
@@ -71,8 +72,8 @@ class SubnetSource:
 class SubnetResult:
     run_dir: Path
     mode: str
-    space: SearchSpace
-    subnet: SubnetConfig
+    space: Space
+    subnet: Subnet
     test_acc: float
     val_acc: float
     epochs: int
@@ -102,7 +103,9 @@ class SubnetResult:
 
 
 # -- what to train -----------------------------------------------------------------------------
-def _read_subnet_file(path: Path) -> tuple[SearchSpace | None, SubnetConfig]:
+def _read_subnet_file(path: Path) -> tuple[Space | None, dict[str, Any]]:
+    """The space (an export's subnet.yaml names one) and the subnet's fields of a YAML file; the
+    fields become a subnet once the space, hence the family, is known."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -112,12 +115,14 @@ def _read_subnet_file(path: Path) -> tuple[SearchSpace | None, SubnetConfig]:
     space = None
     if "subnet" in data and "embed_dim" not in data:  # an export's subnet.yaml
         if data.get("space") is not None:
-            space = SearchSpace.from_dict(data["space"])
+            space = Space.from_dict(data["space"])
         data = data["subnet"]
-    return space, SubnetConfig.from_dict(data)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} is not a subnet YAML (expected a mapping of fields)")
+    return space, dict(data)
 
 
-def _agree(spaces: list[tuple[str, SearchSpace]]) -> SearchSpace | None:
+def _agree(spaces: list[tuple[str, Space]]) -> Space | None:
     """The one space every source names; fails naming the fields two sources disagree on."""
     for (name_a, a), (name_b, b) in itertools.pairwise(spaces):
         diff = a.differences(b)
@@ -131,10 +136,11 @@ def resolve_source(config: RunConfig) -> SubnetSource:
     """Resolve ``subnet=`` (with ``supernet=`` and ``space=``) into what is trained."""
     assert config.subnet is not None
     spec = config.subnet
-    spaces: list[tuple[str, SearchSpace]] = []
+    spaces: list[tuple[str, Space]] = []
     if config.space is not None:
         spaces.append(("space=", config.space))
-    subnet: SubnetConfig | None = None
+    subnet: Subnet | None = None
+    fields: dict[str, Any] | None = None  # a bare subnet YAML's, read once the space is known
     export: Path | None = None
     if spec not in NAMED:
         path = Path(spec).expanduser()
@@ -146,7 +152,7 @@ def resolve_source(config: RunConfig) -> SubnetSource:
             if (path / WEIGHTS_FILE).is_file():
                 export = path
         elif path.is_file():
-            file_space, subnet = _read_subnet_file(path)
+            file_space, fields = _read_subnet_file(path)
             if file_space is not None:
                 spaces.append((f"subnet={spec}", file_space))
         else:
@@ -161,9 +167,11 @@ def resolve_source(config: RunConfig) -> SubnetSource:
     space = _agree(spaces)
     if space is None:
         raise ConfigError(f"subnet={spec} names no search space: pass space=<preset> as well")
-    if subnet is None:
-        subnet = reference_subnets(space)[spec]
     try:
+        if fields is not None:
+            subnet = space.subnet_from_dict(fields)
+        elif subnet is None:
+            subnet = reference_subnets(space)[spec]
         space.validate(subnet)
     except SpaceError as exc:
         raise ConfigError(f"subnet={spec}: {exc}") from None
@@ -188,11 +196,11 @@ def resolve_source(config: RunConfig) -> SubnetSource:
 
 
 def _check_same_subnet(
-    payload: Mapping[str, Any], path: Path, mode: str, space: SearchSpace, subnet: SubnetConfig
+    payload: Mapping[str, Any], path: Path, mode: str, space: Space, subnet: Subnet
 ) -> None:
     try:
-        saved_space = SearchSpace.from_dict(payload["space"])
-        saved_subnet = SubnetConfig.from_dict(payload["subnet"])
+        saved_space = Space.from_dict(payload["space"])
+        saved_subnet = saved_space.subnet_from_dict(payload["subnet"])
     except (KeyError, SpaceError) as exc:
         raise CheckpointError(f"{path} holds no valid space or subnet ({exc})") from None
     check_space(saved_space, space, path)
@@ -207,8 +215,8 @@ def _check_same_subnet(
 class SubnetTask:
     def __init__(
         self,
-        model: VisionTransformer,
-        space: SearchSpace,
+        model: nn.Module,
+        space: Space,
         config: TrainConfig,
         val: EvalSet | None,
         meta: Mapping[str, Any],
@@ -285,7 +293,7 @@ def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult
     splits.check_space(space)
 
     seed_everything(config.seed)
-    model = VisionTransformer.from_space(space, subnet, drop_path_rate=train.drop_path)
+    model = family_of(space).build_model(space, subnet, drop_path_rate=train.drop_path)
     if payload is not None:
         model.load_state_dict(payload["model"])
     elif source.weights is not None:

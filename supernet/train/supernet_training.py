@@ -25,7 +25,7 @@ from ..checkpoint import check_space, checkpoint_space, load_checkpoint, save_ch
 from ..data import build_data
 from ..evaluation import EvalSet, accuracies
 from ..model import Supernet
-from ..space import SearchSpace
+from ..space import Space
 from .config import RunConfig, TrainConfig
 from .distributed import DistEnv
 from .loop import Amp, Hooks, fit
@@ -140,7 +140,7 @@ def train_supernet(
     if config.mode != "supernet":
         raise ValueError(f"train_supernet is for mode=supernet, got mode={config.mode}")
     space = config.space
-    assert isinstance(space, SearchSpace)
+    assert isinstance(space, Space)
     env = DistEnv.setup(config.device, config.threads)
     try:
         return _train(config, space, env, hooks)
@@ -148,9 +148,7 @@ def train_supernet(
         env.teardown()
 
 
-def _train(
-    config: RunConfig, space: SearchSpace, env: DistEnv, hooks: Hooks | None
-) -> SupernetResult:
+def _train(config: RunConfig, space: Space, env: DistEnv, hooks: Hooks | None) -> SupernetResult:
     run_dir = Path(env.broadcast_object(str(config.run_dir)))
     train = config.train
     path = resume_path(config.resume, run_dir, CHECKPOINT)

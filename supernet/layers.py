@@ -1,4 +1,4 @@
-"""Elastic layers with weight entanglement.
+"""Elastic building blocks every family shares, with weight entanglement.
 
 Each layer owns the weights of its largest configuration and takes its active sizes as arguments.
 A smaller configuration uses the leading slice of every weight (AutoFormer's weight
@@ -12,11 +12,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vit import drop_path
-
-__all__ = ["ElasticBlock", "ElasticLayerNorm", "ElasticLinear", "ElasticPatchEmbed", "ElasticQKV"]
+__all__ = [
+    "ElasticLayerNorm",
+    "ElasticLinear",
+    "ElasticPatchEmbed",
+    "ElasticQKV",
+    "drop_path",
+]
 
 Params = dict[str, torch.Tensor]
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop the residual branch per sample with probability ``p``."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
 
 
 class ElasticLinear(nn.Module):
@@ -93,48 +106,3 @@ class ElasticPatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor, dim: int) -> torch.Tensor:
         x = F.conv2d(x, self.weight[:dim], self.bias[:dim], stride=self.patch_size)
         return x.flatten(2).transpose(1, 2)
-
-
-class ElasticBlock(nn.Module):
-    """A pre-norm transformer block with elastic width, head count and MLP width."""
-
-    def __init__(
-        self, max_dim: int, max_heads: int, head_dim: int, max_mlp: int, drop_path: float = 0.0
-    ) -> None:
-        super().__init__()
-        self.head_dim = head_dim
-        self.norm1 = ElasticLayerNorm(max_dim)
-        self.qkv = ElasticQKV(max_dim, max_heads, head_dim)
-        self.proj = ElasticLinear(max_heads * head_dim, max_dim)
-        self.norm2 = ElasticLayerNorm(max_dim)
-        self.fc1 = ElasticLinear(max_dim, max_mlp)
-        self.fc2 = ElasticLinear(max_mlp, max_dim)
-        self.drop_path = drop_path
-
-    def sliced(self, dim: int, num_heads: int, mlp_hidden: int) -> Params:
-        """This block's weights for the given sizes, named as in :class:`supernet.vit.Block`."""
-        inner = num_heads * self.head_dim
-        parts: dict[str, Params] = {
-            "norm1": self.norm1.sliced(dim),
-            "attn.qkv": self.qkv.sliced(dim, 3 * inner),
-            "attn.proj": self.proj.sliced(inner, dim),
-            "norm2": self.norm2.sliced(dim),
-            "mlp.fc1": self.fc1.sliced(dim, mlp_hidden),
-            "mlp.fc2": self.fc2.sliced(mlp_hidden, dim),
-        }
-        return {f"{name}.{key}": t for name, p in parts.items() for key, t in p.items()}
-
-    def attention(self, x: torch.Tensor, num_heads: int) -> torch.Tensor:
-        b, n, dim = x.shape
-        inner = num_heads * self.head_dim
-        qkv = self.qkv(x, 3 * inner).reshape(b, n, 3, num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(b, n, inner), dim)
-
-    def mlp(self, x: torch.Tensor, mlp_hidden: int) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x, mlp_hidden)), x.shape[-1])
-
-    def forward(self, x: torch.Tensor, num_heads: int, mlp_hidden: int) -> torch.Tensor:
-        x = x + drop_path(self.attention(self.norm1(x), num_heads), self.drop_path, self.training)
-        return x + drop_path(self.mlp(self.norm2(x), mlp_hidden), self.drop_path, self.training)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import drop_path
 from .space import SearchSpace, SubnetConfig
 
 __all__ = [
@@ -22,7 +23,6 @@ __all__ = [
     "Mlp",
     "PatchEmbed",
     "VisionTransformer",
-    "drop_path",
     "init_weights",
     "sinusoidal_position_embedding",
 ]
@@ -37,15 +37,6 @@ def sinusoidal_position_embedding(num_tokens: int, dim: int) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle[:, : dim // 2])
     return pe.to(torch.float32).unsqueeze(0)
-
-
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop the residual branch per sample with probability ``p``."""
-    if p == 0.0 or not training:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask / keep
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,0 +1,104 @@
+"""The ViT family's latency features, from the terms of the MSA complexity model, and the designed
+sample of subnets a latency calibration measures.
+
+A forward pass costs time for its matrix products (proportional to MACs, with an efficiency that
+differs between the attention projections, the token-mixing products and the MLP), for its
+element-wise and memory-bound work (LayerNorm, residual adds, GELU, the Q/K/V reshapes; each
+proportional to the elements it touches) and a fixed cost per operator launched (per block, and
+per call). Each feature is one such term for a whole batch; a latency profile weighs them with
+non-negative coefficients (milliseconds per unit).
+
+Within one space the token count N, head width and image geometry are fixed, so terms that
+differ only by those are proportional and folded into one: the softmax over heads x N^2 scores is
+counted by ``attn_matmul_macs`` (2 N^2 Q per block), and the CLS/position/final-norm work over
+N x D elements by ``embed_macs`` (patch projection and head, both proportional to D).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+
+from . import complexity
+from .space import SearchSpace, SubnetConfig
+
+__all__ = ["FEATURES", "designed_sample", "latency_features"]
+
+#: Feature names, in the order of the latency design matrix's columns, with what each counts.
+FEATURES: dict[str, str] = {
+    "intercept": "1 per forward: dispatch, input and output handling",
+    "blocks": "depth: fixed cost of each block's ~15 operator launches",
+    "embed_macs": "batch x (patch projection + head) MACs, proportional to D",
+    "attn_proj_macs": "batch x Q/K/V and output projection MACs (4 N D Q per block)",
+    "attn_matmul_macs": "batch x QK^T and AV MACs (2 N^2 Q per block), softmax included",
+    "mlp_macs": "batch x MLP MACs (2 N D M per block)",
+    "block_elems": "batch x N x D per block: two LayerNorms and two residual adds",
+    "attn_elems": "batch x N x Q per block: Q/K/V reshapes and the attention output copy",
+    "mlp_elems": "batch x N x M per block: the GELU and the hidden activations",
+}
+
+
+def latency_features(space: SearchSpace, subnet: SubnetConfig, batch_size: int) -> dict[str, float]:
+    """The :data:`FEATURES` of ``subnet`` (validated against ``space``) for a batch."""
+    cost = complexity.breakdown(space, subnet)
+    n, d, b = space.num_tokens, subnet.embed_dim, batch_size
+    qkv = sum(h * space.head_dim for h in subnet.num_heads)
+    hidden = sum(subnet.mlp_hidden_dims())
+    return {
+        "intercept": 1.0,
+        "blocks": float(subnet.depth),
+        "embed_macs": float(b * (cost.patch_embed_macs + cost.head_macs)),
+        "attn_proj_macs": float(b * cost.attn_proj_macs),
+        "attn_matmul_macs": float(b * cost.attn_matmul_macs),
+        "mlp_macs": float(b * cost.mlp_macs),
+        "block_elems": float(b * n * d * subnet.depth),
+        "attn_elems": float(b * n * qkv),
+        "mlp_elems": float(b * n * hidden),
+    }
+
+
+def _stratified_levels(n: int, rng: random.Random) -> list[float]:
+    """``n`` numbers in [0, 1], one in each of ``n`` equal strata, in random order."""
+    levels = [(i + rng.random()) / n for i in range(n)]
+    rng.shuffle(levels)
+    return levels
+
+
+def _pick(choices: Sequence[float], level: float, rng: random.Random) -> float:
+    """A choice whose index is Binomial(len - 1, level): near the smallest at 0, largest at 1."""
+    index = sum(rng.random() < level for _ in range(len(choices) - 1))
+    return choices[index]
+
+
+def designed_sample(space: SearchSpace, n: int, rng: random.Random) -> list[SubnetConfig]:
+    """``n`` distinct subnets spanning ``space``'s cost range (the caller checks that the space
+    holds that many): the smallest and the largest subnet, every (embed_dim, depth) cell in turn,
+    and per-layer heads and MLP ratios drawn around two *levels* stratified over [0, 1]
+    independently of each other (level 0: all layers at the smallest choice, level 1: all at the
+    largest, in between: mixed layers), so attention and MLP costs vary independently and the fit
+    can tell them apart."""
+    picks = {space.smallest(): None, space.largest(): None}  # a dict keeps insertion order
+    cells = list(itertools.product(space.embed_dim, space.depth))
+    attempts = 0
+    while len(picks) < n:
+        todo = n - len(picks)
+        heads_levels = _stratified_levels(todo, rng)
+        mlp_levels = _stratified_levels(todo, rng)
+        rng.shuffle(cells)
+        for i in range(todo):
+            embed_dim, depth = cells[i % len(cells)]
+            subnet = SubnetConfig(
+                embed_dim=embed_dim,
+                depth=depth,
+                num_heads=tuple(
+                    int(_pick(space.num_heads, heads_levels[i], rng)) for _ in range(depth)
+                ),
+                mlp_ratio=tuple(_pick(space.mlp_ratio, mlp_levels[i], rng) for _ in range(depth)),
+            )
+            picks.setdefault(subnet, None)
+        attempts += 1
+        if attempts > 100:  # a small space whose extremes repeat: fill up at random
+            while len(picks) < n:
+                picks.setdefault(space.sample(rng), None)
+    return list(picks)[:n]
