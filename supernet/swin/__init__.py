@@ -1,0 +1,1 @@
+"""The Swin family: hierarchical stages, (shifted) window attention, patch merging."""
