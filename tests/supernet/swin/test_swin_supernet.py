@@ -354,3 +354,30 @@ def test_gradients_touch_exactly_the_slices(padded_swin: SwinSpace) -> None:
                 assert touched[mask].all(), f"{name} has untouched entries inside its slice"
             checked_tables += name.endswith("relative_position_bias_table")
         assert checked_tables == sum(subnet.depth)
+
+
+def test_drop_path_acts_in_training_only() -> None:
+    space = SwinSpace.preset("swin_digits")
+    net = SwinSupernet(space, drop_path_rate=0.4)
+    rates = [b.drop_path for stage in net.layers for b in stage.blocks]
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])  # linear over the deepest subnet
+    subnet, x = space.largest(), _images(space, 8)
+    net.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = net(x, subnet)
+        torch.manual_seed(1)
+        assert not torch.allclose(a, net(x, subnet))
+        net.eval()
+        assert (net(x, subnet) - net.extract(subnet)(x)).abs().max().item() <= 1e-5
+
+
+def test_float64_supernet_extracts_float64_models() -> None:
+    space = SwinSpace.preset("swin_digits")
+    net = SwinSupernet(space).double().eval()
+    subnet = _shifted(space)
+    model = net.extract(subnet)
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    x = _images(space).double()
+    with torch.no_grad():
+        assert (net(x, subnet) - model(x)).abs().max().item() <= 1e-12
