@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -451,7 +451,7 @@ class SwinSpace:
             return False
         return True
 
-    def _pick_all(self, index: Any) -> SwinSubnet:
+    def _pick_all(self, index: Callable[[tuple[Any, ...]], Any]) -> SwinSubnet:
         """The subnet taking ``choices[index(choices)]`` in every dimension of every stage."""
         depth = tuple(index(d) for d in self.depth)
         return SwinSubnet(
