@@ -1,7 +1,7 @@
 """Optuna search over the subnets of a weight-sharing supernet, under FLOP/params/latency budgets.
 
 Commands: ``python -m search`` (a Hydra app), ``python -m search.report``,
-``python -m search.export``.
+``python -m search.export``, ``python -m search.rank``, ``python -m search.latency``.
 
 Public API::
 
@@ -14,6 +14,8 @@ Public API::
     frame = read_trials("runs/search")             # the same table, read back
     export_subnet("runs/search", "best", "exported/best")
     write_report(["multirun/2026-01-01/12-00-00"])
+
+The names load on first use: ``import search`` imports neither torch nor Optuna.
 """
 
 from __future__ import annotations
@@ -21,40 +23,29 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .budget import Bound, Budget, BudgetError
-from .costs import METRICS, CostModel, resolve_latency_profile
-from .objective import (
-    Objective,
-    ValData,
-    load_val_data,
-    subnet_from_params,
-    subnet_params,
-    suggest_subnet,
-)
-from .plots import history_figure, pareto_figure, report_figure, save_figure
-from .results import CONTRACT_COLUMNS, pareto_mask, read_trials, summary_text, trials_frame
-from .runner import SearchResult, run_search
-from .samplers import (
-    SAMPLERS,
-    AutoFormerChildGeneration,
-    AutoFormerEvolutionSampler,
-    TopKSelection,
-    build_sampler,
-)
-from .settings import SearchSettings
-from .storage import default_storage_url, open_storage, open_study
-
 if TYPE_CHECKING:
-    from .export import ExportResult, export_subnet, pick_trial
+    from .budget import Budget, BudgetError
+    from .costs import CostModel
+    from .export import ExportResult, export_subnet
     from .report import Report, write_report
+    from .results import read_trials
+    from .runner import SearchResult, run_search
+    from .samplers import AutoFormerEvolutionSampler, build_sampler
 
-# The command modules load on first use, so that `python -m search.export` (or .report) does not
-# find itself imported already by the package (runpy warns about that).
+# name -> the module that defines it. The command modules load only when used, so that
+# `python -m search.export` (or .report) does not find itself imported already by the package.
 _LAZY = {
+    "AutoFormerEvolutionSampler": "samplers",
+    "Budget": "budget",
+    "BudgetError": "budget",
+    "CostModel": "costs",
     "ExportResult": "export",
-    "export_subnet": "export",
-    "pick_trial": "export",
     "Report": "report",
+    "SearchResult": "runner",
+    "build_sampler": "samplers",
+    "export_subnet": "export",
+    "read_trials": "results",
+    "run_search": "runner",
     "write_report": "report",
 }
 
@@ -66,41 +57,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CONTRACT_COLUMNS",
-    "METRICS",
-    "SAMPLERS",
-    "AutoFormerChildGeneration",
     "AutoFormerEvolutionSampler",
-    "Bound",
     "Budget",
     "BudgetError",
     "CostModel",
     "ExportResult",
-    "Objective",
     "Report",
     "SearchResult",
-    "SearchSettings",
-    "TopKSelection",
-    "ValData",
     "build_sampler",
-    "default_storage_url",
     "export_subnet",
-    "history_figure",
-    "load_val_data",
-    "open_storage",
-    "open_study",
-    "pareto_figure",
-    "pareto_mask",
-    "pick_trial",
     "read_trials",
-    "report_figure",
-    "resolve_latency_profile",
     "run_search",
-    "save_figure",
-    "subnet_from_params",
-    "subnet_params",
-    "suggest_subnet",
-    "summary_text",
-    "trials_frame",
     "write_report",
 ]

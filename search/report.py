@@ -29,12 +29,12 @@ from ._cli import parse_args, run_cli
 from .budget import BudgetError, parse_amount
 from .costs import METRICS, format_cost
 from .plots import report_figure, save_figure
-from .results import CONTRACT_COLUMNS, EXTRA_COLUMNS, read_trials, write_table
+from .results import CONTRACT_COLUMNS, EXTRA_COLUMNS, all_arch_columns, read_trials, write_table
 from .runner import MANIFEST, read_manifest
 
 __all__ = ["Report", "find_runs", "load_runs", "report_summary", "write_report"]
 
-_OWN_COLUMNS = {*CONTRACT_COLUMNS, *EXTRA_COLUMNS, "run"}
+_OWN_COLUMNS = {*CONTRACT_COLUMNS, *EXTRA_COLUMNS, *all_arch_columns(), "run"}
 
 
 @dataclass

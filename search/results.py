@@ -34,7 +34,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from supernet import Space, complexity
+from supernet import Space, complexity, family_names, get_family
 from supernet.atomic import atomic_write
 
 from .budget import Budget
@@ -43,6 +43,7 @@ from .objective import subnet_from_params
 
 __all__ = [
     "CONTRACT_COLUMNS",
+    "all_arch_columns",
     "arch_columns",
     "pareto_mask",
     "read_trials",
@@ -77,6 +78,7 @@ EXTRA_COLUMNS = [
     "datetime_start",
     "datetime_complete",
     "study",
+    "family",
 ]
 
 
@@ -106,10 +108,15 @@ def pareto_mask(accuracy: Sequence[float], cost: Sequence[float]) -> np.ndarray:
 def arch_columns(space: Space) -> list[str]:
     """The architecture columns of ``space``'s subnets (``Subnet.to_row``): the contract's four,
     then the family's others."""
-    columns = list(space.smallest().to_row())
+    columns = space.subnet_cls.row_columns
     return [c for c in CONTRACT_COLUMNS if c in columns] + [
         c for c in columns if c not in CONTRACT_COLUMNS
     ]
+
+
+def all_arch_columns() -> set[str]:
+    """The architecture columns of every family's subnets."""
+    return {c for name in family_names() for c in get_family(name).subnet_cls.row_columns}
 
 
 def _row(trial: FrozenTrial, space: Space, budget: Budget, columns: list[str]) -> dict[str, Any]:
@@ -160,7 +167,7 @@ def trials_frame(
     arch = arch_columns(space)
     rows = [_row(t, space, budget, arch) for t in study.get_trials(deepcopy=False)]
     family_only = [c for c in arch if c not in CONTRACT_COLUMNS]
-    frame = pd.DataFrame(rows, columns=[*CONTRACT_COLUMNS, *family_only, *EXTRA_COLUMNS[:-1]])
+    frame = pd.DataFrame(rows, columns=[*CONTRACT_COLUMNS, *family_only, *EXTRA_COLUMNS[:-2]])
     frame["study"] = study.study_name
     frame["family"] = space.family
     for column in ("latency_ms", "measured_latency_ms", "val_acc", "violation"):

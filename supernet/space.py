@@ -9,6 +9,10 @@ so every file written before families existed still loads. The dispatch happens 
 >>> SearchSpace.preset("swin_tiny")           # a SwinSpace: the preset's YAML says family: swin
 >>> Space.from_dict({"family": "vit", ...})   # a SearchSpace (the ViT family's space)
 >>> space.subnet_from_dict(data)              # that space's subnet type, validated against it
+
+``Space``/``Subnet`` and the ViT classes ``SearchSpace``/``SubnetConfig`` (the only classes before
+families existed, so the front door of older code) read data of any family; another family's
+class (``SwinSpace.from_dict``) refuses data that names a family other than its own.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "check_choices",
     "is_int",
     "is_number",
+    "mlp_hidden_dim",
 ]
 
 #: Where the named presets (``SearchSpace.preset(name)``) live: the Hydra ``space`` config group.
@@ -56,6 +61,11 @@ class SpaceError(UserError, ValueError):
         else:
             message = f"invalid {what}:\n" + "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(message)
+
+
+def mlp_hidden_dim(embed_dim: int, mlp_ratio: float) -> int:
+    """Hidden width of a block's MLP (AutoFormer's ``int(embed_dim * mlp_ratio)``)."""
+    return int(embed_dim * mlp_ratio)
 
 
 # -- validation helpers shared by the families ---------------------------------------------------
@@ -147,6 +157,13 @@ def family_name(data: object, default: str, what: str) -> str:
     return name
 
 
+def _check_reader(cls: type, name: str, what: str) -> None:
+    """Refuse another family's data in a family's own class (see the module docstring)."""
+    own = getattr(cls, "family", None)
+    if own is not None and own != name and not cls.__dict__.get("reads_any_family", False):
+        raise SpaceError(what, [f"this is a {name} {what}, not a {own} one (family: {name})"])
+
+
 def _family(name: str, what: str) -> Any:
     from .family import get_family  # the registry imports the families, which import this
 
@@ -161,6 +178,8 @@ class Subnet(ABC):
     """One architecture of a family's space. Subclasses are frozen, hashable dataclasses."""
 
     family: ClassVar[str]
+    #: The columns :meth:`to_row` writes, in order.
+    row_columns: ClassVar[tuple[str, ...]]
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -183,11 +202,15 @@ class Subnet(ABC):
     def _default_family(cls) -> str:
         return getattr(cls, "family", DEFAULT_FAMILY)
 
+    #: Whether ``from_dict`` reads data of any family (see the module docstring).
+    reads_any_family: ClassVar[bool] = False
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Subnet:
         """The subnet ``data`` describes, of the family it names (this class's when it names
         none, ``vit`` for :class:`Subnet` itself)."""
         name = family_name(data, cls._default_family(), "subnet")
+        _check_reader(cls, name, "subnet")
         return _family(name, "subnet").subnet_cls._from_fields(data)
 
     @classmethod
@@ -196,6 +219,7 @@ class Subnet(ABC):
         a ``family`` column picks the family)."""
         family = row.get("family") if hasattr(row, "get") else None
         name = family if isinstance(family, str) and family else cls._default_family()
+        _check_reader(cls, name, "subnet")
         return _family(name, "subnet").subnet_cls._from_row(row)
 
     def to_yaml(self, path: str | Path) -> None:
@@ -302,11 +326,15 @@ class Space(ABC):
     def _default_family(cls) -> str:
         return getattr(cls, "family", DEFAULT_FAMILY)
 
+    #: Whether ``from_dict`` reads data of any family (see the module docstring).
+    reads_any_family: ClassVar[bool] = False
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Space:
         """The space ``data`` describes, of the family it names (this class's when it names
         none, ``vit`` for :class:`Space` itself)."""
         name = family_name(data, cls._default_family(), "search space")
+        _check_reader(cls, name, "search space")
         return _family(name, "search space").space_cls._from_fields(data)
 
     def to_yaml(self, path: str | Path) -> None:

@@ -96,7 +96,7 @@ def rank_table(
                 "scratch_wall_s": scratch["wall_s"],
             }
         )
-    arch = [c for c in space.smallest().to_row() if c not in COLUMNS]  # the family's others
+    arch = [c for c in space.subnet_cls.row_columns if c not in COLUMNS]  # the family's others
     at = COLUMNS.index("mlp_ratio") + 1
     return pd.DataFrame(rows, columns=[*COLUMNS[:at], *arch, *COLUMNS[at:]])
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
 
+from ..design import pick_at_level, stratified_levels
 from . import complexity
 from .space import SearchSpace, SubnetConfig
 
@@ -58,19 +58,6 @@ def latency_features(space: SearchSpace, subnet: SubnetConfig, batch_size: int) 
     }
 
 
-def _stratified_levels(n: int, rng: random.Random) -> list[float]:
-    """``n`` numbers in [0, 1], one in each of ``n`` equal strata, in random order."""
-    levels = [(i + rng.random()) / n for i in range(n)]
-    rng.shuffle(levels)
-    return levels
-
-
-def _pick(choices: Sequence[float], level: float, rng: random.Random) -> float:
-    """A choice whose index is Binomial(len - 1, level): near the smallest at 0, largest at 1."""
-    index = sum(rng.random() < level for _ in range(len(choices) - 1))
-    return choices[index]
-
-
 def designed_sample(space: SearchSpace, n: int, rng: random.Random) -> list[SubnetConfig]:
     """``n`` distinct subnets spanning ``space``'s cost range (the caller checks that the space
     holds that many): the smallest and the largest subnet, every (embed_dim, depth) cell in turn,
@@ -78,13 +65,15 @@ def designed_sample(space: SearchSpace, n: int, rng: random.Random) -> list[Subn
     independently of each other (level 0: all layers at the smallest choice, level 1: all at the
     largest, in between: mixed layers), so attention and MLP costs vary independently and the fit
     can tell them apart."""
+    if not 2 <= n <= space.count_subnets():
+        raise ValueError(f"cannot draw {n} distinct subnets from this space")
     picks = {space.smallest(): None, space.largest(): None}  # a dict keeps insertion order
     cells = list(itertools.product(space.embed_dim, space.depth))
     attempts = 0
     while len(picks) < n:
         todo = n - len(picks)
-        heads_levels = _stratified_levels(todo, rng)
-        mlp_levels = _stratified_levels(todo, rng)
+        heads_levels = stratified_levels(todo, rng)
+        mlp_levels = stratified_levels(todo, rng)
         rng.shuffle(cells)
         for i in range(todo):
             embed_dim, depth = cells[i % len(cells)]
@@ -92,9 +81,11 @@ def designed_sample(space: SearchSpace, n: int, rng: random.Random) -> list[Subn
                 embed_dim=embed_dim,
                 depth=depth,
                 num_heads=tuple(
-                    int(_pick(space.num_heads, heads_levels[i], rng)) for _ in range(depth)
+                    int(pick_at_level(space.num_heads, heads_levels[i], rng)) for _ in range(depth)
                 ),
-                mlp_ratio=tuple(_pick(space.mlp_ratio, mlp_levels[i], rng) for _ in range(depth)),
+                mlp_ratio=tuple(
+                    pick_at_level(space.mlp_ratio, mlp_levels[i], rng) for _ in range(depth)
+                ),
             )
             picks.setdefault(subnet, None)
         attempts += 1

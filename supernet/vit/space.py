@@ -28,17 +28,13 @@ from ..space import (
     fmt,
     is_int,
     is_number,
+    mlp_hidden_dim,
 )
 
 __all__ = ["SearchSpace", "SubnetConfig", "mlp_hidden_dim"]
 
 Pool = Literal["cls", "mean"]
 PosEmbed = Literal["learned", "sinusoidal"]
-
-
-def mlp_hidden_dim(embed_dim: int, mlp_ratio: float) -> int:
-    """Hidden width of a block's MLP (AutoFormer's ``int(embed_dim * mlp_ratio)``)."""
-    return int(embed_dim * mlp_ratio)
 
 
 def _middle(choices: tuple[int, ...] | tuple[float, ...]) -> int | float:
@@ -50,6 +46,8 @@ class SubnetConfig(Subnet):
     """One architecture of a ViT space: width, depth and, per active layer, heads and MLP ratio."""
 
     family: ClassVar[str] = "vit"
+    row_columns: ClassVar[tuple[str, ...]] = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+    reads_any_family: ClassVar[bool] = True  # the front door of code older than families
 
     embed_dim: int
     depth: int
@@ -148,6 +146,7 @@ class SearchSpace(Space):
 
     family: ClassVar[str] = "vit"
     subnet_cls: ClassVar[type[Subnet]] = SubnetConfig
+    reads_any_family: ClassVar[bool] = True  # the front door of code older than families
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
