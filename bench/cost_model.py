@@ -1,10 +1,12 @@
 """Cost model check: analytic params/FLOPs vs what PyTorch counts, over random subnets.
 
-For every preset, ``--n`` random subnets (plus the smallest and largest) are extracted and counted
-with ``torch.utils.flop_counter.FlopCounterMode`` (the AutoFormer presets at full 224 px on the
-meta device: shapes only) and ``sum(p.numel())``; the expected difference is exactly 0. Also lists
-the params and MACs of every preset's smallest and largest subnet, beside the AutoFormer paper's
-searched models (which must fall between them).
+For every preset of every family, ``--n`` random subnets (plus the smallest and largest; for
+``swin_tiny`` also Swin-T and S3-T) are extracted and counted with
+``torch.utils.flop_counter.FlopCounterMode`` (the 224 px presets on the meta device: shapes only)
+and ``sum(p.numel())``; the expected difference is exactly 0. ViT presets run with both poolings
+and both position embeddings. Also lists the params and MACs of every preset's smallest and
+largest subnet, beside the AutoFormer paper's searched models (which must fall between them), and
+Swin-T's and S3-T's cost stage by stage beside timm's counts.
 
     python bench/cost_model.py --n 200
 
@@ -25,6 +27,7 @@ import torch
 
 from supernet import SearchSpace, Supernet, complexity
 from supernet.space import PRESETS_DIR
+from supernet.swin import SwinSubnet
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 VARIANTS = [("cls", "learned"), ("mean", "sinusoidal"), ("mean", "learned"), ("cls", "sinusoidal")]
@@ -36,24 +39,44 @@ PAPER = {
 }
 
 
+SWIN_T = SwinSubnet(
+    embed_dim=(96, 192, 384, 768),
+    depth=(2, 2, 6, 2),
+    num_heads=((3, 3), (6, 6), (12,) * 6, (24, 24)),
+    mlp_ratio=((4.0, 4.0), (4.0, 4.0), (4.0,) * 6, (4.0, 4.0)),
+    window_size=((7, 7), (7, 7), (7,) * 6, (7, 7)),
+)
+S3_T = dataclasses.replace(SWIN_T, window_size=((7, 7), (7, 7), (14,) * 6, (7, 7)))
+#: Published subnets of a preset, with timm 1.0.31's counts (sum(numel), FlopCounterMode / 2).
+PUBLISHED = {
+    "swin_tiny": {
+        "Swin-T": (SWIN_T, 28_288_354, 4_490_566_656),
+        "S3-T": (S3_T, 28_328_674, 4_623_332_352),
+    }
+}
+
+
 def check_preset(name: str, n: int, seed: int) -> list[dict[str, object]]:
     base = SearchSpace.preset(name)
     device = "meta" if base.img_size >= 224 else "cpu"
     rng = random.Random(seed)
     rows = []
-    for v, (pool, pos_embed) in enumerate(VARIANTS):
-        space = dataclasses.replace(base, pool=pool, pos_embed=pos_embed)
+    variants = VARIANTS if base.family == "vit" else [(None, None)]
+    for v, (pool, pos_embed) in enumerate(variants):
+        space = base if pool is None else dataclasses.replace(base, pool=pool, pos_embed=pos_embed)
         with torch.device(device):
             net = Supernet(space)
-        subnets = [space.sample(rng) for _ in range(n // len(VARIANTS))]
+        subnets = [space.sample(rng) for _ in range(n // len(variants))]
         if v == 0:
             subnets += [space.smallest(), space.largest()]
+            subnets += [s for s, _, _ in PUBLISHED.get(name, {}).values()]
         for subnet in subnets:
             model = net.extract(subnet)
             counted_params = sum(p.numel() for p in model.parameters())
             rows.append(
                 {
                     "space": name,
+                    "family": space.family,
                     "pool": pool,
                     "pos_embed": pos_embed,
                     "subnet": str(subnet),
@@ -73,6 +96,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
+    torch.set_num_threads(1)  # many small forwards: threads only add overhead
     start = time.perf_counter()
     presets = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
     table = pd.DataFrame([r for name in presets for r in check_preset(name, args.n, args.seed)])
@@ -102,8 +126,24 @@ def main() -> None:
                 }
             )
     sizes_table = pd.DataFrame(sizes)
-    print("\nsmallest and largest subnet per preset (one 224 px image for the AutoFormer presets)")
+    print("\nsmallest and largest subnet per preset (one 224 px image for the 224 px presets)")
     print(sizes_table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    for name, published in PUBLISHED.items():
+        space = SearchSpace.preset(name)
+        for label, (subnet, params, macs) in published.items():
+            cost = complexity.breakdown(space, subnet)
+            print(
+                f"\n{label}: {cost.params:,} params (timm {params:,}), "
+                f"{cost.macs:,} MACs (timm {macs:,})"
+            )
+            stages = pd.DataFrame(cost.per_stage())
+            print(
+                stages[
+                    ["stage", "resolution", "embed_dim", "depth", "merge_macs", "macs"]
+                ].to_string()
+            )
+            if (cost.params, cost.macs) != (params, macs):
+                raise SystemExit(f"{label} is not priced as timm counts it")
 
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "cost_model.csv", index=False)
@@ -113,10 +153,10 @@ def main() -> None:
         x="counted_flops",
         y="analytic_flops",
         color="space",
-        symbol="pool",
+        symbol="family",
         log_x=True,
         log_y=True,
-        hover_data=["subnet", "pos_embed", "flops_diff", "params_diff"],
+        hover_data=["subnet", "pool", "pos_embed", "flops_diff", "params_diff"],
         title="Analytic FLOPs vs FlopCounterMode (every point on the diagonal)",
     )
     fig.write_html(args.out / "cost_model.html", include_plotlyjs=True)

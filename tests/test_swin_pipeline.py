@@ -23,6 +23,7 @@ from supernet import SearchSpace, Subnet, complexity, load_subnet
 from supernet.checkpoint import load_checkpoint, load_supernet
 from supernet.data import build_data
 from supernet.swin import SwinSpace, SwinSubnet
+from supernet.train import Hooks, train_supernet
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ("data.train_subset=128", "train.batch_size=32", "train.num_random=1")
@@ -55,12 +56,82 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def swin_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A swin_digits supernet: one epoch, then resumed for a second (sandwich + distillation)."""
+    """A swin_digits supernet trained through the command line (sandwich + distillation)."""
     run_dir = tmp_path_factory.mktemp("swin") / "train"
     common = (f"hydra.run.dir={run_dir}", "space=swin_digits", "train.distill=true", *TINY)
-    ok(run("supernet.train", *common, "train.epochs=1"))
-    ok(run("supernet.train", *common, "train.epochs=2", "resume=true"))
+    ok(run("supernet.train", *common, "train.epochs=2"))
     return run_dir
+
+
+class Killed(Exception):
+    pass
+
+
+def _config(run_dir: Path, **train: object) -> dict[str, object]:
+    return {
+        "run_dir": str(run_dir),
+        "space": "swin_digits",
+        "threads": 1,
+        "data": {"name": "digits", "train_subset": 128},
+        "train": {"epochs": 2, "batch_size": 32, "num_random": 1, **train},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["uniform", "sandwich"])
+def test_resume_equals_uninterrupted(tmp_path: Path, strategy: str) -> None:
+    def stop_after_first(row: dict[str, object]) -> None:
+        if row["epoch"] == 1:
+            raise Killed
+
+    whole = train_supernet(_config(tmp_path / "whole", strategy=strategy))
+    with pytest.raises(Killed):
+        train_supernet(
+            _config(tmp_path / "cut", strategy=strategy), Hooks(on_epoch=stop_after_first)
+        )
+    resumed = train_supernet({**_config(tmp_path / "cut", strategy=strategy), "resume": True})
+    assert resumed.resumed_from == 1 and resumed.epochs == 2
+    a = load_checkpoint(whole.checkpoint)["model"]
+    b = load_checkpoint(resumed.checkpoint)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_same_swin_supernet(tmp_path: Path) -> None:
+    """torchrun with 2 ranks (gloo) gives the weights one process gives with the whole batch."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "supernet.train",
+            "space=swin_digits",
+            "data.train_subset=128",
+            "data.augment.crop_padding=0",  # as the single-process run below
+            "train.epochs=2",
+            "train.batch_size=32",
+            "train.strategy=uniform",
+            "threads=1",
+            f"hydra.run.dir={tmp_path / 'ddp'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    payload = load_checkpoint(tmp_path / "ddp" / "supernet.pt")
+    assert payload["world_size"] == 2 and payload["space"]["family"] == "swin"
+    train = {k: v for k, v in payload["train"].items() if k in ("lr", "warmup_epochs", "min_lr")}
+    single = train_supernet(_config(tmp_path / "single", strategy="uniform", **train))
+    reference = load_checkpoint(single.checkpoint)["model"]
+    for key, value in payload["model"].items():
+        torch.testing.assert_close(value, reference[key], atol=2e-5, rtol=1e-4, msg=key)
 
 
 @pytest.mark.slow
@@ -187,6 +258,7 @@ def test_latency_calibration_and_budget(swin_run: Path, tmp_path: Path) -> None:
             "repeats=2",
             "rounds=1",
             "progress=false",
+            "threads=1",
             f"profile_dir={profiles}",
             f"hydra.run.dir={tmp_path / 'calibration'}",
         )
@@ -200,6 +272,7 @@ def test_latency_calibration_and_budget(swin_run: Path, tmp_path: Path) -> None:
             "progress": False,
             "plots_png": False,
             "latency_profile": str(profiles),
+            "latency_threads": 1,
         },
     }
     frame = run_search(cfg, tmp_path / "search").trials
