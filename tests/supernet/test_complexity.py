@@ -10,13 +10,23 @@ from supernet import SearchSpace, SubnetConfig, Supernet, complexity
 from supernet.space import PRESETS_DIR
 
 PRESETS = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-VARIANTS = [("cls", "learned"), ("mean", "sinusoidal"), ("mean", "learned"), ("cls", "sinusoidal")]
+#: (pool, position embedding, relative positions): every preset is counted in each variant.
+VARIANTS = [
+    ("cls", "learned", "none"),
+    ("mean", "sinusoidal", "none"),
+    ("mean", "learned", "none"),
+    ("cls", "sinusoidal", "none"),
+    ("cls_mean", "learned", "autoformer"),
+    ("cls", "sinusoidal", "autoformer"),
+    ("cls_mean", "sinusoidal", "none"),
+]
 N_SUBNETS = 200
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_cost_model_matches_flop_counter(preset: str) -> None:
-    """200 random subnets per preset, spread over both poolings and both position embeddings.
+    """200 random subnets per preset, spread over the three poolings, both position embeddings
+    and AutoFormer's relative positions.
 
     The AutoFormer presets run at full 224 px on the meta device (shapes only, no arithmetic),
     the CPU presets on real tensors.
@@ -24,8 +34,8 @@ def test_cost_model_matches_flop_counter(preset: str) -> None:
     base = SearchSpace.preset(preset)
     device = "meta" if base.img_size >= 224 else "cpu"
     rng = random.Random(preset)
-    for v, (pool, pos_embed) in enumerate(VARIANTS):
-        space = dataclasses.replace(base, pool=pool, pos_embed=pos_embed)
+    for v, (pool, pos_embed, rel_pos) in enumerate(VARIANTS):
+        space = dataclasses.replace(base, pool=pool, pos_embed=pos_embed, rel_pos=rel_pos)
         with torch.device(device):
             net = Supernet(space)
         subnets = [space.sample(rng) for _ in range(N_SUBNETS // len(VARIANTS))]
