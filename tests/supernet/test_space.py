@@ -259,6 +259,27 @@ def test_autoformer_presets_match_paper(name: str) -> None:
     assert space.num_classes == 1000 and space.name == name
 
 
+RELEASED = {"autoformer_tiny_rpe": "t", "autoformer_small_rpe": "s", "autoformer_base_rpe": "b"}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_released_configuration_presets(name: str) -> None:
+    """The *_rpe presets are their AutoFormer preset with AutoFormer's released options (MLP ratio
+    3.0 added to tiny) and hold the released subnet; the plain presets are unchanged."""
+    space = SearchSpace.preset(name)
+    plain = SearchSpace.preset(name.removesuffix("_rpe"))
+    assert (space.pool, space.rel_pos, space.rel_pos_max_distance) == ("cls_mean", "autoformer", 14)
+    assert space.norm_eps == 1e-5 and space.num_tokens == 197 and space.rel_pos_table_rows == 30
+    expected = ["mlp_ratio"] if name == "autoformer_tiny_rpe" else []
+    assert plain.differences(space) == [*expected, "pool", "rel_pos", "norm_eps"]
+    assert (plain.pool, plain.rel_pos, plain.norm_eps) == ("cls", "none", 1e-6)
+    released = SubnetConfig.from_yaml(
+        PRESETS_DIR.parent / "subnets" / f"autoformer_{RELEASED[name]}.yaml"
+    )
+    assert space.contains(released)
+    assert plain.contains(released) == (name != "autoformer_tiny_rpe")  # T uses MLP ratio 3.0
+
+
 def test_new_options_default_to_what_files_meant_before() -> None:
     """A space written before the AutoFormer options existed reads as it did: CLS pooling kept,
     no relative positions, LayerNorm eps 1e-6; the options round-trip."""
