@@ -101,7 +101,11 @@ def test_released_presets(preset: str) -> None:
 
 #: AutoFormer's own counts for its released subnets, relative-position tables included: its
 #: get_sampled_params_numel and a FlopCounterMode count of its forward, on random weights.
-AUTOFORMER_COUNTS = {"t": ("autoformer_tiny_rpe", 5_867_944, 1_481_938_432)}
+AUTOFORMER_COUNTS = {
+    "t": ("autoformer_tiny_rpe", 5_867_944, 1_481_938_432),
+    "s": ("autoformer_small_rpe", 22_891_432, 5_161_400_832),
+    "b": ("autoformer_base_rpe", 53_691_688, 11_691_179_008),
+}
 
 
 @pytest.mark.parametrize("name", sorted(AUTOFORMER_COUNTS))
