@@ -78,6 +78,7 @@ def test_breakdown_adds_up_and_matches_msa_formula() -> None:
     assert parts["flops"] == 2 * parts["macs"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", RELEASED)
 def test_released_presets(preset: str) -> None:
     """AutoFormer's released configurations as they are (tiny's MLP ratio 3.0 included): the
