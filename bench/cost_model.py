@@ -30,13 +30,21 @@ from supernet.space import PRESETS_DIR
 from supernet.swin import SwinSubnet
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
-VARIANTS = [("cls", "learned"), ("mean", "sinusoidal"), ("mean", "learned"), ("cls", "sinusoidal")]
+#: (pool, position embedding, relative positions); each preset is counted in every variant.
+VARIANTS = [
+    ("cls", "learned", "none"),
+    ("mean", "sinusoidal", "none"),
+    ("mean", "learned", "none"),
+    ("cls", "sinusoidal", "none"),
+    ("cls_mean", "learned", "autoformer"),
+]
 # AutoFormer paper, Table 3: the searched subnets (params in M, "FLOPs" in G which are MACs).
 PAPER = {
     "autoformer_tiny": (5.7, 1.3),
     "autoformer_small": (22.9, 5.1),
     "autoformer_base": (54, 11),
 }
+PAPER |= {f"{name}_rpe": size for name, size in PAPER.items()}  # the same models
 
 
 SWIN_T = SwinSubnet(
@@ -61,9 +69,13 @@ def check_preset(name: str, n: int, seed: int) -> list[dict[str, object]]:
     device = "meta" if base.img_size >= 224 else "cpu"
     rng = random.Random(seed)
     rows = []
-    variants = VARIANTS if base.family == "vit" else [(None, None)]
-    for v, (pool, pos_embed) in enumerate(variants):
-        space = base if pool is None else dataclasses.replace(base, pool=pool, pos_embed=pos_embed)
+    variants = VARIANTS if base.family == "vit" else [(None, None, None)]
+    for v, (pool, pos_embed, rel_pos) in enumerate(variants):
+        space = (
+            base
+            if pool is None
+            else dataclasses.replace(base, pool=pool, pos_embed=pos_embed, rel_pos=rel_pos)
+        )
         with torch.device(device):
             net = Supernet(space)
         subnets = [space.sample(rng) for _ in range(n // len(variants))]
@@ -79,6 +91,7 @@ def check_preset(name: str, n: int, seed: int) -> list[dict[str, object]]:
                     "family": space.family,
                     "pool": pool,
                     "pos_embed": pos_embed,
+                    "rel_pos": rel_pos,
                     "subnet": str(subnet),
                     "analytic_flops": complexity.flops(space, subnet),
                     "counted_flops": complexity.count_flops(model, space),
@@ -156,7 +169,7 @@ def main() -> None:
         symbol="family",
         log_x=True,
         log_y=True,
-        hover_data=["subnet", "pool", "pos_embed", "flops_diff", "params_diff"],
+        hover_data=["subnet", "pool", "pos_embed", "rel_pos", "flops_diff", "params_diff"],
         title="Analytic FLOPs vs FlopCounterMode (every point on the diagonal)",
     )
     fig.write_html(args.out / "cost_model.html", include_plotlyjs=True)

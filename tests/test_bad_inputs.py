@@ -382,6 +382,82 @@ CASES = [
         ("unknown option 'trail'", "the options are trial, out"),
         absent=("{run}/best",),
     ),
+    # -- python -m supernet.convert ------------------------------------------------------------
+    Case(
+        "convert-option-typo",
+        "misspelt option",
+        "supernet.convert",
+        ("autoformer", "{af_supernet}", "outt={run}"),
+        ("unknown option 'outt'", "the options are out, space, subnet"),
+        absent=("{run}",),
+    ),
+    Case(
+        "convert-unparsable-override",
+        "option value that does not parse",
+        "supernet.convert",
+        ("autoformer", "{af_supernet}", "out={run}", "val_size=many"),
+        ("val_size: Value 'many' of type 'str' could not be converted to Integer",),
+        absent=("{run}",),
+    ),
+    Case(
+        "convert-bad-value",
+        "option out of range",
+        "supernet.convert",
+        ("autoformer", "{af_supernet}", "out={run}", "val_size=0"),
+        ("val_size must be a positive number of images, got 0",),
+        absent=("{run}",),
+    ),
+    Case(
+        "convert-unknown-keys",
+        "not an AutoFormer checkpoint (unknown keys)",
+        "supernet.convert",
+        ("autoformer", "{foreign}", "out={run}"),
+        (
+            "is not an AutoFormer ViT checkpoint: unknown key(s) weights",
+            "expected AutoFormer's names (patch_embed_super.proj.weight",
+        ),
+        absent=("{run}",),
+    ),
+    Case(
+        "convert-shapes-outside-space",
+        "AutoFormer checkpoint with shapes outside the space",
+        "supernet.convert",
+        ("autoformer", "{af_outside}", "out={run}", "space=digits"),
+        (
+            "does not fit space digits: its 3 blocks of width 40",
+            "neither hold the space's largest subnet (depth 4, width 64, 4 heads, MLP 256) nor are "
+            "one of its subnets",
+            "pass space=<a preset or YAML> that holds it",
+        ),
+        absent=("{run}",),
+    ),
+    Case(
+        "convert-not-tensors",
+        "AutoFormer checkpoint holding other values than tensors",
+        "supernet.convert",
+        ("autoformer", "{af_not_tensors}", "out={run}"),
+        (
+            "is not a state dict: cls_token hold(s) str, not tensors",
+            "give an AutoFormer checkpoint",
+        ),
+        absent=("{run}",),
+    ),
+    Case(
+        "convert-crafted-pickle",
+        "crafted pickle as AutoFormer checkpoint (never executed)",
+        "supernet.convert",
+        ("autoformer", "{crafted}", "out={run}"),
+        ("refusing to load", "could run code when unpickled", "give a checkpoint saved by"),
+        absent=("{run}", "{pwned}"),
+    ),
+    Case(
+        "convert-supernet-without-data",
+        "AutoFormer supernet without the images to search it on",
+        "supernet.convert",
+        ("autoformer", "{af_supernet}", "out={run}", "space={af_space}"),
+        ("is a supernet checkpoint: pass data=<ImageFolder root with train/ and val/>",),
+        absent=("{run}",),
+    ),
     # -- python -m search.report / search.latency ---------------------------------------------
     Case(
         "report-no-runs",
@@ -433,6 +509,10 @@ SHOWN = {
     "taken": "<non-empty dir>",
     "missing": "<missing path>",
     "pwned": "<marker>",
+    "af_supernet": "<AutoFormer .pth>",
+    "af_space": "<its space.yaml>",
+    "af_outside": "<AutoFormer .pth, 40 wide>",
+    "af_not_tensors": "<.pth of strings>",
 }
 
 
@@ -445,6 +525,52 @@ class _Crafted:
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return (exec, (f"open({str(self.marker)!r}, 'w').write('x')",))
+
+
+def _autoformer_state(
+    width: int,
+    depth: int,
+    heads: int,
+    head_dim: int,
+    img: int,
+    patch: int,
+    chans: int,
+    classes: int,
+) -> dict[str, torch.Tensor]:
+    """Random tensors with AutoFormer's ViT names and shapes (relative positions, max distance 1
+    when the heads are 8 wide; none otherwise)."""
+    q, m = heads * head_dim, 2 * width
+    state = {
+        "patch_embed_super.proj.weight": torch.randn(width, chans, patch, patch),
+        "patch_embed_super.proj.bias": torch.randn(width),
+        "cls_token": torch.randn(1, 1, width),
+        "pos_embed": torch.randn(1, (img // patch) ** 2 + 1, width),
+        "norm.weight": torch.ones(width),
+        "norm.bias": torch.zeros(width),
+        "head.weight": torch.randn(classes, width),
+        "head.bias": torch.zeros(classes),
+    }
+    for i in range(depth):
+        shapes = {
+            "attn_layer_norm.weight": (width,),
+            "attn_layer_norm.bias": (width,),
+            "attn.qkv.weight": (3 * q, width),
+            "attn.qkv.bias": (3 * q,),
+            "attn.proj.weight": (width, q),
+            "attn.proj.bias": (width,),
+            "ffn_layer_norm.weight": (width,),
+            "ffn_layer_norm.bias": (width,),
+            "fc1.weight": (m, width),
+            "fc1.bias": (m,),
+            "fc2.weight": (width, m),
+            "fc2.bias": (width,),
+        }
+        if head_dim == 8:
+            shapes |= {
+                f"attn.rel_pos_embed_{p}.embeddings_table_{a}": (4, 8) for p in "kv" for a in "vh"
+            }
+        state |= {f"blocks.{i}.{name}": torch.randn(*shape) for name, shape in shapes.items()}
+    return state
 
 
 @pytest.fixture(scope="module")
@@ -493,6 +619,24 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "outside.yaml").write_text(yaml.safe_dump(outside))
     (root / "taken").mkdir()
     (root / "taken" / "keep.txt").write_text("mine\n")
+    af_space = SearchSpace(
+        embed_dim=(16,),
+        depth=(2,),
+        num_heads=(1, 2),
+        mlp_ratio=(2.0,),
+        img_size=12,
+        patch_size=4,
+        num_classes=5,
+        head_dim=8,
+        pool="cls_mean",
+        rel_pos="autoformer",
+        rel_pos_max_distance=1,
+        norm_eps=1e-5,
+    )
+    af_space.to_yaml(root / "af_space.yaml")
+    torch.save({"model": _autoformer_state(16, 2, 2, 8, 12, 4, 3, 5)}, root / "af_supernet.pth")
+    torch.save({"model": _autoformer_state(40, 3, 1, 16, 8, 2, 1, 10)}, root / "af_outside.pth")
+    torch.save({"model": {"cls_token": "zeros"}}, root / "af_not_tensors.pth")
     return {
         "root": str(root),
         "train_run": str(run.run_dir),
@@ -508,6 +652,10 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "outside": str(root / "outside.yaml"),
         "taken": str(root / "taken"),
         "pwned": str(root / "pwned"),
+        "af_supernet": str(root / "af_supernet.pth"),
+        "af_space": str(root / "af_space.yaml"),
+        "af_outside": str(root / "af_outside.pth"),
+        "af_not_tensors": str(root / "af_not_tensors.pth"),
     }
 
 
@@ -606,6 +754,7 @@ def test_at_least_twenty_distinct_cases() -> None:
     assert len(CASES) >= 20 and len({c.id for c in CASES}) == len(CASES)
     assert {c.module for c in CASES} == {
         "supernet.train",
+        "supernet.convert",
         "search",
         "search.export",
         "search.report",

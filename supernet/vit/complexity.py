@@ -7,7 +7,11 @@ MLP widths ``M``. For one block over N tokens:
     MACs = N*D*3Q (qkv)  +  N^2*Q (Q K^T)  +  N^2*Q (A V)  +  N*Q*D (proj)  +  2*N*D*M (MLP)
 
 which is 4ND^2 + 2N^2D + 8ND^2 when Q = D and M = 4D. Add the patch projection
-(P * D * C * p^2 for P patches of p x p pixels) and the head (D * classes).
+(P * D * C * p^2 for P patches of p x p pixels) and the head (D * classes). AutoFormer's relative
+positions (``rel_pos: autoformer``) add, per block, the products of the queries with the key
+tables' pair embeddings and of the attention probabilities with the value tables' (N^2 * Q each,
+computed as AutoFormer computes them) and four tables of (2 * max_distance + 2) x head_dim
+parameters.
 
 Counting convention (that of ``torch.utils.flop_counter.FlopCounterMode``): every matmul and the
 patch convolution at 2 FLOPs per multiply-accumulate; LayerNorm, GELU, softmax, additions and
@@ -31,7 +35,8 @@ class Complexity:
 
     ``*_macs``: multiply-accumulates; ``*_params``: parameter counts. ``attn_proj`` is the Q/K/V
     and output projections, ``attn_matmul`` the two token-mixing products (QK^T and AV), ``tokens``
-    the CLS token and a learned position embedding, ``norm`` every LayerNorm.
+    the CLS token and a learned position embedding, ``norm`` every LayerNorm, ``rel_pos`` the
+    relative-position products and tables (0 without them).
     """
 
     patch_embed_macs: int
@@ -45,6 +50,8 @@ class Complexity:
     mlp_params: int
     norm_params: int
     head_params: int
+    rel_pos_macs: int = 0
+    rel_pos_params: int = 0
 
     @property
     def macs(self) -> int:
@@ -52,6 +59,7 @@ class Complexity:
             self.patch_embed_macs
             + self.attn_proj_macs
             + self.attn_matmul_macs
+            + self.rel_pos_macs
             + self.mlp_macs
             + self.head_macs
         )
@@ -69,6 +77,7 @@ class Complexity:
             + self.mlp_params
             + self.norm_params
             + self.head_params
+            + self.rel_pos_params
         )
 
     def to_dict(self) -> dict[str, int]:
@@ -88,6 +97,9 @@ def breakdown(space: SearchSpace, subnet: SubnetConfig) -> Complexity:
     attn_proj_macs = sum(n * d * 3 * q + n * q * d for q in qkv_widths)
     attn_matmul_macs = sum(2 * n * n * q for q in qkv_widths)
     mlp_macs = sum(2 * n * d * m for m in mlp_widths)
+    relative = space.rel_pos == "autoformer"
+    rel_pos_macs = attn_matmul_macs if relative else 0  # q.rk and p.rv: N^2 Q each, per block
+    table = space.rel_pos_table_rows * space.head_dim  # 0 without relative positions
     return Complexity(
         patch_embed_macs=p * d * kernel,
         attn_proj_macs=attn_proj_macs,
@@ -95,10 +107,12 @@ def breakdown(space: SearchSpace, subnet: SubnetConfig) -> Complexity:
         mlp_macs=mlp_macs,
         head_macs=d * space.num_classes,
         patch_embed_params=d * kernel + d,
-        tokens_params=(d if space.pool == "cls" else 0)
+        tokens_params=(d if space.has_cls_token else 0)
         + (n * d if space.pos_embed == "learned" else 0),
         attn_proj_params=sum((d * 3 * q + 3 * q) + (q * d + d) for q in qkv_widths),
         mlp_params=sum((d * m + m) + (m * d + d) for m in mlp_widths),
         norm_params=2 * d * (2 * subnet.depth + 1),
         head_params=d * space.num_classes + space.num_classes,
+        rel_pos_macs=rel_pos_macs,
+        rel_pos_params=4 * table * subnet.depth,
     )

@@ -12,6 +12,14 @@ Within one space the token count N, head width and image geometry are fixed, so 
 differ only by those are proportional and folded into one: the softmax over heads x N^2 scores is
 counted by ``attn_matmul_macs`` (2 N^2 Q per block), and the CLS/position/final-norm work over
 N x D elements by ``embed_macs`` (patch projection and head, both proportional to D).
+
+AutoFormer's relative positions (``rel_pos: autoformer``) add per block two products of N^2 Q
+MACs (queries times the key tables' pair embeddings, probabilities times the value tables'), the
+explicit softmax and probabilities they need (heads x N^2 elements) and the gathering of the
+pair embeddings (4 x N^2 x head_dim elements). The products and the softmax grow with Q as QK^T
+and AV do, so ``attn_matmul_macs`` counts them (its MACs become 4 N^2 Q per block, which keeps the
+MAC features summing to the cost model's MACs); the gathering is the same for every block of a
+space, so ``blocks`` absorbs it. A profile is fitted per space, so these folds cost no accuracy.
 """
 
 from __future__ import annotations
@@ -28,10 +36,12 @@ __all__ = ["FEATURES", "designed_sample", "latency_features"]
 #: Feature names, in the order of the latency design matrix's columns, with what each counts.
 FEATURES: dict[str, str] = {
     "intercept": "1 per forward: dispatch, input and output handling",
-    "blocks": "depth: fixed cost of each block's ~15 operator launches",
+    "blocks": "depth: fixed cost of each block's ~15 operator launches (and, with relative "
+    "positions, its table gathers)",
     "embed_macs": "batch x (patch projection + head) MACs, proportional to D",
     "attn_proj_macs": "batch x Q/K/V and output projection MACs (4 N D Q per block)",
-    "attn_matmul_macs": "batch x QK^T and AV MACs (2 N^2 Q per block), softmax included",
+    "attn_matmul_macs": "batch x QK^T and AV MACs (2 N^2 Q per block), softmax included; "
+    "with relative positions also their two products (2 N^2 Q more)",
     "mlp_macs": "batch x MLP MACs (2 N D M per block)",
     "block_elems": "batch x N x D per block: two LayerNorms and two residual adds",
     "attn_elems": "batch x N x Q per block: Q/K/V reshapes and the attention output copy",
@@ -50,7 +60,7 @@ def latency_features(space: SearchSpace, subnet: SubnetConfig, batch_size: int) 
         "blocks": float(subnet.depth),
         "embed_macs": float(b * (cost.patch_embed_macs + cost.head_macs)),
         "attn_proj_macs": float(b * cost.attn_proj_macs),
-        "attn_matmul_macs": float(b * cost.attn_matmul_macs),
+        "attn_matmul_macs": float(b * (cost.attn_matmul_macs + cost.rel_pos_macs)),
         "mlp_macs": float(b * cost.mlp_macs),
         "block_elems": float(b * n * d * subnet.depth),
         "attn_elems": float(b * n * qkv),

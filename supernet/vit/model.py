@@ -3,7 +3,10 @@
 Plain PyTorch, per-layer head counts and MLP widths, no dependency on the supernet. Its state dict
 keys follow timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
 ``blocks.N.attn.qkv`` ...), and Q, K, V are laid out as timm lays them out (``qkv`` rows are
-``[q heads | k heads | v heads]``).
+``[q heads | k heads | v heads]``). With AutoFormer's relative positions each block's attention also
+holds ``attn.rel_pos_k.row_table``, ``attn.rel_pos_k.col_table`` (keys) and ``attn.rel_pos_v.*``
+(values): tables indexed by the row and the column distance between tokens
+(:mod:`supernet.vit.relpos`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import drop_path
+from .relpos import RelativePosition2D, relative_attention
 from .space import SearchSpace, SubnetConfig
 
 __all__ = [
@@ -24,8 +28,20 @@ __all__ = [
     "PatchEmbed",
     "VisionTransformer",
     "init_weights",
+    "pool_tokens",
     "sinusoidal_position_embedding",
 ]
+
+
+def pool_tokens(x: torch.Tensor, pool: str) -> torch.Tensor:
+    """What the classifier reads from the final tokens (B, N, D): the CLS token (``cls``), the
+    mean of all tokens (``mean``, which has no CLS token) or the mean of the patch tokens behind
+    the CLS token (``cls_mean``, AutoFormer's ``--gp``)."""
+    if pool == "cls":
+        return x[:, 0]
+    if pool == "cls_mean":
+        return x[:, 1:].mean(dim=1)
+    return x.mean(dim=1)
 
 
 def sinusoidal_position_embedding(num_tokens: int, dim: int) -> torch.Tensor:
@@ -62,21 +78,29 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with ``num_heads`` heads of ``head_dim`` channels each."""
+    """Multi-head self-attention with ``num_heads`` heads of ``head_dim`` channels each, and
+    AutoFormer's relative positions when ``rel_pos`` is ``(grid, max_distance)``."""
 
-    def __init__(self, dim: int, num_heads: int, head_dim: int) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, head_dim: int, rel_pos: tuple[int, int] | None = None
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = head_dim
         inner = num_heads * head_dim
         self.qkv = nn.Linear(dim, 3 * inner)
         self.proj = nn.Linear(inner, dim)
+        self.rel_pos_k = RelativePosition2D(*rel_pos, head_dim) if rel_pos else None
+        self.rel_pos_v = RelativePosition2D(*rel_pos, head_dim) if rel_pos else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if self.rel_pos_k is not None and self.rel_pos_v is not None:
+            x = relative_attention(q, k, v, self.rel_pos_k(), self.rel_pos_v())
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
 
 
@@ -95,12 +119,20 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
     def __init__(
-        self, dim: int, num_heads: int, head_dim: int, mlp_hidden_dim: int, drop_path: float = 0.0
+        self,
+        dim: int,
+        num_heads: int,
+        head_dim: int,
+        mlp_hidden_dim: int,
+        drop_path: float = 0.0,
+        *,
+        norm_eps: float = 1e-6,
+        rel_pos: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, head_dim)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, head_dim, rel_pos)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, mlp_hidden_dim)
         self.drop_path = drop_path
 
@@ -127,6 +159,9 @@ class VisionTransformer(nn.Module):
         head_dim: int,
         pool: str = "cls",
         pos_embed: str = "learned",
+        rel_pos: str = "none",
+        rel_pos_max_distance: int = 14,
+        norm_eps: float = 1e-6,
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -139,12 +174,17 @@ class VisionTransformer(nn.Module):
             "head_dim": head_dim,
             "pool": pool,
             "pos_embed": pos_embed,
+            "rel_pos": rel_pos,
+            "rel_pos_max_distance": rel_pos_max_distance,
+            "norm_eps": norm_eps,
         }
         dim = subnet.embed_dim
-        num_tokens = (img_size // patch_size) ** 2 + (1 if pool == "cls" else 0)
+        grid = img_size // patch_size
+        cls_token = pool != "mean"
+        num_tokens = grid**2 + (1 if cls_token else 0)
         self.pool = pool
         self.patch_embed = PatchEmbed(patch_size, in_chans, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
         self.pos_embed: torch.Tensor | nn.Parameter
         if pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, dim))
@@ -154,15 +194,16 @@ class VisionTransformer(nn.Module):
             )
         depth = subnet.depth
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        relative = (grid, rel_pos_max_distance) if rel_pos == "autoformer" else None
         self.blocks = nn.Sequential(
             *(
-                Block(dim, h, head_dim, hidden, rate)
+                Block(dim, h, head_dim, hidden, rate, norm_eps=norm_eps, rel_pos=relative)
                 for h, hidden, rate in zip(
                     subnet.num_heads, subnet.mlp_hidden_dims(), rates, strict=True
                 )
             )
         )
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
         self.head = nn.Linear(dim, num_classes)
         self.apply(init_weights)
         if isinstance(self.pos_embed, nn.Parameter):
@@ -184,6 +225,9 @@ class VisionTransformer(nn.Module):
             head_dim=space.head_dim,
             pool=space.pool,
             pos_embed=space.pos_embed,
+            rel_pos=space.rel_pos,
+            rel_pos_max_distance=space.rel_pos_max_distance,
+            norm_eps=space.norm_eps,
             drop_path_rate=drop_path_rate,
         )
 
@@ -206,8 +250,12 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, 0] if self.pool == "cls" else x.mean(dim=1)
-        return self.head(x)
+        return self.head(pool_tokens(x, self.pool))
+
+    def no_weight_decay(self) -> set[str]:
+        """The relative-position tables, exempt from weight decay as timm exempts position
+        embeddings and relative-position bias tables."""
+        return {name for name, _ in self.named_parameters() if name.endswith("_table")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -3,8 +3,9 @@ export.
 
 A :class:`SearchSpace` holds the elastic choices (embedding width, depth, per-layer head count and
 per-layer MLP ratio) and the fixed geometry every subnet shares (image and patch size, channels,
-classes, head width, pooling, position embedding). A :class:`SubnetConfig` is one architecture;
-``space.validate(subnet)`` says whether the space holds it.
+classes, head width, pooling, position embedding, relative positions, LayerNorm epsilon). A
+:class:`SubnetConfig` is one architecture; ``space.validate(subnet)`` says whether the space holds
+it.
 
 Both are frozen dataclasses, validated on construction, and round-trip through plain dicts and
 YAML (``to_dict`` / ``from_dict`` / ``to_yaml`` / ``from_yaml``) with ``family: vit``.
@@ -33,8 +34,20 @@ from ..space import (
 
 __all__ = ["SearchSpace", "SubnetConfig", "mlp_hidden_dim"]
 
-Pool = Literal["cls", "mean"]
+Pool = Literal["cls", "mean", "cls_mean"]
 PosEmbed = Literal["learned", "sinusoidal"]
+RelPos = Literal["none", "autoformer"]
+
+POOLS = ("cls", "mean", "cls_mean")
+REL_POS = ("none", "autoformer")
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _middle(choices: tuple[int, ...] | tuple[float, ...]) -> int | float:
@@ -129,6 +142,13 @@ class SearchSpace(Space):
 
     ``head_dim`` is fixed (AutoFormer uses 64): a layer with ``h`` heads has a Q/K/V width of
     ``h * head_dim``, independent of the embedding width.
+
+    Pooling: ``cls`` (a CLS token, read by the classifier), ``mean`` (no CLS token, mean of the
+    patch tokens) or ``cls_mean`` (a CLS token in the sequence, the classifier reads the mean of
+    the patch tokens: AutoFormer's ``--gp``). ``rel_pos="autoformer"`` adds AutoFormer's 2-D
+    relative position encoding to every block (tables indexed by row and column distance, clamped
+    to ``rel_pos_max_distance``; see :mod:`supernet.vit.relpos`). ``norm_eps`` is every
+    LayerNorm's epsilon (AutoFormer's is torch's default, 1e-5).
     """
 
     embed_dim: tuple[int, ...]
@@ -142,6 +162,9 @@ class SearchSpace(Space):
     head_dim: int = 64
     pool: Pool = "cls"
     pos_embed: PosEmbed = "learned"
+    rel_pos: RelPos = "none"
+    rel_pos_max_distance: int = 14
+    norm_eps: float = 1e-6
     name: str = field(default="", compare=False)
 
     family: ClassVar[str] = "vit"
@@ -156,6 +179,8 @@ class SearchSpace(Space):
                     value = tuple(float(v) if is_number(v) else v for v in value)
                 value = tuple(sorted(value)) if all(is_number(v) for v in value) else value
             object.__setattr__(self, name, value)
+        if is_number(self.norm_eps):
+            object.__setattr__(self, "norm_eps", float(self.norm_eps))
         problems: list[str] = []
         check_choices("embed_dim", self.embed_dim, problems, integer=True)
         check_choices("depth", self.depth, problems, integer=True)
@@ -170,10 +195,27 @@ class SearchSpace(Space):
             problems.append(
                 f"patch_size {self.patch_size} does not divide img_size {self.img_size}"
             )
-        if self.pool not in ("cls", "mean"):
-            problems.append(f"pool must be 'cls' or 'mean', got {self.pool!r}")
+        if self.pool not in POOLS:
+            problems.append(f"pool must be 'cls', 'mean' or 'cls_mean', got {self.pool!r}")
         if self.pos_embed not in ("learned", "sinusoidal"):
             problems.append(f"pos_embed must be 'learned' or 'sinusoidal', got {self.pos_embed!r}")
+        if self.rel_pos not in REL_POS:
+            problems.append(f"rel_pos must be 'none' or 'autoformer', got {self.rel_pos!r}")
+        elif self.rel_pos == "autoformer" and self.pool == "mean":
+            problems.append(
+                "rel_pos 'autoformer' needs the CLS token (its tables' first row is for the pairs "
+                "that involve it): use pool 'cls_mean' (AutoFormer's) or 'cls'"
+            )
+        distance = self.rel_pos_max_distance
+        if not is_int(distance) or distance < 1:
+            problems.append(f"rel_pos_max_distance must be a positive integer, got {distance!r}")
+        if not is_number(self.norm_eps) or self.norm_eps <= 0:
+            hint = (
+                f" (YAML reads {self.norm_eps} as text: write it with a decimal point, e.g. 1.0e-5)"
+                if isinstance(self.norm_eps, str) and _is_float_text(self.norm_eps)
+                else ""
+            )
+            problems.append(f"norm_eps must be a positive number, got {self.norm_eps!r}{hint}")
         if not problems:
             # Every width/ratio pair must give an MLP of at least one unit.
             narrowest = min(self.embed_dim)
@@ -189,9 +231,20 @@ class SearchSpace(Space):
         return (self.img_size // self.patch_size) ** 2
 
     @property
+    def has_cls_token(self) -> bool:
+        """Whether the sequence holds a CLS token (pool ``cls`` or ``cls_mean``)."""
+        return self.pool != "mean"
+
+    @property
     def num_tokens(self) -> int:
-        """Tokens through every block: the patches, plus the CLS token when pooling by it."""
-        return self.num_patches + (1 if self.pool == "cls" else 0)
+        """Tokens through every block: the patches, plus the CLS token if there is one."""
+        return self.num_patches + (1 if self.has_cls_token else 0)
+
+    @property
+    def rel_pos_table_rows(self) -> int:
+        """Rows of each relative-position table: distances -max..max, shifted by one, and row 0
+        for the pairs that involve the CLS token (0 without relative positions)."""
+        return 2 * self.rel_pos_max_distance + 2 if self.rel_pos == "autoformer" else 0
 
     @property
     def max_depth(self) -> int:

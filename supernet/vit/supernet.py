@@ -14,7 +14,8 @@ from torch import nn
 
 from ..layers import ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed, ElasticQKV, drop_path
 from ..model import Supernet
-from .model import sinusoidal_position_embedding
+from .model import pool_tokens, sinusoidal_position_embedding
+from .relpos import RelativePosition2D, relative_attention
 from .space import SearchSpace, SubnetConfig
 
 __all__ = ["ElasticBlock", "VitSupernet"]
@@ -23,17 +24,29 @@ Params = dict[str, torch.Tensor]
 
 
 class ElasticBlock(nn.Module):
-    """A pre-norm transformer block with elastic width, head count and MLP width."""
+    """A pre-norm transformer block with elastic width, head count and MLP width, and AutoFormer's
+    relative positions when ``rel_pos`` is ``(grid, max_distance)`` (tables every subnet uses
+    whole)."""
 
     def __init__(
-        self, max_dim: int, max_heads: int, head_dim: int, max_mlp: int, drop_path: float = 0.0
+        self,
+        max_dim: int,
+        max_heads: int,
+        head_dim: int,
+        max_mlp: int,
+        drop_path: float = 0.0,
+        *,
+        norm_eps: float = 1e-6,
+        rel_pos: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.head_dim = head_dim
-        self.norm1 = ElasticLayerNorm(max_dim)
+        self.norm1 = ElasticLayerNorm(max_dim, norm_eps)
         self.qkv = ElasticQKV(max_dim, max_heads, head_dim)
         self.proj = ElasticLinear(max_heads * head_dim, max_dim)
-        self.norm2 = ElasticLayerNorm(max_dim)
+        self.rel_pos_k = RelativePosition2D(*rel_pos, head_dim) if rel_pos else None
+        self.rel_pos_v = RelativePosition2D(*rel_pos, head_dim) if rel_pos else None
+        self.norm2 = ElasticLayerNorm(max_dim, norm_eps)
         self.fc1 = ElasticLinear(max_dim, max_mlp)
         self.fc2 = ElasticLinear(max_mlp, max_dim)
         self.drop_path = drop_path
@@ -45,6 +58,14 @@ class ElasticBlock(nn.Module):
             "norm1": self.norm1.sliced(dim),
             "attn.qkv": self.qkv.sliced(dim, 3 * inner),
             "attn.proj": self.proj.sliced(inner, dim),
+            **(
+                {
+                    "attn.rel_pos_k": self.rel_pos_k.sliced(),
+                    "attn.rel_pos_v": self.rel_pos_v.sliced(),
+                }
+                if self.rel_pos_k is not None and self.rel_pos_v is not None
+                else {}
+            ),
             "norm2": self.norm2.sliced(dim),
             "mlp.fc1": self.fc1.sliced(dim, mlp_hidden),
             "mlp.fc2": self.fc2.sliced(mlp_hidden, dim),
@@ -56,7 +77,10 @@ class ElasticBlock(nn.Module):
         inner = num_heads * self.head_dim
         qkv = self.qkv(x, 3 * inner).reshape(b, n, 3, num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if self.rel_pos_k is not None and self.rel_pos_v is not None:
+            x = relative_attention(q, k, v, self.rel_pos_k(), self.rel_pos_v())
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, inner), dim)
 
     def mlp(self, x: torch.Tensor, mlp_hidden: int) -> torch.Tensor:
@@ -77,7 +101,7 @@ class VitSupernet(Supernet):
         self.patch_embed = ElasticPatchEmbed(space.patch_size, space.in_chans, max_dim)
         self.cls_token = (
             nn.Parameter(torch.empty(1, 1, max_dim).normal_(std=1e-6))
-            if space.pool == "cls"
+            if space.has_cls_token
             else None
         )
         self.pos_embed = (
@@ -86,6 +110,8 @@ class VitSupernet(Supernet):
             else None
         )
         self._sinusoidal: dict[int, torch.Tensor] = {}
+        grid = space.img_size // space.patch_size
+        rel_pos = (grid, space.rel_pos_max_distance) if space.rel_pos == "autoformer" else None
         self.blocks = nn.ModuleList(
             ElasticBlock(
                 max_dim,
@@ -93,10 +119,12 @@ class VitSupernet(Supernet):
                 space.head_dim,
                 space.max_mlp_hidden_dim,
                 drop_path_rate * i / max(depth - 1, 1),
+                norm_eps=space.norm_eps,
+                rel_pos=rel_pos,
             )
             for i in range(depth)
         )
-        self.norm = ElasticLayerNorm(max_dim)
+        self.norm = ElasticLayerNorm(max_dim, space.norm_eps)
         self.head = ElasticLinear(max_dim, space.num_classes)
 
     # -- forward ---------------------------------------------------------------------------------
@@ -125,9 +153,12 @@ class VitSupernet(Supernet):
 
     def forward(self, x: torch.Tensor, subnet: SubnetConfig) -> torch.Tensor:
         """Logits of ``subnet`` for images ``x`` of shape (B, in_chans, img_size, img_size)."""
-        x = self.forward_features(x, subnet)
-        x = x[:, 0] if self.space.pool == "cls" else x.mean(dim=1)
+        x = pool_tokens(self.forward_features(x, subnet), self.space.pool)
         return self.head(x, self.space.num_classes)
+
+    def no_weight_decay(self) -> set[str]:
+        """The relative-position tables (as the standalone model says)."""
+        return {name for name, _ in self.named_parameters() if name.endswith("_table")}
 
     # -- extraction ------------------------------------------------------------------------------
     def subnet_state_dict(self, subnet: SubnetConfig) -> dict[str, torch.Tensor]:

@@ -9,17 +9,32 @@ import torch
 from supernet import SearchSpace, SubnetConfig, Supernet, complexity
 from supernet.space import PRESETS_DIR
 
-# The ViT presets (the Swin family's have their own tests: tests/supernet/swin/).
+#: The ViT presets (the Swin family's have their own tests: tests/supernet/swin/). The *_rpe
+#: presets are their plain preset with AutoFormer's options, which every preset is counted with
+#: below (VARIANTS); test_released_presets counts them as they are.
 PRESETS = sorted(
-    p.stem for p in PRESETS_DIR.glob("*.yaml") if SearchSpace.preset(p.stem).family == "vit"
+    p.stem
+    for p in PRESETS_DIR.glob("*.yaml")
+    if not p.stem.endswith("_rpe") and SearchSpace.preset(p.stem).family == "vit"
 )
-VARIANTS = [("cls", "learned"), ("mean", "sinusoidal"), ("mean", "learned"), ("cls", "sinusoidal")]
+RELEASED = sorted(p.stem for p in PRESETS_DIR.glob("*_rpe.yaml"))
+#: (pool, position embedding, relative positions): every preset is counted in each variant.
+VARIANTS = [
+    ("cls", "learned", "none"),
+    ("mean", "sinusoidal", "none"),
+    ("mean", "learned", "none"),
+    ("cls", "sinusoidal", "none"),
+    ("cls_mean", "learned", "autoformer"),
+    ("cls", "sinusoidal", "autoformer"),
+    ("cls_mean", "sinusoidal", "none"),
+]
 N_SUBNETS = 200
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_cost_model_matches_flop_counter(preset: str) -> None:
-    """200 random subnets per preset, spread over both poolings and both position embeddings.
+    """200 random subnets per preset, spread over the three poolings, both position embeddings
+    and AutoFormer's relative positions (the released presets' own variant included).
 
     The AutoFormer presets run at full 224 px on the meta device (shapes only, no arithmetic),
     the CPU presets on real tensors.
@@ -27,8 +42,8 @@ def test_cost_model_matches_flop_counter(preset: str) -> None:
     base = SearchSpace.preset(preset)
     device = "meta" if base.img_size >= 224 else "cpu"
     rng = random.Random(preset)
-    for v, (pool, pos_embed) in enumerate(VARIANTS):
-        space = dataclasses.replace(base, pool=pool, pos_embed=pos_embed)
+    for v, (pool, pos_embed, rel_pos) in enumerate(VARIANTS):
+        space = dataclasses.replace(base, pool=pool, pos_embed=pos_embed, rel_pos=rel_pos)
         with torch.device(device):
             net = Supernet(space)
         subnets = [space.sample(rng) for _ in range(N_SUBNETS // len(VARIANTS))]
@@ -66,6 +81,52 @@ def test_breakdown_adds_up_and_matches_msa_formula() -> None:
     assert parts["macs"] == sum(v for k, v in parts.items() if k.endswith("_macs"))
     assert parts["params"] == sum(v for k, v in parts.items() if k.endswith("_params"))
     assert parts["flops"] == 2 * parts["macs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", RELEASED)
+def test_released_presets(preset: str) -> None:
+    """AutoFormer's released configurations as they are (tiny's MLP ratio 3.0 included): the
+    smallest, largest, released and 20 random subnets, at 224 px on the meta device."""
+    space = SearchSpace.preset(preset)
+    name = {"tiny": "t", "small": "s", "base": "b"}[preset.split("_")[1]]
+    released = SubnetConfig.from_yaml(PRESETS_DIR.parent / "subnets" / f"autoformer_{name}.yaml")
+    rng = random.Random(preset)
+    with torch.device("meta"):
+        net = Supernet(space)
+    for subnet in [
+        space.smallest(),
+        space.largest(),
+        released,
+        *(space.sample(rng) for _ in range(20)),
+    ]:
+        model = net.extract(subnet)
+        assert complexity.params(space, subnet) == sum(p.numel() for p in model.parameters())
+        assert complexity.flops(space, subnet) == complexity.count_flops(model, space), subnet
+
+
+#: AutoFormer's own counts for its released subnets, relative-position tables included: its
+#: get_sampled_params_numel and a FlopCounterMode count of its forward, on random weights.
+AUTOFORMER_COUNTS = {
+    "t": ("autoformer_tiny_rpe", 5_867_944, 1_481_938_432),
+    "s": ("autoformer_small_rpe", 22_891_432, 5_161_400_832),
+    "b": ("autoformer_base_rpe", 53_691_688, 11_691_179_008),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTOFORMER_COUNTS))
+def test_released_subnets_cost_what_autoformer_counts(name: str) -> None:
+    preset, n_params, n_macs = AUTOFORMER_COUNTS[name]
+    space = SearchSpace.preset(preset)
+    subnet = SubnetConfig.from_yaml(PRESETS_DIR.parent / "subnets" / f"autoformer_{name}.yaml")
+    cost = complexity.breakdown(space, subnet)
+    assert (cost.params, cost.macs) == (n_params, n_macs)
+    # per block: four tables of 30 x 64, and q.rk plus p.rv at N^2 Q MACs each (N = 197)
+    assert cost.rel_pos_params == subnet.depth * 4 * 30 * 64
+    assert cost.rel_pos_macs == sum(2 * 197**2 * h * 64 for h in subnet.num_heads)
+    plain = dataclasses.replace(space, rel_pos="none")
+    assert complexity.params(plain, subnet) == n_params - cost.rel_pos_params
+    assert complexity.macs(plain, subnet) == n_macs - cost.rel_pos_macs
 
 
 def test_cost_grows_with_every_dimension(tiny_space: SearchSpace) -> None:

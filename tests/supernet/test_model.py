@@ -12,6 +12,12 @@ from supernet import SearchSpace, SpaceError, SubnetConfig, Supernet, VisionTran
 from supernet.saved_model import load_subnet, save_subnet
 
 VARIANTS = [("cls", "learned"), ("mean", "learned"), ("cls", "sinusoidal"), ("mean", "sinusoidal")]
+#: AutoFormer's options: (pool, rel_pos, norm_eps), beside the default learned position embedding.
+AUTOFORMER_OPTIONS = [
+    ("cls_mean", "autoformer", 1e-5),
+    ("cls", "autoformer", 1e-6),
+    ("cls_mean", "none", 1e-5),
+]
 
 
 def _subnets(space: SearchSpace, n: int, seed: int = 0) -> list[SubnetConfig]:
@@ -38,6 +44,24 @@ def test_extracted_logits_equal_supernet(
             got = model(x)
         assert got.shape == (3, space.num_classes)
         assert (expected - got).abs().max().item() <= 1e-5, subnet
+
+
+@pytest.mark.parametrize(("pool", "rel_pos", "eps"), AUTOFORMER_OPTIONS)
+def test_extracted_logits_equal_supernet_autoformer_options(
+    tiny_space: SearchSpace, pool: str, rel_pos: str, eps: float
+) -> None:
+    """On a 3 x 3 patch grid with max distance 1, so that clamping happens."""
+    space = dataclasses.replace(
+        tiny_space, img_size=12, pool=pool, rel_pos=rel_pos, rel_pos_max_distance=1, norm_eps=eps
+    )
+    net = Supernet(space).eval()
+    x = _images(space)
+    for subnet in _subnets(space, 12):
+        model = net.extract(subnet)
+        assert model.norm.eps == eps and all(b.norm1.eps == eps for b in model.blocks)
+        with torch.no_grad():
+            diff = (net(x, subnet) - model(x)).abs().max().item()
+        assert diff <= 1e-5, (subnet, diff)
 
 
 @pytest.mark.parametrize("preset", ["digits", "fashion_mnist"])
@@ -110,6 +134,9 @@ def _expected_masks(space: SearchSpace, subnet: SubnetConfig) -> dict[str, torch
     for i, (h, m) in enumerate(zip(subnet.num_heads, subnet.mlp_hidden_dims(), strict=True)):
         q = h * hd
         p = f"blocks.{i}."
+        for name in masks:
+            if name.startswith(p) and name.endswith("_table"):
+                masks[name][:] = True  # relative-position tables: whole, for every subnet
         for name in ("norm1", "norm2"):
             masks[p + name + ".weight"][:d] = True
             masks[p + name + ".bias"][:d] = True
@@ -129,11 +156,16 @@ def _expected_masks(space: SearchSpace, subnet: SubnetConfig) -> dict[str, torch
     return masks
 
 
-@pytest.mark.parametrize(("pool", "pos_embed"), VARIANTS)
+@pytest.mark.parametrize(
+    ("pool", "pos_embed", "rel_pos"),
+    [*((pool, pos, "none") for pool, pos in VARIANTS), ("cls_mean", "learned", "autoformer")],
+)
 def test_gradients_touch_exactly_the_slices(
-    tiny_space: SearchSpace, pool: str, pos_embed: str
+    tiny_space: SearchSpace, pool: str, pos_embed: str, rel_pos: str
 ) -> None:
-    space = dataclasses.replace(tiny_space, pool=pool, pos_embed=pos_embed)
+    space = dataclasses.replace(tiny_space, pool=pool, pos_embed=pos_embed, rel_pos=rel_pos)
+    if rel_pos == "autoformer":  # a 3 x 3 grid clamped at distance 1 uses every table row
+        space = dataclasses.replace(space, img_size=12, rel_pos_max_distance=1)
     for subnet in [
         space.smallest(),
         SubnetConfig(12, 2, (2, 1), (1.0, 2.5)),

@@ -49,8 +49,24 @@ def _space(**changes: Any) -> SearchSpace:
         ({"head_dim": 0}, "head_dim must be a positive integer, got 0"),
         ({"in_chans": 1.5}, "in_chans must be a positive integer, got 1.5"),
         ({"num_classes": True}, "num_classes must be a positive integer, got True"),
-        ({"pool": "max"}, "pool must be 'cls' or 'mean', got 'max'"),
+        ({"pool": "max"}, "pool must be 'cls', 'mean' or 'cls_mean', got 'max'"),
         ({"pos_embed": "rope"}, "pos_embed must be 'learned' or 'sinusoidal', got 'rope'"),
+        ({"rel_pos": "rope"}, "rel_pos must be 'none' or 'autoformer', got 'rope'"),
+        (
+            {"rel_pos": "autoformer", "pool": "mean"},
+            "rel_pos 'autoformer' needs the CLS token (its tables' first row is for the pairs "
+            "that involve it): use pool 'cls_mean' (AutoFormer's) or 'cls'",
+        ),
+        ({"rel_pos_max_distance": 0}, "rel_pos_max_distance must be a positive integer, got 0"),
+        ({"rel_pos_max_distance": 2.5}, "rel_pos_max_distance must be a positive integer, got 2.5"),
+        ({"norm_eps": 0}, "norm_eps must be a positive number, got 0.0"),
+        ({"norm_eps": float("inf")}, "norm_eps must be a positive number, got inf"),
+        (
+            {"norm_eps": "1e-5"},
+            "norm_eps must be a positive number, got '1e-5' (YAML reads 1e-5 as text: write it "
+            "with a decimal point, e.g. 1.0e-5)",
+        ),
+        ({"norm_eps": "small"}, "norm_eps must be a positive number, got 'small'"),
         ({"mlp_ratio": [0.05]}, "mlp_ratio 0.05 gives an empty MLP at embed_dim 8"),
     ],
 )
@@ -241,6 +257,42 @@ def test_autoformer_presets_match_paper(name: str) -> None:
     )
     assert (space.img_size, space.patch_size, space.head_dim, space.in_chans) == (224, 16, 64, 3)
     assert space.num_classes == 1000 and space.name == name
+
+
+RELEASED = {"autoformer_tiny_rpe": "t", "autoformer_small_rpe": "s", "autoformer_base_rpe": "b"}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED))
+def test_released_configuration_presets(name: str) -> None:
+    """The *_rpe presets are their AutoFormer preset with AutoFormer's released options (MLP ratio
+    3.0 added to tiny) and hold the released subnet; the plain presets are unchanged."""
+    space = SearchSpace.preset(name)
+    plain = SearchSpace.preset(name.removesuffix("_rpe"))
+    assert (space.pool, space.rel_pos, space.rel_pos_max_distance) == ("cls_mean", "autoformer", 14)
+    assert space.norm_eps == 1e-5 and space.num_tokens == 197 and space.rel_pos_table_rows == 30
+    expected = ["mlp_ratio"] if name == "autoformer_tiny_rpe" else []
+    assert plain.differences(space) == [*expected, "pool", "rel_pos", "norm_eps"]
+    assert (plain.pool, plain.rel_pos, plain.norm_eps) == ("cls", "none", 1e-6)
+    released = SubnetConfig.from_yaml(
+        PRESETS_DIR.parent / "subnets" / f"autoformer_{RELEASED[name]}.yaml"
+    )
+    assert space.contains(released)
+    assert plain.contains(released) == (name != "autoformer_tiny_rpe")  # T uses MLP ratio 3.0
+
+
+def test_new_options_default_to_what_files_meant_before() -> None:
+    """A space written before the AutoFormer options existed reads as it did: CLS pooling kept,
+    no relative positions, LayerNorm eps 1e-6; the options round-trip."""
+    old = _space().to_dict()
+    for key in ("rel_pos", "rel_pos_max_distance", "norm_eps"):
+        del old[key]
+    space = SearchSpace.from_dict(old)
+    assert (space.rel_pos, space.norm_eps, space.num_tokens) == ("none", 1e-6, 5)
+    assert space.rel_pos_table_rows == 0
+    new = _space(pool="cls_mean", rel_pos="autoformer", rel_pos_max_distance=3, norm_eps=1e-5)
+    assert SearchSpace.from_dict(new.to_dict()) == new
+    assert new.num_tokens == 5 and new.rel_pos_table_rows == 8 and new.has_cls_token
+    assert _space(pool="mean").num_tokens == 4 and not _space(pool="mean").has_cls_token
 
 
 def test_every_preset_loads() -> None:
