@@ -12,10 +12,20 @@ import torch
 from torch import nn
 
 from .elastic import ElasticBlock, ElasticLayerNorm, ElasticLinear, ElasticPatchEmbed
+from .resources import check_memory
 from .space import SearchSpace, SubnetConfig
 from .vit import VisionTransformer, sinusoidal_position_embedding
 
-__all__ = ["Supernet"]
+__all__ = ["Supernet", "weight_count"]
+
+
+def weight_count(space: SearchSpace) -> int:
+    """The supernet's parameters, from the space alone (before allocating any of them)."""
+    d, q, m = space.max_embed_dim, space.max_num_heads * space.head_dim, space.max_mlp_hidden_dim
+    block = (d * 3 * q + 3 * q) + (q * d + d) + (d * m + m) + (m * d + d) + 4 * d
+    patch = space.in_chans * space.patch_size**2 * d + d
+    tokens = space.num_tokens * d if space.pos_embed == "learned" else 0
+    return patch + tokens + d + space.max_depth * block + 2 * d + d * space.num_classes + d
 
 
 class Supernet(nn.Module):
@@ -23,6 +33,13 @@ class Supernet(nn.Module):
         super().__init__()
         if not isinstance(space, SearchSpace):
             raise TypeError(f"expected a SearchSpace, got {type(space).__name__}")
+        count = weight_count(space)
+        check_memory(  # refused before allocating: the allocator (or the OOM killer) is rougher
+            4 * count,
+            f"the supernet of this search space ({count:,} float32 weights: embed_dim up to "
+            f"{space.max_embed_dim}, depth up to {space.max_depth})",
+            "choose smaller space.* choices (embed_dim, depth, num_heads, mlp_ratio)",
+        )
         self.space = space
         max_dim, depth = space.max_embed_dim, space.max_depth
         self.patch_embed = ElasticPatchEmbed(space.patch_size, space.in_chans, max_dim)

@@ -23,7 +23,8 @@ from typing import Any, Literal
 import yaml
 
 from .atomic import atomic_write_text
-from .errors import UserError
+from .errors import UserError, quoted
+from .yamlio import YamlError, read_yaml
 
 __all__ = ["PRESETS_DIR", "SearchSpace", "SpaceError", "SubnetConfig", "mlp_hidden_dim"]
 
@@ -67,12 +68,12 @@ def _check_choices(name: str, values: object, problems: list[str], *, integer: b
     """Append to ``problems`` unless ``values`` is a non-empty tuple of positive choices."""
     kind = "integers" if integer else "numbers"
     if not isinstance(values, tuple) or len(values) == 0:
-        problems.append(f"{name} must be a non-empty list of {kind}, got {values!r}")
+        problems.append(f"{name} must be a non-empty list of {kind}, got {quoted(values)}")
         return
     ok = _is_int if integer else _is_number
     bad = [v for v in values if not ok(v)]
     if bad:
-        problems.append(f"{name} must hold only {kind}, got {_fmt(repr(v) for v in bad)}")
+        problems.append(f"{name} must hold only {kind}, got {_fmt(quoted(v) for v in bad[:5])}")
         return
     small = [v for v in values if v <= 0]  # type: ignore[operator]
     if small:
@@ -112,11 +113,10 @@ def _read_yaml(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
-    with path.open() as f:
-        try:
-            return yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise SpaceError(what, [f"{path} is not valid YAML: {exc}"]) from None
+    try:
+        return read_yaml(path, f"{what} file")
+    except YamlError as exc:
+        raise SpaceError(what, [str(exc)]) from None
 
 
 def _write_yaml(data: Mapping[str, Any], path: str | Path) -> None:
@@ -141,13 +141,15 @@ class SubnetConfig:
         object.__setattr__(self, "mlp_ratio", mlp)
         problems: list[str] = []
         if not _is_int(self.embed_dim) or self.embed_dim < 1:
-            problems.append(f"embed_dim must be a positive integer, got {self.embed_dim!r}")
+            problems.append(f"embed_dim must be a positive integer, got {quoted(self.embed_dim)}")
         if not _is_int(self.depth) or self.depth < 1:
-            problems.append(f"depth must be a positive integer, got {self.depth!r}")
+            problems.append(f"depth must be a positive integer, got {quoted(self.depth)}")
         for name in ("num_heads", "mlp_ratio"):
             values = getattr(self, name)
             if not isinstance(values, tuple):
-                problems.append(f"{name} must be a list with one entry per layer, got {values!r}")
+                problems.append(
+                    f"{name} must be a list with one entry per layer, got {quoted(values)}"
+                )
             elif _is_int(self.depth) and len(values) != self.depth:
                 problems.append(
                     f"{name} has {len(values)} entries but depth is {self.depth}: "
@@ -252,16 +254,18 @@ class SearchSpace:
         for name in ("img_size", "patch_size", "in_chans", "num_classes", "head_dim"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
+                problems.append(f"{name} must be a positive integer, got {quoted(value)}")
         geometry_ok = all(_is_int(v) and v >= 1 for v in (self.img_size, self.patch_size))
         if geometry_ok and (self.patch_size > self.img_size or self.img_size % self.patch_size):
             problems.append(
                 f"patch_size {self.patch_size} does not divide img_size {self.img_size}"
             )
         if self.pool not in ("cls", "mean"):
-            problems.append(f"pool must be 'cls' or 'mean', got {self.pool!r}")
+            problems.append(f"pool must be 'cls' or 'mean', got {quoted(self.pool)}")
         if self.pos_embed not in ("learned", "sinusoidal"):
-            problems.append(f"pos_embed must be 'learned' or 'sinusoidal', got {self.pos_embed!r}")
+            problems.append(
+                f"pos_embed must be 'learned' or 'sinusoidal', got {quoted(self.pos_embed)}"
+            )
         if not problems:
             # Every width/ratio pair must give an MLP of at least one unit.
             narrowest = min(self.embed_dim)
