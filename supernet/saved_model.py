@@ -24,13 +24,22 @@ from .atomic import (
     move_into_place,
     remove_stale_staging,
     staging_dir,
+    write_error,
     writing,
 )
 from .errors import CheckpointError
 from .space import SearchSpace, SpaceError, SubnetConfig
 from .vit import VisionTransformer
+from .yamlio import YamlError, read_yaml
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_subnet", "read_subnet_yaml", "save_subnet"]
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "check_finite",
+    "load_subnet",
+    "read_subnet_yaml",
+    "save_subnet",
+]
 
 CONFIG_FILE = "subnet.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -61,13 +70,21 @@ def save_subnet(
             "subnet": model.subnet.to_dict(),
             "metadata": dict(metadata or {}),
         }
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        # Errors name the file being written at its final place (a full disk, say).
+        with writing(directory / CONFIG_FILE):
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE))
-        os.chmod(tmp / WEIGHTS_FILE, default_mode())  # safetensors writes owner-only files
+        with writing(directory / WEIGHTS_FILE):
+            try:
+                save_file(state, str(tmp / WEIGHTS_FILE))
+            except SafetensorError as exc:  # ENOSPC comes as this, not as an OSError
+                raise write_error(exc, tmp) from exc
+            os.chmod(tmp / WEIGHTS_FILE, default_mode())  # safetensors writes owner-only files
         for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
-        move_into_place(tmp, directory)
+            with writing(directory / name):
+                (tmp / name).write_text(text)
+        with writing(directory):
+            move_into_place(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -81,13 +98,45 @@ def read_subnet_yaml(directory: str | Path) -> tuple[SearchSpace, SubnetConfig, 
         path = path / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"no {CONFIG_FILE} at {path.parent}: not an exported subnet")
+    fix = "export it again with `python -m search.export`, or restore it from a copy"
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path, "subnet file")
+    except YamlError as exc:
+        raise CheckpointError(f"{exc}; {fix}") from None
+    if not isinstance(data, Mapping) or not {"space", "subnet"} <= set(data):
+        raise CheckpointError(
+            f"{path} is not a valid subnet file: it needs the mappings space: and subnet:; {fix}"
+        )
+    try:
         space = SearchSpace.from_dict(data["space"])
         subnet = space.validate(SubnetConfig.from_dict(data["subnet"]))
-    except (yaml.YAMLError, KeyError, TypeError, SpaceError) as exc:
-        raise CheckpointError(f"{path} is not a valid subnet file: {exc}") from None
-    return space, subnet, dict(data.get("metadata") or {})
+    except (KeyError, TypeError, SpaceError) as exc:
+        raise CheckpointError(f"{path} is not a valid subnet file: {exc}; {fix}") from None
+    metadata = data.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise CheckpointError(
+            f"{path} is not a valid subnet file: metadata: must be a mapping, got "
+            f"{type(metadata).__name__}; {fix}"
+        )
+    return space, subnet, dict(metadata)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path: str | Path, fix: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training saved by another tool, a
+    corrupted file): searching or fine-tuning them gives meaningless results."""
+    bad = []
+    for name, tensor in state.items():
+        floating = isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+        if floating and not bool(torch.isfinite(tensor).all()):
+            bad.append(name)
+    if bad:
+        kinds = "NaN or infinite"
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"{path} holds {kinds} weights (in {', '.join(bad[:3])}{more}); {fix}"
+        )
 
 
 def load_subnet(
@@ -100,14 +149,21 @@ def load_subnet(
     if not weights.is_file():
         raise CheckpointError(f"no {WEIGHTS_FILE} in {directory}")
     try:
-        state = load_file(str(weights), device=str(map_location))
+        state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read {weights}: truncated or corrupt ({exc})") from None
+        raise CheckpointError(
+            f"cannot read {weights}: truncated or corrupt ({exc}); export it again or restore it "
+            "from a copy"
+        ) from None
+    check_finite(
+        state, weights, "export the subnet again from a supernet whose training did not diverge"
+    )
     model = VisionTransformer.from_space(space, subnet)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"{weights} does not match {CONFIG_FILE} ({str(exc).splitlines()[0]})"
+            f"{weights} does not match {CONFIG_FILE} ({str(exc).splitlines()[0]}); export the "
+            "subnet again, or restore both files from one copy"
         ) from None
     return model.to(map_location).eval()
