@@ -3,11 +3,13 @@
 Both take positional paths and Hydra-style ``key=value`` overrides, checked against a
 structured config (a dataclass): an unknown key or a value of the wrong type is one error line.
 ``--help`` prints the module's usage. User errors, and ``OSError`` (an ``out=`` that cannot be
-written), exit with status 2 (``debug=true`` shows the traceback), as in the Hydra apps.
+written), exit with status 2 (``debug=true`` shows the traceback), as in the Hydra apps; Ctrl-C
+with 130, SIGTERM with 143.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -16,7 +18,13 @@ from typing import Any, TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from supernet.cli import EXIT_INTERRUPTED, debug_requested, fail, os_error_message
+from supernet.cli import (
+    debug_requested,
+    exit_interrupted,
+    fail,
+    handle_sigterm,
+    os_error_message,
+)
 from supernet.errors import UserError
 
 T = TypeVar("T")
@@ -47,6 +55,8 @@ def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = N
     """Run ``main(argv)`` reporting a user error as one line (exit 2), Ctrl-C as exit 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
+    handle_sigterm()
+    logging.raiseExceptions = False  # a full disk must not print a logging traceback
     try:
         main(argv)
     except UserError as exc:
@@ -57,6 +67,5 @@ def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = N
         if debug:
             raise
         fail(os_error_message(exc))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as exc:
+        exit_interrupted(exc)

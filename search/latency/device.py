@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+from supernet.errors import quoted
+from supernet.resources import check_threads
+
 from .errors import LatencyError
 
 __all__ = ["device_description", "effective_threads", "parse_device", "torch_threads"]
@@ -69,7 +72,11 @@ def effective_threads(threads: int | None) -> int:
     if threads is None:
         return torch.get_num_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise LatencyError(f"threads must be a positive integer or null, got {threads!r}")
+        raise LatencyError(
+            f"threads must be a positive integer or null, got {quoted(threads)}; pass threads=1 "
+            "or null (torch's default)"
+        )
+    check_threads("threads", threads)
     return threads
 
 
