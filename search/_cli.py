@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -25,7 +26,7 @@ from supernet.cli import (
     handle_sigterm,
     os_error_message,
 )
-from supernet.errors import UserError
+from supernet.errors import UserError, quoted
 
 T = TypeVar("T")
 
@@ -41,13 +42,26 @@ def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[s
     for item in dotlist:
         key = item.partition("=")[0]
         if key not in known:
-            raise UserError(f"unknown option {key!r}; the options are {', '.join(known)}")
+            raise UserError(
+                f"unknown option {quoted(key)}; the options are {', '.join(known)} (check its "
+                "spelling)"
+            )
+        try:
+            OmegaConf.from_dotlist([item])
+        except (yaml.YAMLError, OmegaConfBaseException):
+            raise UserError(
+                f"cannot parse the override {quoted(item)}; quote a value that holds special "
+                "characters, as in key='a[1'"
+            ) from None
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(dotlist))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
-        raise UserError(f"{key + ': ' if key else ''}{str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"{key + ': ' if key else ''}{str(exc).splitlines()[0]}; give {key or 'it'} a value "
+            "of the right type (see --help)"
+        ) from None
     return positional, config  # type: ignore[return-value]
 
 

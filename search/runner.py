@@ -13,7 +13,7 @@ import fcntl
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,9 +133,10 @@ def _write_manifest(run_dir: Path, content: Mapping[str, Any]) -> Path:
 _MANIFEST_KEYS = ("study_name", "checkpoint", "checkpoint_sha256")
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    """A search run's manifest, checked to be a mapping holding the study and the checkpoint
-    (its path and sha256); a damaged one is one error line naming the file."""
+def read_manifest(run_dir: str | Path, required: Sequence[str] = _MANIFEST_KEYS) -> dict[str, Any]:
+    """A search run's manifest, checked to be a mapping holding ``required`` (by default the
+    study and the checkpoint, its path and sha256); a damaged one is one error line naming
+    the file."""
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise UserError(
@@ -151,7 +152,7 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
         raise UserError(
             f"{path} is not a search manifest (a {type(data).__name__}, not a mapping); {fix}"
         )
-    missing = [key for key in _MANIFEST_KEYS if not isinstance(data.get(key), str)]
+    missing = [key for key in required if not isinstance(data.get(key), str)]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)} (or holds no text there); {fix}")
     return dict(data)
