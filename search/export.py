@@ -90,8 +90,8 @@ def _trial_number(trial: object) -> int:
     if isinstance(trial, str) and trial.strip().isdigit():
         return int(trial)
     raise UserError(
-        f"trial must be best or a trial number (a whole number), got {quoted(trial)}; pass "
-        "trial=best or trial=<number> (the number column of trials.csv)"
+        f"trial must be best or a trial number, got {quoted(trial)}; pass trial=best or a whole "
+        "number (the number column of trials.csv)"
     )
 
 
@@ -378,6 +378,7 @@ def export_subnet(
             work / "subnet",
             metadata=metadata,
             extra_files={"README.md": _readme(subnet, metadata, with_onnx)},
+            shown_as=out,
         )
         if with_onnx:
             (work / "model.onnx").replace(staged / "model.onnx")

@@ -115,6 +115,20 @@ def configure_logging(verbose: bool) -> None:
         optimize_logger.addFilter(_FILTER)
 
 
+def _quiet_storage_threads(url: str) -> None:
+    """A storage failure in Optuna's heartbeat thread (a full disk) prints no traceback: the
+    main thread meets the same failure at its next write and reports it in one line."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and storage_error(args.exc_value, url) is not None:
+            return
+        previous(args)
+
+    if getattr(previous, "__name__", "") != "hook":
+        threading.excepthook = hook
+
+
 def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -166,6 +180,7 @@ def run_worker(
         grace_period=s.grace_period,
         max_retry=s.max_retry,
     )
+    _quiet_storage_threads(job.storage_url)
     study = optuna.load_study(study_name=job.study_name, storage=storage, sampler=sampler)
     callbacks = [on_trial] if on_trial else []
     if job.run_id is not None and job.run_total is not None:

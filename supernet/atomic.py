@@ -51,8 +51,6 @@ def _reason(path: Path, exc: OSError) -> str:
             if not parent.is_dir():
                 return f"{parent} is a file, not a directory"
             break
-    if exc.errno == errno.ENOSPC:
-        return "no space left on the device; free some space"
     return exc.strerror or str(exc)
 
 
@@ -65,9 +63,25 @@ def writing(path: str | Path) -> Iterator[None]:
         raise
     except OSError as exc:
         path = Path(path)
+        if exc.errno == errno.ENOSPC:
+            raise OutputError(
+                f"cannot write {path}: no space left on the device ({_free(path)} free there); "
+                "free some space or write elsewhere (a previous version of the file is kept as "
+                "it was)"
+            ) from exc
         raise OutputError(
             f"cannot write {path}: {_reason(path, exc)}; choose a location you may write to"
         ) from exc
+
+
+def _free(path: Path) -> str:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            try:
+                return f"{shutil.disk_usage(parent).free / 2**20:.1f} MiB"
+            except OSError:
+                break
+    return "little"
 
 
 def make_dir(path: str | Path) -> Path:

@@ -61,9 +61,9 @@ def check_device(device: str | torch.device, option: str = "device") -> torch.de
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             raise UserError(
-                f"{option}={device}: this machine has no CUDA device (torch "
-                f"{torch.__version__}{'' if torch.version.cuda else ', built without CUDA'}); "
-                f"use {option}=cpu (or auto)"
+                f"{option}={device}: CUDA is not available on this machine (no CUDA device"
+                f"{'' if torch.version.cuda else '; torch is built without CUDA'}); use "
+                f"{option}=cpu (or auto)"
             )
         if parsed.index is not None and parsed.index >= count:
             raise UserError(

@@ -52,13 +52,16 @@ def save_subnet(
     metadata: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, str] | None = None,
     overwrite: bool = False,
+    shown_as: str | Path | None = None,
 ) -> Path:
     """Write ``model`` to ``directory`` all at once: it is built beside it, then renamed into place.
 
     An existing non-empty directory is kept unless ``overwrite``; ``extra_files`` maps file names
-    to text contents written alongside (a README, say).
+    to text contents written alongside (a README, say). ``shown_as``: the directory error
+    messages name (where a caller staging ``directory`` will move it).
     """
     directory = Path(directory)
+    shown = Path(shown_as) if shown_as is not None else directory
     with writing(directory):
         remove_stale_staging(directory)  # what a save killed half-way left
     check_target_dir(directory, overwrite, f"export target {directory}", "overwrite=True")
@@ -71,19 +74,19 @@ def save_subnet(
             "metadata": dict(metadata or {}),
         }
         # Errors name the file being written at its final place (a full disk, say).
-        with writing(directory / CONFIG_FILE):
+        with writing(shown / CONFIG_FILE):
             (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        with writing(directory / WEIGHTS_FILE):
+        with writing(shown / WEIGHTS_FILE):
             try:
                 save_file(state, str(tmp / WEIGHTS_FILE))
             except SafetensorError as exc:  # ENOSPC comes as this, not as an OSError
                 raise write_error(exc, tmp) from exc
             os.chmod(tmp / WEIGHTS_FILE, default_mode())  # safetensors writes owner-only files
         for name, text in (extra_files or {}).items():
-            with writing(directory / name):
+            with writing(shown / name):
                 (tmp / name).write_text(text)
-        with writing(directory):
+        with writing(shown):
             move_into_place(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -51,7 +51,9 @@ def _subnet(cfg: DictConfig, space: SearchSpace) -> SubnetConfig:
         return space.largest()
     path = Path(choice)
     if not path.is_file():
-        raise LatencyError(f"subnet must be smallest, largest or a subnet.yaml; no file {path}")
+        raise LatencyError(
+            f"no file {path}: subnet must be smallest, largest or the path of a subnet.yaml"
+        )
     return space.validate(SubnetConfig.from_yaml(path))
 
 
