@@ -332,17 +332,24 @@ def _run_search(
 
     # 4. Tables, plots, summary: written even after an interruption, so nothing is lost.
     frame = trials_frame(study, space, budget, settings.cost_axis, overrides)
-    files += write_table(frame, run_dir / "trials")
-    files += save_figure(
-        pareto_figure(frame, settings.cost_axis, budget, title=f"{study_name}"),
-        run_dir / "pareto.html",
-        png=settings.plots_png,
-    )
-    files += save_figure(
-        history_figure(frame, title=f"{study_name}: history"),
-        run_dir / "history.html",
-        png=settings.plots_png,
-    )
+    try:
+        files += write_table(frame, run_dir / "trials")
+        files += save_figure(
+            pareto_figure(frame, settings.cost_axis, budget, title=f"{study_name}"),
+            run_dir / "pareto.html",
+            png=settings.plots_png,
+        )
+        files += save_figure(
+            history_figure(frame, title=f"{study_name}: history"),
+            run_dir / "history.html",
+            png=settings.plots_png,
+        )
+    except OSError:
+        if failures:  # what stopped the workers (a full disk, say) comes first
+            raise SearchError(
+                "; ".join(failures) + "; the tables could not be written either"
+            ) from None
+        raise
     print(
         summary_text(
             frame,

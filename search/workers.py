@@ -87,25 +87,28 @@ def resolve_device(name: str) -> torch.device:
     return check_device(name, "search.device")
 
 
-class _NoInterruptWarning(logging.Filter):
+class _QuietFailures(logging.Filter):
     """Drop Optuna's two warnings (one with a traceback) about a trial failed by Ctrl-C or
-    SIGTERM: the command says ``interrupted`` once, and the trial is queued again."""
+    SIGTERM, or by the storage itself (a full disk): the command says ``interrupted``, or the
+    storage's failure, once; an interrupted trial is queued again."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.interrupted: set[str] = set()
+        self.dropped: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)
         number = text.split(" ")[1] if text.startswith("Trial ") else ""
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, KeyboardInterrupt):
-            self.interrupted.add(number)
+        if isinstance(exc, KeyboardInterrupt) or (
+            exc is not None and storage_error(exc, "") is not None
+        ):
+            self.dropped.add(number)
             return False
-        return not (number in self.interrupted and " failed with value " in text)
+        return not (number in self.dropped and " failed with value " in text)
 
 
-_FILTER = _NoInterruptWarning()
+_FILTER = _QuietFailures()
 
 
 def configure_logging(verbose: bool) -> None:

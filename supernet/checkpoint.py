@@ -68,7 +68,7 @@ def check_device(device: str | torch.device, option: str = "device") -> torch.de
         if parsed.index is not None and parsed.index >= count:
             raise UserError(
                 f"{option}={device}: this machine has {count} CUDA device(s), cuda:0 to "
-                f"cuda:{count - 1}; use one of them (or {option}=auto)"
+                f"cuda:{count - 1}; use one of them, or {option}=cpu (or auto)"
             )
     elif parsed.type == "mps":
         if not torch.backends.mps.is_available():

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from .. import complexity
 from ..atomic import atomic_write, atomic_write_text, make_dir
@@ -32,6 +31,7 @@ from ..evaluation import EvalSet, accuracies
 from ..saved_model import CONFIG_FILE, WEIGHTS_FILE, load_subnet, read_subnet_yaml, save_subnet
 from ..space import SearchSpace, SpaceError, SubnetConfig
 from ..vit import VisionTransformer
+from ..yamlio import YamlError, read_yaml
 from .config import ConfigError, RunConfig, TrainConfig
 from .distributed import DistEnv
 from .loop import Amp, Hooks, fit
@@ -104,11 +104,16 @@ class SubnetResult:
 # -- what to train -----------------------------------------------------------------------------
 def _read_subnet_file(path: Path) -> tuple[SearchSpace | None, SubnetConfig]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read subnet file {path}: {exc}") from None
+        data = read_yaml(path, "subnet file")
+    except YamlError as exc:
+        raise ConfigError(
+            f"{exc}; give a subnet YAML (embed_dim, depth, num_heads, mlp_ratio)"
+        ) from None
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path} is not a subnet YAML (expected a mapping of fields)")
+        raise ConfigError(
+            f"{path} is not a subnet YAML (expected a mapping of fields); give one with "
+            "embed_dim, depth, num_heads and mlp_ratio"
+        )
     space = None
     if "subnet" in data and "embed_dim" not in data:  # an export's subnet.yaml
         if data.get("space") is not None:
