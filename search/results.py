@@ -194,12 +194,9 @@ def _table_error(path: Path, problem: str) -> TrialsTableError:
 
 
 def _first_bad(frame: pd.DataFrame, column: str, ok: pd.Series) -> str:
-    """``column`` and the first row (its trial number) whose value is not ``ok``."""
+    """``column`` and the first row (1-based, after the header) whose value is not ``ok``."""
     row = frame.index[~ok][0]
-    return (
-        f"column {column!r} holds {quoted(frame.at[row, column], 60)} in row {int(row) + 2} "
-        f"(line {int(row) + 2} of the CSV)"
-    )
+    return f"column {column!r} holds {quoted(frame.at[row, column], 60)} in row {int(row) + 1}"
 
 
 def _is_json_list(value: Any) -> bool:
@@ -256,7 +253,7 @@ def _check_table(frame: pd.DataFrame, path: Path, required: Sequence[str]) -> pd
             raise _table_error(
                 path,
                 f"trial {frame.at[row, 'number']} is COMPLETE but has no {column} (row "
-                f"{int(row) + 2})",
+                f"{int(row) + 1})",
             )
     return frame
 

@@ -155,7 +155,7 @@ class SearchSettings:
         s = dict(data.get("search") or {})
         if not data.get("supernet"):
             raise SettingsError(
-                "no supernet checkpoint given: pass supernet=<path to supernet.pt> "
+                "no supernet checkpoint given; pass supernet=<path to supernet.pt> "
                 "(train one with `python -m supernet.train`)"
             )
         objectives = s.get("objectives", ["val_acc"])

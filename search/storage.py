@@ -11,6 +11,7 @@ opens it.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -154,6 +155,9 @@ def open_storage(
     if url.startswith("sqlite"):
         # Several worker processes write to one file: wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 120}
+        database = sqlite_path(url)
+        if database is not None:
+            _refuse_damaged(database)
     elif url.startswith("postgresql") and "connect_timeout" not in url:
         # An unreachable server fails in seconds, not after the system's TCP timeout (minutes).
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
@@ -183,8 +187,8 @@ def open_storage(
                     time.sleep(0.2 * (attempt + 1))
     except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
         raise UserError(
-            f"cannot open the Optuna storage {safe_url(url)!r}: {_first_line(exc)} (give an RDB "
-            "URL such as sqlite:///path/study.db or postgresql://user@host/db)"
+            f"cannot open the Optuna storage {safe_url(url)!r}: {_first_line(exc)}; give an RDB "
+            "URL such as sqlite:///path/study.db or postgresql://user@host/db"
         ) from None
     except sqlalchemy.exc.OperationalError as exc:
         failure = storage_error(exc, url) if url.startswith("sqlite") else None
@@ -209,6 +213,31 @@ def open_storage(
     if url.startswith("sqlite"):
         _configure_sqlite(storage)
     return storage
+
+
+def _refuse_damaged(path: Path) -> None:
+    """Check an existing SQLite study file read-only before opening it for writing: a damaged
+    one (truncated, overwritten) is refused as it is, not made worse by a write."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    problem = None
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=120)
+        try:
+            row = connection.execute("PRAGMA quick_check").fetchone()
+            problem = None if row is None or row[0] == "ok" else str(row[0])
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if any(word in text for word in ("malformed", "not a database", "corrupt")):
+            problem = text
+    if problem is not None:
+        raise UserError(
+            f"the study database {path} is damaged ({problem}); restore it from a copy, or move "
+            "it away and run the same command again to start a new study (trials.csv beside it "
+            "keeps the trials of the last run that finished writing it)"
+        )
 
 
 def _configure_sqlite(storage: RDBStorage) -> None:

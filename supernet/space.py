@@ -38,12 +38,14 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "space"
 class SpaceError(UserError, ValueError):
     """A search space or subnet is invalid. The message lists every problem found, one per line."""
 
-    def __init__(self, what: str, problems: Sequence[str]) -> None:
+    def __init__(self, what: str, problems: Sequence[str], fix: str | None = None) -> None:
         self.problems = list(problems)
         if len(self.problems) == 1:
             message = f"invalid {what}: {self.problems[0]}"
         else:
             message = f"invalid {what}:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        if fix:
+            message += f"; {fix}" if len(self.problems) == 1 else f"\n{fix}"
         super().__init__(message)
 
 
@@ -332,7 +334,9 @@ class SearchSpace:
                     f"({_fmt(f'{c:g}' for c in self.mlp_ratio)})"
                 )
         if problems:
-            raise SpaceError("subnet for this space", problems)
+            raise SpaceError(
+                "subnet for this space", problems, fix="give a subnet made of this space's choices"
+            )
         return subnet
 
     def contains(self, subnet: SubnetConfig) -> bool:

@@ -67,7 +67,7 @@ class RankSettings:
             raise RankError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
         if not data.get("supernet"):
             raise RankError(
-                "no supernet checkpoint given: pass supernet=<path to supernet.pt> "
+                "no supernet checkpoint given; pass supernet=<path to supernet.pt> "
                 "(train one with `python -m supernet.train`)"
             )
         train = data.get("train") or {}

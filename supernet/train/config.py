@@ -154,7 +154,10 @@ class TrainConfig:
         if not problems and self.min_lr > self.lr:
             problems.append(f"train.min_lr ({self.min_lr}) is above train.lr ({self.lr})")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError(
+                "; ".join(problems) + "; pass values in those ranges (`--cfg job` prints the "
+                "defaults)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
