@@ -284,6 +284,9 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
         if debug:
             raise
         fail(_hydra_message(exc))
+    except BrokenPipeError:  # stdout closed early (`… --help | head`): not the run directory
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except OSError as exc:
         if debug:
             raise
