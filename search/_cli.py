@@ -3,21 +3,30 @@
 Both take positional paths and Hydra-style ``key=value`` overrides, checked against a
 structured config (a dataclass): an unknown key or a value of the wrong type is one error line.
 ``--help`` prints the module's usage. User errors, and ``OSError`` (an ``out=`` that cannot be
-written), exit with status 2 (``debug=true`` shows the traceback), as in the Hydra apps.
+written), exit with status 2 (``debug=true`` shows the traceback), as in the Hydra apps; Ctrl-C
+with 130, SIGTERM with 143.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from supernet.cli import EXIT_INTERRUPTED, debug_requested, fail, os_error_message
-from supernet.errors import UserError
+from supernet.cli import (
+    debug_requested,
+    exit_interrupted,
+    fail,
+    handle_sigterm,
+    os_error_message,
+)
+from supernet.errors import UserError, quoted
 
 T = TypeVar("T")
 
@@ -33,13 +42,26 @@ def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[s
     for item in dotlist:
         key = item.partition("=")[0]
         if key not in known:
-            raise UserError(f"unknown option {key!r}; the options are {', '.join(known)}")
+            raise UserError(
+                f"unknown option {quoted(key)}; the options are {', '.join(known)} (check its "
+                "spelling)"
+            )
+        try:
+            OmegaConf.from_dotlist([item])
+        except (yaml.YAMLError, OmegaConfBaseException):
+            raise UserError(
+                f"cannot parse the override {quoted(item)}; quote a value that holds special "
+                "characters, as in key='a[1'"
+            ) from None
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(dotlist))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
-        raise UserError(f"{key + ': ' if key else ''}{str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"{key + ': ' if key else ''}{str(exc).splitlines()[0]}; give {key or 'it'} a value "
+            "of the right type (see --help)"
+        ) from None
     return positional, config  # type: ignore[return-value]
 
 
@@ -47,6 +69,8 @@ def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = N
     """Run ``main(argv)`` reporting a user error as one line (exit 2), Ctrl-C as exit 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
+    handle_sigterm()
+    logging.raiseExceptions = False  # a full disk must not print a logging traceback
     try:
         main(argv)
     except UserError as exc:
@@ -57,6 +81,5 @@ def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = N
         if debug:
             raise
         fail(os_error_message(exc))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as exc:
+        exit_interrupted(exc)

@@ -21,11 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from supernet import Space
-from supernet.errors import UserError
+from supernet.errors import UserError, quoted
 
 from .costs import METRICS, CostModel, format_cost
 
 __all__ = ["Bound", "Budget", "BudgetError", "parse_amount"]
+
+
+def _malformed(key: str, value: object) -> str:
+    return f"{key} must be a number like 2e6 or 2M, got {quoted(value)}; pass {key}=2M (say)"
+
 
 _AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
 _SCALE = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
@@ -40,7 +45,7 @@ def parse_amount(key: str, value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise BudgetError(f"{key} must be a number like 2e6 or 2M, got {value!r}")
+        raise BudgetError(_malformed(key, value))
     if isinstance(value, (int, float)):
         amount = float(value)
     elif isinstance(value, str):
@@ -48,12 +53,12 @@ def parse_amount(key: str, value: object) -> float | None:
             return None
         match = _AMOUNT.match(value)
         if not match:
-            raise BudgetError(f"{key} must be a number like 2e6 or 2M, got {value!r}")
+            raise BudgetError(_malformed(key, value))
         amount = float(match.group(1)) * _SCALE[match.group(2)]
     else:
-        raise BudgetError(f"{key} must be a number like 2e6 or 2M, got {value!r}")
+        raise BudgetError(_malformed(key, value))
     if not math.isfinite(amount) or amount <= 0:
-        raise BudgetError(f"{key} must be positive, got {value!r}")
+        raise BudgetError(f"{key} must be positive, got {quoted(value)}; pass {key}=2M (say)")
     return amount
 
 
@@ -166,12 +171,14 @@ class Budget:
             if b.high is not None and b.high < lo:
                 problems.append(
                     f"budget.{b.metric} = {format_cost(b.metric, b.high)} is below the smallest "
-                    f"subnet: {span}"
+                    f"subnet: {span}; raise budget.{b.metric} to at least "
+                    f"{format_cost(b.metric, lo)}"
                 )
             if b.low is not None and b.low > hi:
                 problems.append(
                     f"budget.min_{b.metric} = {format_cost(b.metric, b.low)} is above the largest "
-                    f"subnet: {span}"
+                    f"subnet: {span}; lower budget.min_{b.metric} to at most "
+                    f"{format_cost(b.metric, hi)}"
                 )
         if problems:
             raise BudgetError("; ".join(problems))

@@ -7,22 +7,52 @@ finished, and the same command run again adds ``n_trials`` more trials to the st
 was killed (``kill -9``, a lost machine), interrupted (Ctrl-C) or lost a worker is not: the same
 command in the same run directory continues it and runs only the trials it still owed, so the
 run ends with exactly the number asked for.
+
+Whoever else runs trials of the same run (a worker that outlived its parent, say), a run never
+exceeds its ``n_trials``: the trials it has *claimed* (COMPLETE, or RUNNING in a live process)
+are counted before any worker starts, each worker stops once the run has them all, and a trial
+that finds, once created, that the run already has its ``n_trials`` stops its worker without
+evaluating anything (it is PRUNED and no longer counted as the run's).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-__all__ = ["RUN_ATTR", "RunRecord", "completed_by", "continue_or_start"]
+__all__ = [
+    "RUN_ATTR",
+    "SURPLUS_ATTR",
+    "RunRecord",
+    "claimed_by",
+    "completed_by",
+    "continue_or_start",
+    "running_in",
+]
 
 #: The trial user attribute holding the id of the run that ran it.
 RUN_ATTR = "search_run"
+#: Set (to the run id) on a trial started after its run had all its trials; its RUN_ATTR is None.
+SURPLUS_ATTR = "surplus_of"
+
+_CLAIMED = ("COMPLETE", "PRUNED", "RUNNING")
+_RUN_TRIALS = sqlalchemy.text(
+    """
+    SELECT t.number, t.state FROM trials t
+    JOIN studies s ON s.study_id = t.study_id
+    JOIN trial_user_attributes a ON a.trial_id = t.trial_id
+    WHERE s.study_name = :study AND a.key = :key AND a.value_json = :value
+      AND t.state IN ('COMPLETE', 'PRUNED', 'RUNNING')
+    """
+)
 
 
 @dataclass(frozen=True)
@@ -78,3 +108,33 @@ def continue_or_start(
         run = RunRecord(last.id, n_trials, False, last.continued + 1)
         return run, min(completed_by(study, run.id), n_trials)
     return RunRecord(uuid.uuid4().hex[:12], n_trials), 0
+
+
+def _run_trials(study: optuna.Study, run_id: str) -> list[tuple[int, str]]:
+    """``(number, state)`` of the run's COMPLETE, PRUNED and RUNNING trials (one query on an
+    RDB storage, as Optuna stores user attributes: JSON text)."""
+    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
+    if isinstance(storage, RDBStorage):
+        with storage.engine.connect() as connection:
+            rows = connection.execute(
+                _RUN_TRIALS,
+                {"study": study.study_name, "key": RUN_ATTR, "value": json.dumps(run_id)},
+            )
+            return [(int(number), str(state)) for number, state in rows]
+    return [
+        (t.number, t.state.name)
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(RUN_ATTR) == run_id and t.state.name in _CLAIMED
+    ]
+
+
+def claimed_by(study: optuna.Study, run_id: str, before: int | None = None) -> int:
+    """The trials the run ``run_id`` has claimed: COMPLETE (or PRUNED) and RUNNING ones;
+    with ``before``, only those numbered below it."""
+    return sum(before is None or n < before for n, _ in _run_trials(study, run_id))
+
+
+def running_in(study: optuna.Study, run_id: str) -> int:
+    """The run's trials RUNNING now (in some process that is alive, or whose death has not been
+    noticed yet)."""
+    return sum(state == "RUNNING" for _, state in _run_trials(study, run_id))

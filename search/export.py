@@ -43,13 +43,13 @@ from supernet.atomic import (
     writing,
 )
 from supernet.checkpoint import file_sha256, load_supernet
-from supernet.errors import CheckpointError, UserError
+from supernet.errors import CheckpointError, UserError, quoted
 from supernet.saved_model import save_subnet
 
 from ._cli import parse_args, run_cli
 from .budget import parse_amount
 from .costs import METRICS, format_cost
-from .results import read_trials
+from .results import REQUIRED_COLUMNS, read_trials
 from .runner import read_manifest
 
 __all__ = ["ExportResult", "export_onnx", "export_subnet", "pick_trial"]
@@ -81,6 +81,20 @@ class ExportResult:
     reason: str
 
 
+def _trial_number(trial: object) -> int:
+    """``trial=`` as a trial number: an integer (5, "5", 5.0), never a fraction (5.9)."""
+    if isinstance(trial, float) and trial.is_integer():
+        return int(trial)
+    if isinstance(trial, int) and not isinstance(trial, bool):
+        return trial
+    if isinstance(trial, str) and trial.strip().isdigit():
+        return int(trial)
+    raise UserError(
+        f"trial must be best or a trial number, got {quoted(trial)}; pass trial=best or a whole "
+        "number (the number column of trials.csv)"
+    )
+
+
 def pick_trial(
     frame: pd.DataFrame,
     trial: int | str = "best",
@@ -93,15 +107,12 @@ def pick_trial(
     """
     max_costs = dict(max_costs or {})
     if trial != "best":
-        try:
-            number = int(trial)
-        except (TypeError, ValueError):
-            raise UserError(f"trial must be best or a trial number, got {trial!r}") from None
+        number = _trial_number(trial)
         rows = frame[frame["number"] == number]
         if rows.empty:
             raise UserError(
                 f"no trial {number} in this run (trials {frame['number'].min()} to "
-                f"{frame['number'].max()})"
+                f"{frame['number'].max()}); pass one of those, or trial=best"
             )
         row = rows.iloc[0]
         if pd.isna(row["arch"]):
@@ -114,23 +125,34 @@ def pick_trial(
         if pd.notna(row["feasible"]) and not bool(row["feasible"]) and not allow_infeasible:
             raise UserError(
                 f"trial {number} ({row['arch']}) broke the search's budget (by "
-                f"{float(row['violation']):.0%}) and was never evaluated; export a feasible "
+                f"{float(row.get('violation', float('nan'))):.0%}) and was never evaluated; "
+                "export a feasible "
                 "trial (trial=best), or pass allow_infeasible=true to export it anyway"
             )
         if max_costs:
-            raise UserError("cost bounds (flops=, params= ...) only apply to trial=best")
+            raise UserError(
+                "cost bounds (flops=, params= ...) only apply to trial=best; drop them, or pass "
+                "trial=best"
+            )
         note = "" if pd.notna(row["val_acc"]) else " (never evaluated: it was over budget)"
         return row, f"trial {number} as asked{note}"
     ok = frame[frame["feasible"].fillna(False) & frame["val_acc"].notna()]
     if ok.empty:
-        raise UserError("no feasible evaluated trial in this run to export")
+        raise UserError(
+            "no feasible evaluated trial in this run to export; run more trials (the same "
+            "search command adds them), or export an over-budget one with trial=<number> "
+            "allow_infeasible=true"
+        )
     within = ok
     for metric, limit in max_costs.items():
         within = within[within[metric] <= limit]
     limits = ", ".join(f"{m} <= {format_cost(m, v)}" for m, v in max_costs.items())
     if within.empty:
         cheapest = ", ".join(f"{m} {format_cost(m, ok[m].min())}" for m in max_costs)
-        raise UserError(f"no feasible evaluated trial with {limits}; the cheapest has {cheapest}")
+        raise UserError(
+            f"no feasible evaluated trial with {limits}; the cheapest has {cheapest}: raise the "
+            "bound"
+        )
     axis = next(iter(max_costs), "flops")
     row = within.sort_values(["val_acc", axis, "number"], ascending=[False, True, True]).iloc[0]
     scope = f" with {limits}" if limits else ""
@@ -227,6 +249,22 @@ def _check_target(out: Path, overwrite: bool) -> None:
     check_target_dir(out, overwrite, f"out={out}", "overwrite=true")
 
 
+def _refuse_own_inputs(out: Path, run_dir: Path, checkpoint: Path) -> None:
+    """An export replaces its whole ``out`` directory: ``out`` must not be, or hold, the searched
+    run or the checkpoint (``out=<training run>`` with ``overwrite=true`` deleted both)."""
+    target = out.resolve()
+    for what, path in (
+        ("the searched run", run_dir.resolve()),
+        ("the checkpoint's directory", checkpoint.resolve().parent),
+    ):
+        if target == path or target in path.parents:
+            how = "is" if target == path else "holds"
+            raise UserError(
+                f"out={out} {how} {what} ({path}), which the export would replace; choose a new "
+                f"directory for the export, e.g. out={run_dir / 'export' / 'best'}"
+            )
+
+
 def export_subnet(
     run_dir: str | Path,
     trial: int | str = "best",
@@ -248,21 +286,29 @@ def export_subnet(
             f"no trials table in {run_dir}: the search stopped before writing it; run the same "
             "search again with search.n_trials=0 to write it"
         )
-    frame = read_trials(run_dir)
+    frame = read_trials(run_dir, required=REQUIRED_COLUMNS)
     row, reason = pick_trial(frame, trial, max_costs, allow_infeasible)
     number = int(row["number"])
-    subnet = Space.from_dict(manifest["space"]).subnet_from_row(row)
+    searched_space = Space.from_dict(manifest["space"])
+    try:
+        subnet = searched_space.subnet_from_row(row)
+    except (ValueError, TypeError, KeyError) as exc:  # (a JSON list of the wrong things, say)
+        raise UserError(
+            f"trial {number}'s subnet in {run_dir}'s trials table is invalid ({exc}); restore "
+            "the table, or write it again with the same search command and search.n_trials=0"
+        ) from None
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{number}"
+    checkpoint = Path(supernet) if supernet is not None else Path(manifest["checkpoint"])
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "supernet.pt"
+    _refuse_own_inputs(out, run_dir, checkpoint)
     with writing(out):
         remove_stale_staging(out)  # what an export killed half-way left
     _check_target(out, overwrite)
     onnx_mode = str(onnx).lower()
     if onnx_mode not in ("auto", "true", "false"):
-        raise UserError(f"onnx must be auto, true or false, got {onnx!r}")
+        raise UserError(f"onnx must be auto, true or false, got {quoted(onnx)}; pass onnx=auto")
 
-    checkpoint = Path(supernet) if supernet is not None else Path(manifest["checkpoint"])
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "supernet.pt"
     if not checkpoint.is_file():
         raise CheckpointError(
             f"the searched checkpoint {checkpoint} is gone; pass supernet=<its new path>"
@@ -313,7 +359,8 @@ def export_subnet(
     work = staging_dir(out)
     try:
         if with_onnx:
-            diff = export_onnx(model, space, work / "model.onnx")
+            with writing(out / "model.onnx"):
+                diff = export_onnx(model, space, work / "model.onnx")
             if diff > ONNX_TOLERANCE:
                 raise UserError(
                     f"the ONNX model differs from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE:g}); "
@@ -330,11 +377,13 @@ def export_subnet(
             work / "subnet",
             metadata=metadata,
             extra_files={"README.md": _readme(subnet, metadata, with_onnx)},
+            shown_as=out,
         )
         if with_onnx:
             (work / "model.onnx").replace(staged / "model.onnx")
         _check_target(out, overwrite)  # in case it appeared meanwhile
-        move_into_place(staged, out)
+        with writing(out):
+            move_into_place(staged, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(out, number, subnet, metadata, reason)

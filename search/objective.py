@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ from supernet.errors import UserError
 from supernet.evaluation import accuracy, materialize
 
 from .budget import Budget
-from .continuation import RUN_ATTR
+from .continuation import RUN_ATTR, SURPLUS_ATTR, claimed_by
 from .costs import CostModel
 from .latency import LatencyProfile
 
@@ -121,9 +122,14 @@ class Objective:
         batch_size: int = 1000,
         measure_latency: LatencyProfile | None = None,
         run_id: str | None = None,
+        run_total: int | None = None,
     ) -> None:
         self.net = net.eval()
         self.run_id = run_id  # the search run's id, stored with each trial
+        self.run_total = run_total  # the run's n_trials: a trial beyond them is not run
+        # Wraps each evaluation: the only part of a trial that Ctrl-C may cut short (see
+        # search.workers: a storage write interrupted half-way leaves a mess).
+        self.interruptible: Callable[[], AbstractContextManager[Any]] = nullcontext
         self.space = net.space
         self.data = data
         self.budget = budget
@@ -154,11 +160,23 @@ class Objective:
         self.evaluations += 1
         return accuracy(self.net, self.data.images, self.data.labels, subnet, self.batch_size)
 
+    def _surplus(self, trial: optuna.trial.BaseTrial) -> bool:
+        """Whether the run had all its trials before this one (others ran some meanwhile)."""
+        study = getattr(trial, "study", None)
+        if self.run_total is None or self.run_id is None or study is None:
+            return False
+        return claimed_by(study, self.run_id, before=trial.number) >= self.run_total
+
     def __call__(self, trial: optuna.trial.BaseTrial) -> float | tuple[float, ...]:
         # First, so that a trial left RUNNING by a killed worker can be traced to it.
         trial.set_user_attr("worker", WORKER)
         if self.run_id is not None:
             trial.set_user_attr(RUN_ATTR, self.run_id)
+        if self._surplus(trial):
+            trial.set_user_attr(RUN_ATTR, None)
+            trial.set_user_attr(SURPLUS_ATTR, self.run_id)
+            trial.study.stop()  # type: ignore[attr-defined]
+            raise optuna.TrialPruned(f"the run already has its {self.run_total} trials")
         subnet = suggest_subnet(trial, self.space)
         cost = self.costs(subnet)
         violations = self.budget.violations(cost)
@@ -177,7 +195,8 @@ class Objective:
                 duplicate_of, val_acc = known
             else:
                 start = time.perf_counter()
-                val_acc = self.evaluate(subnet)
+                with self.interruptible():
+                    val_acc = self.evaluate(subnet)
                 eval_s = time.perf_counter() - start
                 self._known[subnet] = (trial.number, val_acc)
             if self.measure_latency is not None:

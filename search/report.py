@@ -23,13 +23,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from supernet.errors import UserError
+from supernet.errors import UserError, quoted
 
 from ._cli import parse_args, run_cli
 from .budget import BudgetError, parse_amount
 from .costs import METRICS, format_cost
 from .plots import report_figure, save_figure
-from .results import CONTRACT_COLUMNS, EXTRA_COLUMNS, all_arch_columns, read_trials, write_table
+from .results import (
+    CONTRACT_COLUMNS,
+    EXTRA_COLUMNS,
+    REQUIRED_COLUMNS,
+    all_arch_columns,
+    read_trials,
+    write_table,
+)
 from .runner import MANIFEST, read_manifest
 
 __all__ = ["Report", "find_runs", "load_runs", "report_summary", "write_report"]
@@ -59,7 +66,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     runs: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
-            raise UserError(f"not found: {path}")
+            raise UserError(f"not found: {path}; give the run dir of a `python -m search`")
         if (path / "trials.csv").is_file():
             runs.append(path)
         else:
@@ -85,7 +92,7 @@ def load_runs(runs: Sequence[Path], root: Path | None = None) -> pd.DataFrame:
     """All runs' trials in one DataFrame, with a ``run`` column (the dir, relative to root)."""
     frames = []
     for run in runs:
-        frame = read_trials(run / "trials.csv")
+        frame = read_trials(run / "trials.csv", required=REQUIRED_COLUMNS)
         frame.insert(0, "run", _label(run, root))
         frames.append(frame)
     trials = pd.concat(frames, ignore_index=True, sort=False)
@@ -163,9 +170,16 @@ def _natural(value: str) -> tuple[int, float, str]:
 def _cost_axis(runs: Sequence[Path], requested: str | None) -> str:
     if requested is not None:
         if requested not in METRICS:
-            raise UserError(f"cost must be one of {', '.join(METRICS)}, got {requested!r}")
+            raise UserError(
+                f"cost must be one of {', '.join(METRICS)}, got {quoted(requested)}; pass "
+                "cost=flops (or leave it out: the runs' own axis)"
+            )
         return requested
-    axes = [read_manifest(r).get("cost_axis", "flops") for r in runs if (r / MANIFEST).is_file()]
+    axes = [
+        str(read_manifest(r, required=()).get("cost_axis", "flops"))
+        for r in runs
+        if (r / MANIFEST).is_file()
+    ]
     return max(set(axes), key=axes.count) if axes else "flops"
 
 

@@ -24,6 +24,7 @@ cost axis.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from supernet import Space, complexity, family_names, get_family
 from supernet.atomic import atomic_write
+from supernet.errors import UserError, quoted
+from supernet.space import DEFAULT_FAMILY
 
 from .budget import Budget
 from .costs import format_cost
@@ -43,6 +46,7 @@ from .objective import subnet_from_params
 
 __all__ = [
     "CONTRACT_COLUMNS",
+    "TrialsTableError",
     "all_arch_columns",
     "arch_columns",
     "pareto_mask",
@@ -193,23 +197,117 @@ def write_table(frame: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     return [csv, parquet]
 
 
-def read_trials(path: str | Path) -> pd.DataFrame:
-    """Read a ``trials.csv`` (or ``.parquet``, or a run dir holding one) with its dtypes."""
+class TrialsTableError(UserError):
+    """A trials table (trials.csv / .parquet) that is damaged or not one this tool wrote."""
+
+
+#: Columns a trials table must hold to be read back (export, report).
+REQUIRED_COLUMNS = [*CONTRACT_COLUMNS, "arch"]
+_INT_COLUMNS = ("params", "macs", "flops", "retried_from")
+_FLOAT_COLUMNS = ("latency_ms", "val_acc")
+_BOOL_COLUMNS = ("feasible", "pareto")
+
+
+def _table_error(path: Path, problem: str) -> TrialsTableError:
+    return TrialsTableError(
+        f"{path} is not a trials table this tool can read: {problem}; restore it from a copy, "
+        "or write it again from the study with the same search command and search.n_trials=0"
+    )
+
+
+def _first_bad(frame: pd.DataFrame, column: str, ok: pd.Series) -> str:
+    """``column`` and the first row (1-based, after the header) whose value is not ``ok``."""
+    row = frame.index[~ok][0]
+    return f"column {column!r} holds {quoted(frame.at[row, column], 60)} in row {int(row) + 1}"
+
+
+def _is_json_list(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return isinstance(json.loads(value), list)
+    except ValueError:
+        return False
+
+
+def _check_table(frame: pd.DataFrame, path: Path, required: Sequence[str]) -> pd.DataFrame:
+    """The table's columns and values as :func:`trials_frame` writes them, or one error."""
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise _table_error(path, f"it lacks the column(s) {', '.join(missing)}")
+    frame = frame.reset_index(drop=True)
+    families = set(frame["family"].dropna()) if "family" in frame else set()
+    if len(families) > 1 or not families <= set(family_names()):
+        shown = ", ".join(sorted(map(str, families)))
+        raise _table_error(path, f"its family column names {quoted(shown, 60)}")
+    subnet_cls = get_family(families.pop() if families else DEFAULT_FAMILY).subnet_cls
+    lists = subnet_cls.row_json_columns  # the family's architecture columns that hold JSON
+    integers = (*(c for c in subnet_cls.row_columns if c not in lists), *_INT_COLUMNS)
+    for column in (*integers, *_FLOAT_COLUMNS, "number"):
+        if column not in frame:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if column in integers or column == "number":
+            bad |= values.notna() & (values % 1 != 0)
+        if column == "number":
+            bad |= values.isna()
+        if bad.any():
+            raise _table_error(path, _first_bad(frame, column, ~bad))
+        frame[column] = values.astype("Int64") if column in (*integers, "number") else values
+    for column in _BOOL_COLUMNS:
+        if column not in frame:
+            continue
+        text = frame[column].astype("string").str.lower()
+        ok = frame[column].isna() | text.isin(["true", "false"])
+        if not ok.all():
+            raise _table_error(path, _first_bad(frame, column, ok))
+        frame[column] = text.map({"true": True, "false": False}).astype("boolean")
+    if "arch" not in frame or "state" not in frame:
+        return frame
+    chosen = frame["arch"].notna()
+    for column in lists:
+        if column not in frame:
+            continue
+        ok = ~chosen | frame[column].map(_is_json_list)
+        if not ok.all():
+            raise _table_error(path, f"{_first_bad(frame, column, ok)}, not a JSON list")
+    complete = chosen & (frame["state"] == "COMPLETE")
+    for column in (*subnet_cls.row_columns, "params", "macs", "flops"):
+        if column not in frame:
+            continue
+        ok = ~complete | frame[column].notna()
+        if not ok.all():
+            row = frame.index[~ok][0]
+            raise _table_error(
+                path,
+                f"trial {frame.at[row, 'number']} is COMPLETE but has no {column} (row "
+                f"{int(row) + 1})",
+            )
+    return frame
+
+
+def read_trials(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a ``trials.csv`` (or ``.parquet``, or a run dir holding one) with its dtypes.
+
+    A table that is damaged (a ``required`` column missing, garbage in a numeric column, a
+    broken JSON list, a COMPLETE trial without its costs) is a :class:`TrialsTableError` naming
+    the file and the first bad value (export and report require :data:`REQUIRED_COLUMNS`)."""
     path = Path(path)
     if path.is_dir():
         path = (
             path / "trials.parquet" if (path / "trials.parquet").is_file() else path / "trials.csv"
         )
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    frame = pd.read_csv(path)
-    for column in ("embed_dim", "depth", "params", "macs", "flops", "retried_from"):
-        if column in frame and pd.api.types.is_numeric_dtype(frame[column]):
-            frame[column] = frame[column].astype("Int64")
-    for column in ("feasible", "pareto"):
-        if column in frame:
-            frame[column] = frame[column].astype("boolean")
-    return frame
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except FileNotFoundError:
+        raise TrialsTableError(
+            f"no trials table at {path}; give the run dir of a `python -m search`"
+        ) from None
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise _table_error(path, f"it cannot be parsed ({detail})") from None
+    return _check_table(frame, path, required)
 
 
 # -- terminal summary ------------------------------------------------------------------------------

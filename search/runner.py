@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
+import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,17 +28,24 @@ from supernet import Space
 from supernet.atomic import atomic_write_text, make_dir
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.errors import CheckpointError, UserError
+from supernet.yamlio import YamlError, read_yaml
 
 from .budget import Budget
-from .continuation import continue_or_start
+from .continuation import completed_by, continue_or_start, running_in
 from .costs import CostModel
 from .objective import load_val_data, subnet_params
 from .plots import history_figure, pareto_figure, save_figure
 from .results import summary_text, trials_frame, write_table
 from .settings import SearchSettings
-from .stale import fail_silent_trials
-from .storage import default_storage_url, open_storage, open_study, safe_url
-from .workers import configure_logging, count_finished, resolve_device, run_workers
+from .stale import fail_dead_workers, fail_silent_trials
+from .storage import default_storage_url, open_storage, open_study, safe_url, storage_error
+from .workers import (
+    check_worker_memory,
+    configure_logging,
+    count_finished,
+    resolve_device,
+    run_workers,
+)
 
 __all__ = [
     "MANIFEST",
@@ -119,11 +129,69 @@ def _write_manifest(run_dir: Path, content: Mapping[str, Any]) -> Path:
     return path
 
 
-def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+#: What the commands that read a run (export, report) need from its manifest.
+_MANIFEST_KEYS = ("study_name", "checkpoint", "checkpoint_sha256")
+
+
+def read_manifest(run_dir: str | Path, required: Sequence[str] = _MANIFEST_KEYS) -> dict[str, Any]:
+    """A search run's manifest, checked to be a mapping holding ``required`` (by default the
+    study and the checkpoint, its path and sha256); a damaged one is one error line naming
+    the file."""
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
-        raise UserError(f"{run_dir} is not a search run directory (no {MANIFEST})")
-    return dict(yaml.safe_load(path.read_text()))
+        raise UserError(
+            f"{run_dir} is not a search run directory (no {MANIFEST}); give the run dir of a "
+            "`python -m search`"
+        )
+    fix = "restore it from a copy, or run the search again in that directory to rewrite it"
+    try:
+        data = read_yaml(path, "search manifest")
+    except YamlError as exc:
+        raise UserError(f"{exc}; {fix}") from None
+    if not isinstance(data, Mapping):
+        raise UserError(
+            f"{path} is not a search manifest (a {type(data).__name__}, not a mapping); {fix}"
+        )
+    missing = [key for key in required if not isinstance(data.get(key), str)]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)} (or holds no text there); {fix}")
+    return dict(data)
+
+
+def _previous_manifest(path: Path) -> Mapping[str, Any] | None:
+    """The manifest a rerun finds (None if it is missing or unreadable: a new run starts)."""
+    if not path.is_file():
+        return None
+    try:
+        data = read_yaml(path, "search manifest")
+    except YamlError:
+        return None
+    return data if isinstance(data, Mapping) else None
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory while a search runs in it: two searches in
+    one directory would overwrite each other's manifest and tables."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        yield  # (the directory was checked writable; a lock is a courtesy where it can be had)
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                yield  # a filesystem without locks
+                return
+            raise UserError(
+                f"another search is running in {run_dir}; wait for it to end, or give this one "
+                "another hydra.run.dir"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def run_search(
@@ -138,6 +206,13 @@ def run_search(
     settings = cfg if isinstance(cfg, SearchSettings) else SearchSettings.from_config(cfg)
     run_dir = Path(run_dir)
     make_dir(run_dir)
+    with _run_dir_lock(run_dir):
+        return _run_search(settings, run_dir, overrides)
+
+
+def _run_search(
+    settings: SearchSettings, run_dir: Path, overrides: Mapping[str, Any] | None
+) -> SearchResult:
     manifest_path = run_dir / MANIFEST
     configure_logging(settings.verbose)
 
@@ -151,6 +226,7 @@ def run_search(
     budget = settings.parsed_budget()
     budget.check(space, costs)
     data = load_val_data(data_config, space, settings.val_size)
+    check_worker_memory(settings.n_workers)
     checkpoint = settings.supernet
     if checkpoint.is_dir():
         checkpoint = checkpoint / "supernet.pt"
@@ -173,16 +249,15 @@ def run_search(
         "data": data_config,
     }
     study, created = open_study(storage, study_name, settings.directions, identity)
-    if created and settings.seed_trials:
-        for subnet in (space.smallest(), space.largest()):
-            study.enqueue_trial(subnet_params(subnet), user_attrs={"seeded": True})
-    if settings.heartbeat_interval and settings.grace_period:
-        fail_silent_trials(study, settings.grace_period)  # left by a worker killed at its start
-    previous = None
-    if manifest_path.is_file():
-        with contextlib.suppress(yaml.YAMLError):
-            previous = yaml.safe_load(manifest_path.read_text())
-    run, done = continue_or_start(previous, study, settings.n_trials)
+    with _storage_errors(storage_url):
+        if created and settings.seed_trials:
+            for subnet in (space.smallest(), space.largest()):
+                study.enqueue_trial(subnet_params(subnet), user_attrs={"seeded": True})
+        fail_dead_workers(study)  # left RUNNING by processes of this machine that are gone
+        if settings.heartbeat_interval and settings.grace_period:
+            fail_silent_trials(study, settings.grace_period)  # a worker killed at its start
+        run, done = continue_or_start(_previous_manifest(manifest_path), study, settings.n_trials)
+        running = running_in(study, run.id) if run.continued else 0
     manifest = {
         "study_name": study_name,
         "storage": safe_url(storage_url),
@@ -202,7 +277,7 @@ def run_search(
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     files = [_write_manifest(run_dir, manifest)]
-    to_run = settings.n_trials - done
+    to_run = max(settings.n_trials - done - running, 0)
     print(
         f"study {study_name!r} ({'new' if created else 'resumed'}, "
         f"{len(study.trials)} trials so far) in {safe_url(storage_url)}\n"
@@ -214,7 +289,8 @@ def run_search(
     if run.continued:
         print(
             f"continuing this directory's unfinished run {run.id}: {done} of its "
-            f"{run.n_trials} trials were done, {to_run} to go",
+            f"{run.n_trials} trials were done, {to_run} to go"
+            + (f" ({running} still running in another process)" if running else ""),
             file=sys.stderr,
         )
 
@@ -233,38 +309,47 @@ def run_search(
     failures: list[str] = []
     started = time.perf_counter()
     before = count_finished(study)
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     try:
         if to_run > 0:
-            failures = run_workers(
-                settings.replace(n_trials=to_run),
-                storage_url,
-                study,
-                data,
-                net,
-                progress,
-                run_id=run.id,
-                attempt=run.continued,
-            )
-    except KeyboardInterrupt:
-        interrupted = True
+            with _storage_errors(storage_url):
+                failures = run_workers(
+                    settings.replace(n_trials=to_run),
+                    storage_url,
+                    study,
+                    data,
+                    net,
+                    progress,
+                    run_id=run.id,
+                    attempt=run.continued,
+                    run_total=run.n_trials,
+                )
+    except KeyboardInterrupt as exc:
+        interrupted = exc
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
 
     # 4. Tables, plots, summary: written even after an interruption, so nothing is lost.
     frame = trials_frame(study, space, budget, settings.cost_axis, overrides)
-    files += write_table(frame, run_dir / "trials")
-    files += save_figure(
-        pareto_figure(frame, settings.cost_axis, budget, title=f"{study_name}"),
-        run_dir / "pareto.html",
-        png=settings.plots_png,
-    )
-    files += save_figure(
-        history_figure(frame, title=f"{study_name}: history"),
-        run_dir / "history.html",
-        png=settings.plots_png,
-    )
+    try:
+        files += write_table(frame, run_dir / "trials")
+        files += save_figure(
+            pareto_figure(frame, settings.cost_axis, budget, title=f"{study_name}"),
+            run_dir / "pareto.html",
+            png=settings.plots_png,
+        )
+        files += save_figure(
+            history_figure(frame, title=f"{study_name}: history"),
+            run_dir / "history.html",
+            png=settings.plots_png,
+        )
+    except OSError:
+        if failures:  # what stopped the workers (a full disk, say) comes first
+            raise SearchError(
+                "; ".join(failures) + "; the tables could not be written either"
+            ) from None
+        raise
     print(
         summary_text(
             frame,
@@ -276,18 +361,36 @@ def run_search(
         )
     )
     print(f"tables and plots in {run_dir}  (dashboard: optuna-dashboard {safe_url(storage_url)})")
-    if not interrupted and not failures:
+    # Finished: every trial asked for is done and none of the run's is still running (a timeout
+    # also finishes a run).
+    complete = completed_by(study, run.id) >= run.n_trials and not running_in(study, run.id)
+    timed_out = settings.timeout is not None and elapsed >= settings.timeout
+    if not interrupted and not failures and (complete or timed_out):
         manifest["run"] = dataclasses.replace(run, finished=True).to_dict()
         _write_manifest(run_dir, manifest)
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
     if failures:
         raise SearchError(
-            "; ".join(failures) + " (its error is above). The tables hold every finished trial; "
-            "run the same command again to finish this run (a trial left running is retried "
-            f"with the same subnet {settings.grace_period} s after its last heartbeat)"
+            "; ".join(failures) + ". The tables hold every finished trial; run the same command "
+            "again to finish this run (a trial left running is retried with the same subnet "
+            f"{settings.grace_period} s after its last heartbeat)"
         )
     return SearchResult(run_dir, study_name, storage_url, frame, files)
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    """A failing storage (a full disk, a damaged database) as one error line naming it."""
+    try:
+        yield
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as exc:
+        failure = storage_error(exc, url)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def job_overrides(overrides: list[str], cfg: DictConfig) -> dict[str, Any]:

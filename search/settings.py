@@ -16,7 +16,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from supernet import Space
-from supernet.errors import UserError
+from supernet.checkpoint import check_device
+from supernet.errors import UserError, quoted
+from supernet.resources import ResourceError, check_threads, cpu_cores
+from supernet.train.rng import seed_problem
 
 from .budget import Budget
 from .costs import METRICS, resolve_latency_profile
@@ -37,8 +40,29 @@ def _positive_int(key: str, value: Any, allow_none: bool = False, allow_zero: bo
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
         kind = "a non-negative" if allow_zero else "a positive"
-        raise SettingsError(f"{key} must be {kind} integer{' or null' * allow_none}, got {value!r}")
+        raise SettingsError(
+            f"{key} must be {kind} integer{' or null' * allow_none}, got {quoted(value)}; pass "
+            f"{key}=<{'0' if allow_zero else '1'} or more>"
+        )
     return value
+
+
+#: Worker processes per CPU core at most (more only wait for each other; two per core still
+#: helps when trials wait on a remote database).
+WORKERS_PER_CORE = 2
+
+
+def _workers(value: Any) -> int:
+    n = _positive_int("search.n_workers", value)
+    cores = cpu_cores()
+    if n > WORKERS_PER_CORE * cores:
+        raise ResourceError(
+            f"search.n_workers={n} is more than this machine can run: it has {cores} CPU "
+            f"core(s), and more than {WORKERS_PER_CORE} workers per core only wait for each "
+            f"other; use search.n_workers={WORKERS_PER_CORE * cores} or fewer (for more, run "
+            "the same command on other machines with a shared PostgreSQL search.storage)"
+        )
+    return n
 
 
 @dataclass(frozen=True)
@@ -131,7 +155,7 @@ class SearchSettings:
         s = dict(data.get("search") or {})
         if not data.get("supernet"):
             raise SettingsError(
-                "no supernet checkpoint given: pass supernet=<path to supernet.pt> "
+                "no supernet checkpoint given; pass supernet=<path to supernet.pt> "
                 "(train one with `python -m supernet.train`)"
             )
         objectives = s.get("objectives", ["val_acc"])
@@ -161,12 +185,14 @@ class SearchSettings:
             or timeout <= 0
         ):
             raise SettingsError(
-                f"search.timeout must be a positive number of seconds or null, got {timeout!r}"
+                f"search.timeout must be a positive number of seconds or null, got "
+                f"{quoted(timeout)}; pass search.timeout=<seconds> or null"
             )
         device = str(s.get("device", "auto"))
         seed = data.get("seed", 0)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise SettingsError(f"seed must be an integer or null, got {seed!r}")
+        problem = seed_problem("seed", seed, allow_none=True)
+        if problem:
+            raise SettingsError(problem)
         settings = cls(
             supernet=Path(str(data["supernet"])).expanduser(),
             objectives=objectives,
@@ -175,7 +201,7 @@ class SearchSettings:
             timeout=float(timeout) if timeout is not None else None,
             sampler=sampler,
             sampler_options=sampler_options,
-            n_workers=_positive_int("search.n_workers", s.get("n_workers", 1)),
+            n_workers=_workers(s.get("n_workers", 1)),
             worker_restarts=_positive_int(
                 "search.worker_restarts", s.get("worker_restarts", 3), allow_zero=True
             ),
@@ -184,14 +210,18 @@ class SearchSettings:
             val_size=_positive_int("search.val_size", s.get("val_size"), allow_none=True),
             batch_size=_positive_int("search.batch_size", s.get("batch_size", 1000)),
             device=device,
-            threads=_positive_int("search.threads", s.get("threads"), allow_none=True),
+            threads=check_threads(
+                "search.threads",
+                _positive_int("search.threads", s.get("threads"), allow_none=True),
+            ),
             latency_profile=s.get("latency_profile"),
             latency_device=str(s.get("latency_device", "cpu")),
             latency_batch_size=_positive_int(
                 "search.latency_batch_size", s.get("latency_batch_size", 1)
             ),
-            latency_threads=_positive_int(
-                "search.latency_threads", s.get("latency_threads"), allow_none=True
+            latency_threads=check_threads(
+                "search.latency_threads",
+                _positive_int("search.latency_threads", s.get("latency_threads"), allow_none=True),
             ),
             measure_latency=bool(s.get("measure_latency", False)),
             heartbeat_interval=_positive_int(
@@ -210,8 +240,6 @@ class SearchSettings:
             seed=seed,
         )
         settings.parsed_budget()  # fail now on a malformed budget
-        if device not in ("auto", "cpu") and not device.startswith(("cuda", "mps")):
-            raise SettingsError(
-                f"search.device must be auto, cpu, cuda or cuda:<n>, got {device!r}"
-            )
+        if device != "auto":
+            check_device(device, "search.device")  # a device this machine has
         return settings

@@ -10,6 +10,9 @@ opens it.
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +24,7 @@ import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from supernet.errors import UserError
+from supernet.errors import OutputError, UserError
 
 __all__ = [
     "STUDY_ATTR",
@@ -30,6 +33,8 @@ __all__ = [
     "open_storage",
     "open_study",
     "safe_url",
+    "sqlite_path",
+    "storage_error",
 ]
 
 #: The study user attribute holding what the study's trials depend on (checked on resume).
@@ -60,8 +65,68 @@ def safe_url(url: str) -> str:
 
 
 def default_storage_url(run_dir: str | Path) -> str:
-    """``sqlite:///<absolute run dir>/study.db``."""
-    return f"sqlite:///{(Path(run_dir).resolve() / 'study.db').as_posix()}"
+    """``sqlite:///<absolute run dir>/study.db``, with the characters a URL reserves (``?``,
+    ``#``, ``%`` …) escaped, so that the database is that file whatever the directory is called."""
+    path = (Path(run_dir).resolve() / "study.db").as_posix()
+    return sqlalchemy.engine.URL.create("sqlite", database=path).render_as_string(
+        hide_password=False
+    )
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (None for other URLs or an in-memory one)."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return None
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return None
+    database = parsed.database.removeprefix("file:")
+    return None if database == ":memory:" else Path(database)
+
+
+def storage_error(exc: BaseException, url: str) -> UserError | None:
+    """A storage failure (the disk full, the database file damaged, the server gone) as one
+    line naming the database, or None if ``exc`` is not one. Looks through the exception's
+    causes: Optuna wraps the database's error in ``StorageInternalError`` (or, on a failed
+    commit inside a trial, in an ``AssertionError`` raised while handling it)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    database = next((e for e in seen if isinstance(e, sqlalchemy.exc.DBAPIError)), None)
+    internal = any(isinstance(e, optuna.exceptions.StorageInternalError) for e in seen)
+    if database is None and not internal:
+        return None
+    detail = _first_line(database.orig) if database is not None and database.orig else "failed"
+    path = sqlite_path(url)
+    if path is None:
+        return UserError(
+            f"the Optuna storage {safe_url(url)!r} failed: {detail}; the trials it holds are "
+            "kept: check the database server (and its disk), then run the same command again"
+        )
+    lowered = detail.lower()
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if "full" in lowered or "i/o error" in lowered or (free is not None and free < 2**20):
+        return OutputError(
+            f"cannot write {path}: no space left on the device ({detail}; "
+            f"{(free or 0) / 2**20:.1f} MiB free); the trials it holds are kept: free some "
+            "space, then run the same command again to continue"
+        )
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return UserError(
+            f"the study database {path} is damaged ({detail}); restore it from a copy, or move "
+            "it away and run the same command again to start a new study (trials.csv beside it "
+            "keeps the trials of the last run that finished writing it)"
+        )
+    return UserError(
+        f"cannot use the study database {path}: {detail}; check that you may write to it and "
+        "its directory, then run the same command again"
+    )
 
 
 def _with_driver(url: str) -> str:
@@ -90,6 +155,9 @@ def open_storage(
     if url.startswith("sqlite"):
         # Several worker processes write to one file: wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 120}
+        database = sqlite_path(url)
+        if database is not None:
+            _refuse_damaged(database)
     elif url.startswith("postgresql") and "connect_timeout" not in url:
         # An unreachable server fails in seconds, not after the system's TCP timeout (minutes).
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
@@ -106,13 +174,26 @@ def open_storage(
                         max_retry=max_retry
                     ),
                 }
-            storage = RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs, **heartbeat)
+            for attempt in range(3):
+                try:
+                    storage = RDBStorage(
+                        _with_driver(url), engine_kwargs=engine_kwargs, **heartbeat
+                    )
+                    break
+                except sqlalchemy.exc.IntegrityError:
+                    # Another process created the schema at the same moment: it exists now.
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
     except (sqlalchemy.exc.ArgumentError, ImportError) as exc:
         raise UserError(
-            f"cannot open the Optuna storage {safe_url(url)!r}: {_first_line(exc)} (give an RDB "
-            "URL such as sqlite:///path/study.db or postgresql://user@host/db)"
+            f"cannot open the Optuna storage {safe_url(url)!r}: {_first_line(exc)}; give an RDB "
+            "URL such as sqlite:///path/study.db or postgresql://user@host/db"
         ) from None
     except sqlalchemy.exc.OperationalError as exc:
+        failure = storage_error(exc, url) if url.startswith("sqlite") else None
+        if failure is not None and not str(failure).startswith("cannot use"):
+            raise failure from None  # a full disk, a damaged file
         fix = (
             "check that the database file's directory exists and that you may write to it"
             if url.startswith("sqlite")
@@ -123,10 +204,40 @@ def open_storage(
             f"cannot open the Optuna storage {safe_url(url)!r}: {_first_line(exc)}; {fix}"
         ) from None
     except ValueError as exc:
-        raise UserError(f"storage settings: {exc}") from None
+        raise UserError(f"storage settings: {exc}; check search.storage") from None
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError) as exc:
+        failure = storage_error(exc, url)
+        if failure is None:
+            raise
+        raise failure from None
     if url.startswith("sqlite"):
         _configure_sqlite(storage)
     return storage
+
+
+def _refuse_damaged(path: Path) -> None:
+    """Check an existing SQLite study file read-only before opening it for writing: a damaged
+    one (truncated, overwritten) is refused as it is, not made worse by a write."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    problem = None
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=120)
+        try:
+            row = connection.execute("PRAGMA quick_check").fetchone()
+            problem = None if row is None or row[0] == "ok" else str(row[0])
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if any(word in text for word in ("malformed", "not a database", "corrupt")):
+            problem = text
+    if problem is not None:
+        raise UserError(
+            f"the study database {path} is damaged ({problem}); restore it from a copy, or move "
+            "it away and run the same command again to start a new study (trials.csv beside it "
+            "keeps the trials of the last run that finished writing it)"
+        )
 
 
 def _configure_sqlite(storage: RDBStorage) -> None:
@@ -174,6 +285,23 @@ def open_study(
     difference (trials of two different searches must not mix). An empty study without them
     (its run was killed right after creating it) counts as created now.
     """
+    try:
+        return _open_study(storage, study_name, directions, identity, create=create)
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError) as exc:
+        failure = storage_error(exc, storage.url)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _open_study(
+    storage: RDBStorage,
+    study_name: str,
+    directions: Sequence[str],
+    identity: Mapping[str, Any],
+    *,
+    create: bool,
+) -> tuple[optuna.Study, bool]:
     existing = {s.study_name for s in storage.get_all_studies()}
     if study_name in existing:
         study = optuna.load_study(study_name=study_name, storage=storage)
@@ -199,8 +327,16 @@ def open_study(
         return study, False
     if not create:
         raise UserError(f"no study {study_name!r} in {safe_url(storage.url)}")
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, directions=list(directions), load_if_exists=True
-    )
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            directions=list(directions),
+            load_if_exists=True,
+        )
+    except sqlalchemy.exc.IntegrityError:
+        # Another process (another machine on the same database) created it at the same
+        # moment: open it as it would have been opened a moment later.
+        return _open_study(storage, study_name, directions, identity, create=False)
     study.set_user_attr(STUDY_ATTR, dict(identity))
     return study, True

@@ -32,6 +32,7 @@ __all__ = [
     "remove_stale_staging",
     "remove_stale_temps",
     "staging_dir",
+    "write_error",
     "writing",
 ]
 
@@ -50,8 +51,6 @@ def _reason(path: Path, exc: OSError) -> str:
             if not parent.is_dir():
                 return f"{parent} is a file, not a directory"
             break
-    if exc.errno == errno.ENOSPC:
-        return "no space left on the device; free some space"
     return exc.strerror or str(exc)
 
 
@@ -64,9 +63,25 @@ def writing(path: str | Path) -> Iterator[None]:
         raise
     except OSError as exc:
         path = Path(path)
+        if exc.errno == errno.ENOSPC:
+            raise OutputError(
+                f"cannot write {path}: no space left on the device ({_free(path)} free there); "
+                "free some space or write elsewhere (a previous version of the file is kept as "
+                "it was)"
+            ) from exc
         raise OutputError(
             f"cannot write {path}: {_reason(path, exc)}; choose a location you may write to"
         ) from exc
+
+
+def _free(path: Path) -> str:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            try:
+                return f"{shutil.disk_usage(parent).free / 2**20:.1f} MiB"
+            except OSError:
+                break
+    return "little"
 
 
 def make_dir(path: str | Path) -> Path:
@@ -77,11 +92,38 @@ def make_dir(path: str | Path) -> Path:
     return path
 
 
-def _write_failed(exc: RuntimeError) -> bool:
-    """Whether ``exc`` is torch's way of saying a write failed (``torch.save`` on a full disk
-    raises ``RuntimeError: ... PytorchStreamWriter failed writing file ...``, not ``OSError``)."""
+#: What torch's (and safetensors') errors say when a write failed: ``torch.save`` on a full
+#: disk raises ``RuntimeError: [enforce fail at inline_container.cc:…] . unexpected pos …`` (or,
+#: in other versions, ``PytorchStreamWriter failed writing file …``), not ``OSError``;
+#: safetensors raises ``SafetensorError: … I/O error: No space left on device (os error 28)``.
+_WRITE_FAILED = (
+    "unexpected pos",
+    "PytorchStreamWriter",
+    "file write failed",
+    "inline_container",
+    "I/O error",
+)
+
+
+def _write_failed(exc: Exception) -> bool:
+    """Whether ``exc`` (from torch or safetensors, not an ``OSError``) says a write failed."""
     text = str(exc)
-    return "PytorchStreamWriter" in text or "file write failed" in text
+    return any(marker in text for marker in _WRITE_FAILED)
+
+
+def write_error(exc: Exception, directory: str | Path) -> OSError:
+    """The ``OSError`` a failed write by torch or safetensors stands for: ``ENOSPC`` when the
+    message says so or little space is left in ``directory``, else ``EIO``."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        free = 0
+    full = "os error 28" in str(exc) or "No space left" in str(exc) or free < 64 * 2**20
+    what = type(exc).__name__
+    return OSError(
+        errno.ENOSPC if full else errno.EIO,
+        f"the write failed ({what}, {free / 2**20:.1f} MiB free there)",
+    )
 
 
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
@@ -94,15 +136,13 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
         try:
             try:
                 write(tmp)
-            except RuntimeError as exc:
+            except OSError:
+                raise
+            except Exception as exc:  # torch's RuntimeError, safetensors' SafetensorError
                 if not _write_failed(exc):
                     raise
                 # The reason torch does not give: most often a full disk.
-                free = shutil.disk_usage(path.parent).free
-                raise OSError(
-                    errno.ENOSPC if free < 64 * 2**20 else errno.EIO,
-                    f"torch could not write the file ({free / 2**20:.0f} MiB free there)",
-                ) from exc
+                raise write_error(exc, path.parent) from exc
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp, default_mode())  # mkstemp makes it private

@@ -17,11 +17,20 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write
-from .errors import CheckpointError
-from .model import Supernet
+from .errors import CheckpointError, UserError, quoted
+from .model import Supernet, weight_count
+from .resources import check_memory
+from .saved_model import check_finite
 from .space import Space, SpaceError
 
-__all__ = ["FORMAT", "file_sha256", "load_checkpoint", "load_supernet", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "check_device",
+    "file_sha256",
+    "load_checkpoint",
+    "load_supernet",
+    "save_checkpoint",
+]
 
 FORMAT = "vitnas-supernet"
 VERSION = 1
@@ -39,6 +48,39 @@ def save_checkpoint(path: str | Path, net: Supernet, **extra: Any) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def check_device(device: str | torch.device, option: str = "device") -> torch.device:
+    """``device`` as a :class:`torch.device`, refused (naming ``option``) when this machine has
+    no such device: CUDA without a GPU or with fewer GPUs than the index, MPS off a Mac."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(
+            f"{option}={device} is not a device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(
+                f"{option}={device}: CUDA is not available on this machine (no CUDA device"
+                f"{'' if torch.version.cuda else '; torch is built without CUDA'}); use "
+                f"{option}=cpu (or auto)"
+            )
+        if parsed.index is not None and parsed.index >= count:
+            raise UserError(
+                f"{option}={device}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}; use one of them, or {option}=cpu (or auto)"
+            )
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(
+                f"{option}={device}: MPS (Apple's GPU) is not available on this machine; use "
+                f"{option}=cpu (or auto)"
+            )
+    elif parsed.type != "cpu":
+        raise UserError(f"{option}={device} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    return parsed
+
+
 def load_checkpoint(
     path: str | Path,
     map_location: str | torch.device = "cpu",
@@ -47,8 +89,10 @@ def load_checkpoint(
     """Read a checkpoint dict safely, with one clear error for each way it can be unusable.
 
     ``expected_format`` is the ``format`` entry it must carry (another tool's file, or a
-    single-subnet training checkpoint where a supernet is expected, is refused).
+    single-subnet training checkpoint where a supernet is expected, is refused). Weights that are
+    not finite (NaN, infinity) are refused too.
     """
+    map_location = check_device(map_location)
     path = Path(path)
     if not path.exists():
         raise CheckpointError(
@@ -73,16 +117,38 @@ def load_checkpoint(
             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); restore it "
             "from a copy, or remove it and train again"
         ) from None
+    what = "supernet" if expected_format == FORMAT else f"{expected_format!r}"
     if not isinstance(payload, Mapping) or payload.get("format") != expected_format:
-        what = "supernet" if expected_format == FORMAT else f"{expected_format!r}"
         raise CheckpointError(
             f"{path} is not a {what} checkpoint of this tool; give one written by "
             f"`python -m supernet.train`"
         )
-    if payload.get("version", 0) > VERSION:
+    version = payload.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
         raise CheckpointError(
-            f"{path} was written by a newer version (format {payload['version']}); upgrade"
+            f"{path} is not a {what} checkpoint of this tool (its version is "
+            f"{quoted(version)}, not a number); give one written by `python -m supernet.train`"
         )
+    if version > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer version of this tool (format {version}, this one "
+            f"reads up to {VERSION}); upgrade vitnas to read it"
+        )
+    model = payload.get("model")
+    if not isinstance(model, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        kind = type(model).__name__ if not isinstance(model, Mapping) else "mapping of non-tensors"
+        raise CheckpointError(
+            f"{path} is not a {what} checkpoint of this tool: its model entry is a {kind}, not "
+            "the weights; give one written by `python -m supernet.train`"
+        )
+    check_finite(
+        model,
+        path,
+        "it cannot be searched, fine-tuned or resumed; use an earlier checkpoint, or train "
+        "again with a lower train.lr",
+    )
     return dict(payload)
 
 
@@ -90,7 +156,10 @@ def checkpoint_space(payload: Mapping[str, Any], path: str | Path = "checkpoint"
     try:
         return Space.from_dict(payload["space"])
     except (KeyError, SpaceError) as exc:
-        raise CheckpointError(f"{path} holds no valid search space: {exc}") from None
+        raise CheckpointError(
+            f"{path} holds no valid search space: {exc}; give a checkpoint written by "
+            "`python -m supernet.train` (or restore it from a copy)"
+        ) from None
 
 
 def check_space(found: Space, expected: Space, path: str | Path) -> None:
@@ -120,12 +189,19 @@ def load_supernet(
     found = checkpoint_space(payload, path)
     if space is not None:
         check_space(found, space, path)
+    count = weight_count(found)
+    check_memory(
+        4 * count,
+        f"{path} holds a supernet of {count:,} float32 weights: it",
+        "load it on a machine with more free memory",
+    )
     net = Supernet(found)
     try:
         net.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{path}: weights do not match its search space ({str(exc).splitlines()[0]})"
+            f"{path}: weights do not match its search space ({str(exc).splitlines()[0]}); the "
+            "file was altered: restore it from a copy, or train again"
         ) from None
     return net.to(map_location), payload
 

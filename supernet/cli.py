@@ -8,33 +8,56 @@ written, a full disk): it names the path. Ctrl-C exits with status 130.
 :func:`hydra_main` runs a Hydra app so that Hydra's own errors, raised before the task runs (a
 misspelt override, an unknown config group option, a run directory that cannot be created), are
 reported the same way instead of as Hydra's multi-line text or a traceback.
+
+A refused command leaves the run directory as it found it: Hydra writes its ``.hydra/`` copies of
+the config before the task runs, so :class:`KeepRunFiles` (a Hydra callback) notes the previous
+ones and a user error puts them back (or, in a directory this command created and left holding
+nothing else, removes what Hydra wrote). SIGTERM is handled as Ctrl-C is (exit status 143), so a
+search or training stopped by ``kill`` tidies up as after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from .errors import UserError
+from .errors import MAX_ERROR_CHARS, UserError, cap_text, quoted
 
 __all__ = [
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "EXIT_USER_ERROR",
+    "MAX_ERROR_CHARS",
+    "KeepRunFiles",
+    "Terminated",
     "debug_requested",
+    "exit_interrupted",
     "fail",
+    "handle_sigterm",
     "hydra_main",
     "one_line",
     "os_error_message",
+    "quoted",
     "user_errors",
 ]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
 
 T = TypeVar("T")
 
@@ -50,9 +73,32 @@ def one_line(message: str) -> str:
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` (on one line) to stderr and exit with :data:`EXIT_USER_ERROR`."""
-    print(f"error: {one_line(message)}", file=sys.stderr)
+    """Print ``error: message`` (on one line, at most about :data:`MAX_ERROR_CHARS` characters)
+    to stderr and exit with :data:`EXIT_USER_ERROR`."""
+    print(f"error: {cap_text(one_line(cap_text(message, 8 * MAX_ERROR_CHARS)))}", file=sys.stderr)
     raise SystemExit(EXIT_USER_ERROR)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill <pid>``, a scheduler's stop): raised like Ctrl-C's ``KeyboardInterrupt``,
+    so that everything that tidies up after Ctrl-C does so after it too."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this process (from its main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def exit_interrupted(exc: KeyboardInterrupt) -> None:
+    """Print ``interrupted`` (``terminated`` for SIGTERM) and exit with 130 (143)."""
+    terminated = isinstance(exc, Terminated)
+    print("terminated" if terminated else "interrupted", file=sys.stderr)
+    raise SystemExit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
 
 
 def os_error_message(exc: OSError) -> str:
@@ -81,22 +127,110 @@ def user_errors(task: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(task)
     def wrapper(cfg: Any, *args: Any, **kwargs: Any) -> T:
+        handle_sigterm()
+        logging.raiseExceptions = False  # a full disk must not print a logging traceback
         try:
             return task(cfg, *args, **kwargs)
         except UserError as exc:
+            _restore_run_files()
             if _debug(cfg):
                 raise
             fail(str(exc))
         except OSError as exc:
+            _restore_run_files()
             if _debug(cfg):
                 raise
             fail(os_error_message(exc))
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            raise SystemExit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            exit_interrupted(exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper
+
+
+# -- the run directory's .hydra/ files ------------------------------------------------------------
+@dataclass
+class _RunFiles:
+    """The run directory a Hydra run will write into, as it was before: whether it existed, and
+    the bytes of each of Hydra's config copies (None: absent)."""
+
+    run_dir: Path
+    subdir: Path | None
+    existed: bool
+    files: dict[str, bytes | None] = field(default_factory=dict)
+
+
+_HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+_snapshot: _RunFiles | None = None
+
+
+class KeepRunFiles(Callback):
+    """Hydra callback (``hydra.callbacks``): note the run directory's ``.hydra/`` files before
+    Hydra overwrites them, so that a refused command can put them back."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _snapshot
+        _snapshot = None
+        try:
+            run_dir = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
+            subdir = config.hydra.output_subdir
+        except (OmegaConfBaseException, TypeError, ValueError):
+            return
+        hydra_dir = None if subdir is None else run_dir / str(subdir)
+        snapshot = _RunFiles(run_dir, hydra_dir, run_dir.exists())
+        if hydra_dir is not None:
+            for name in _HYDRA_FILES:
+                try:
+                    snapshot.files[name] = (hydra_dir / name).read_bytes()
+                except OSError:
+                    snapshot.files[name] = None
+        _snapshot = snapshot
+
+
+def _only_hydra_files(run_dir: Path, subdir: Path | None) -> bool:
+    """Whether ``run_dir`` holds nothing but what Hydra writes (its config copies, its log)."""
+    for path in run_dir.iterdir():
+        if subdir is not None and path == subdir and path.is_dir():
+            if any(p.name not in _HYDRA_FILES for p in path.iterdir()):
+                return False
+        elif not (path.is_file() and path.suffix == ".log"):
+            return False
+    return True
+
+
+def _restore_run_files() -> None:
+    """After a refused command: the run directory's ``.hydra/`` files as they were before it (a
+    directory this command created, if it holds nothing but Hydra's files, is removed)."""
+    global _snapshot
+    snapshot, _snapshot = _snapshot, None
+    if snapshot is None:
+        return
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if Path(HydraConfig.get().runtime.output_dir) != snapshot.run_dir:
+            return  # not the directory noted (a multirun job, or another app)
+    except (ValueError, OmegaConfBaseException):
+        return
+    try:
+        if not snapshot.existed:
+            if snapshot.run_dir.is_dir() and _only_hydra_files(snapshot.run_dir, snapshot.subdir):
+                shutil.rmtree(snapshot.run_dir)
+            return
+        if snapshot.subdir is None:
+            return
+        for name, content in snapshot.files.items():
+            path = snapshot.subdir / name
+            if content is None:
+                path.unlink(missing_ok=True)
+            elif not path.is_file() or path.read_bytes() != content:
+                from .atomic import atomic_write
+
+                atomic_write(path, lambda tmp, content=content: Path(tmp).write_bytes(content))
+        if snapshot.subdir.is_dir() and not any(snapshot.subdir.iterdir()):
+            snapshot.subdir.rmdir()
+    except OSError:
+        pass  # best effort: the error being reported matters more
 
 
 def _hydra_message(exc: Exception) -> str:
@@ -138,16 +272,21 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
     an unexpected exception (a bug) still shows its full traceback.
     """
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     debug = debug_requested(sys.argv[1:] if argv is None else argv)
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    handle_sigterm()
     try:
         main()
+    except KeyboardInterrupt as exc:  # before the task started (composing the config)
+        exit_interrupted(exc)
     except (HydraException, OmegaConfBaseException) as exc:
         if debug:
             raise
         fail(_hydra_message(exc))
+    except BrokenPipeError:  # stdout closed early (`… --help | head`): not the run directory
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except OSError as exc:
         if debug:
             raise

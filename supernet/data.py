@@ -36,6 +36,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "DataSplits",
+    "ImageReadError",
     "build_data",
 ]
 
@@ -47,6 +48,35 @@ DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
 
 class DataError(UserError):
     """A dataset that cannot be found or does not fit the search space."""
+
+
+class ImageReadError(DataError):
+    """An image file that cannot be read (truncated, not an image). A DataLoader worker's error
+    reaches the main process rebuilt from its traceback's text: the last line is kept."""
+
+    def __init__(self, message: str) -> None:
+        if "Original Traceback" in message:
+            last = message.strip().splitlines()[-1]
+            message = last.partition(f"{type(self).__name__}: ")[2] or last
+        super().__init__(message)
+
+
+def _load_image(path: str) -> Any:
+    """ImageFolder's loader (PIL, RGB), with a bad file named in one error line."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            return image.convert("RGB")
+    except UnidentifiedImageError:
+        detail = "not an image, or in a format PIL cannot read"
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, damaged
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+    raise ImageReadError(
+        f"cannot read the image {path} ({detail}); replace or remove the file (every file in a "
+        "class folder must be an image)"
+    )
 
 
 @dataclass(frozen=True)
@@ -341,9 +371,9 @@ def _imagefolder(config: DataConfig) -> DataSplits:
         ]
     )
     try:
-        full_train = ImageFolder(str(train_dir), transforms.Compose(train_tf))
-        eval_train = ImageFolder(str(train_dir), eval_tf)
-        test = ImageFolder(str(test_dir), eval_tf)
+        full_train = ImageFolder(str(train_dir), transforms.Compose(train_tf), loader=_load_image)
+        eval_train = ImageFolder(str(train_dir), eval_tf, loader=_load_image)
+        test = ImageFolder(str(test_dir), eval_tf, loader=_load_image)
     except (FileNotFoundError, OSError) as exc:
         raise DataError(
             f"cannot read ImageFolder data under {root} ({exc}); train/ and val/ (or test/) need "

@@ -19,9 +19,18 @@ import torch
 from torch import nn
 
 from .family import family_of
+from .resources import check_memory
 from .space import Space, Subnet
 
-__all__ = ["Supernet"]
+__all__ = ["Supernet", "weight_count"]
+
+
+def weight_count(space: Space) -> int:
+    """The parameters of ``space``'s supernet, counted on the meta device (shapes only, nothing
+    allocated)."""
+    with torch.device("meta"):
+        net = family_of(space).supernet_cls(space)
+    return sum(p.numel() for p in net.parameters())
 
 
 class Supernet(nn.Module):
@@ -35,6 +44,14 @@ class Supernet(nn.Module):
                 kind = type(space).__name__
                 raise TypeError(f"expected a SearchSpace (or another family's space), got {kind}")
             cls = family_of(space).supernet_cls
+        if isinstance(space, Space) and torch.get_default_device().type != "meta":
+            # Refused before allocating: the allocator (or the OOM killer) is rougher.
+            count = weight_count(space)
+            check_memory(
+                4 * count,
+                f"the supernet of this search space ({count:,} float32 weights)",
+                "choose smaller space.* choices (widths, depths, heads, MLP ratios)",
+            )
         return super().__new__(cls)
 
     # -- what a family defines -------------------------------------------------------------------

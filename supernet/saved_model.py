@@ -26,13 +26,22 @@ from .atomic import (
     move_into_place,
     remove_stale_staging,
     staging_dir,
+    write_error,
     writing,
 )
 from .errors import CheckpointError
 from .family import family_of
 from .space import Space, SpaceError, Subnet
+from .yamlio import YamlError, read_yaml
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "load_subnet", "read_subnet_yaml", "save_subnet"]
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "check_finite",
+    "load_subnet",
+    "read_subnet_yaml",
+    "save_subnet",
+]
 
 CONFIG_FILE = "subnet.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -45,13 +54,16 @@ def save_subnet(
     metadata: Mapping[str, Any] | None = None,
     extra_files: Mapping[str, str] | None = None,
     overwrite: bool = False,
+    shown_as: str | Path | None = None,
 ) -> Path:
     """Write ``model`` to ``directory`` all at once: it is built beside it, then renamed into place.
 
     An existing non-empty directory is kept unless ``overwrite``; ``extra_files`` maps file names
-    to text contents written alongside (a README, say).
+    to text contents written alongside (a README, say). ``shown_as``: the directory error
+    messages name (where a caller staging ``directory`` will move it).
     """
     directory = Path(directory)
+    shown = Path(shown_as) if shown_as is not None else directory
     with writing(directory):
         remove_stale_staging(directory)  # what a save killed half-way left
     check_target_dir(directory, overwrite, f"export target {directory}", "overwrite=True")
@@ -64,13 +76,21 @@ def save_subnet(
             "subnet": subnet.to_dict(),
             "metadata": dict(metadata or {}),
         }
-        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        # Errors name the file being written at its final place (a full disk, say).
+        with writing(shown / CONFIG_FILE):
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE))
-        os.chmod(tmp / WEIGHTS_FILE, default_mode())  # safetensors writes owner-only files
+        with writing(shown / WEIGHTS_FILE):
+            try:
+                save_file(state, str(tmp / WEIGHTS_FILE))
+            except SafetensorError as exc:  # ENOSPC comes as this, not as an OSError
+                raise write_error(exc, tmp) from exc
+            os.chmod(tmp / WEIGHTS_FILE, default_mode())  # safetensors writes owner-only files
         for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
-        move_into_place(tmp, directory)
+            with writing(shown / name):
+                (tmp / name).write_text(text)
+        with writing(shown):
+            move_into_place(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -84,13 +104,45 @@ def read_subnet_yaml(directory: str | Path) -> tuple[Space, Subnet, dict[str, An
         path = path / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"no {CONFIG_FILE} at {path.parent}: not an exported subnet")
+    fix = "export it again with `python -m search.export`, or restore it from a copy"
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path, "subnet file")
+    except YamlError as exc:
+        raise CheckpointError(f"{exc}; {fix}") from None
+    if not isinstance(data, Mapping) or not {"space", "subnet"} <= set(data):
+        raise CheckpointError(
+            f"{path} is not a valid subnet file: it needs the mappings space: and subnet:; {fix}"
+        )
+    try:
         space = Space.from_dict(data["space"])
         subnet = space.subnet_from_dict(data["subnet"])
-    except (yaml.YAMLError, KeyError, TypeError, SpaceError) as exc:
-        raise CheckpointError(f"{path} is not a valid subnet file: {exc}") from None
-    return space, subnet, dict(data.get("metadata") or {})
+    except (KeyError, TypeError, SpaceError) as exc:
+        raise CheckpointError(f"{path} is not a valid subnet file: {exc}; {fix}") from None
+    metadata = data.get("metadata")
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise CheckpointError(
+            f"{path} is not a valid subnet file: metadata: must be a mapping, got "
+            f"{type(metadata).__name__}; {fix}"
+        )
+    return space, subnet, dict(metadata)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path: str | Path, fix: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training saved by another tool, a
+    corrupted file): searching or fine-tuning them gives meaningless results."""
+    bad = []
+    for name, tensor in state.items():
+        floating = isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+        if floating and not bool(torch.isfinite(tensor).all()):
+            bad.append(name)
+    if bad:
+        kinds = "NaN or infinite"
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"{path} holds {kinds} weights (in {', '.join(bad[:3])}{more}); {fix}"
+        )
 
 
 def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -101,14 +153,21 @@ def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu")
     if not weights.is_file():
         raise CheckpointError(f"no {WEIGHTS_FILE} in {directory}")
     try:
-        state = load_file(str(weights), device=str(map_location))
+        state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read {weights}: truncated or corrupt ({exc})") from None
+        raise CheckpointError(
+            f"cannot read {weights}: truncated or corrupt ({exc}); export it again or restore it "
+            "from a copy"
+        ) from None
+    check_finite(
+        state, weights, "export the subnet again from a supernet whose training did not diverge"
+    )
     model = family_of(space).build_model(space, subnet)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"{weights} does not match {CONFIG_FILE} ({str(exc).splitlines()[0]})"
+            f"{weights} does not match {CONFIG_FILE} ({str(exc).splitlines()[0]}); export the "
+            "subnet again, or restore both files from one copy"
         ) from None
     return model.to(map_location).eval()

@@ -28,7 +28,9 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 
 from .atomic import atomic_write_text
-from .errors import UserError
+from .errors import UserError, quoted
+from .yamlio import YamlError
+from .yamlio import read_yaml as _read_user_yaml
 
 __all__ = [
     "DEFAULT_FAMILY",
@@ -54,12 +56,14 @@ S = TypeVar("S", bound="Subnet")
 class SpaceError(UserError, ValueError):
     """A search space or subnet is invalid. The message lists every problem found, one per line."""
 
-    def __init__(self, what: str, problems: Sequence[str]) -> None:
+    def __init__(self, what: str, problems: Sequence[str], fix: str | None = None) -> None:
         self.problems = list(problems)
         if len(self.problems) == 1:
             message = f"invalid {what}: {self.problems[0]}"
         else:
             message = f"invalid {what}:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        if fix:
+            message += f"; {fix}" if len(self.problems) == 1 else f"\n{fix}"
         super().__init__(message)
 
 
@@ -85,12 +89,12 @@ def check_choices(name: str, values: object, problems: list[str], *, integer: bo
     """Append to ``problems`` unless ``values`` is a non-empty tuple of positive choices."""
     kind = "integers" if integer else "numbers"
     if not isinstance(values, tuple) or len(values) == 0:
-        problems.append(f"{name} must be a non-empty list of {kind}, got {values!r}")
+        problems.append(f"{name} must be a non-empty list of {kind}, got {quoted(values)}")
         return
     ok = is_int if integer else is_number
     bad = [v for v in values if not ok(v)]
     if bad:
-        problems.append(f"{name} must hold only {kind}, got {fmt(repr(v) for v in bad)}")
+        problems.append(f"{name} must hold only {kind}, got {fmt(quoted(v) for v in bad[:5])}")
         return
     small = [v for v in values if v <= 0]  # type: ignore[operator]
     if small:
@@ -133,11 +137,10 @@ def read_yaml(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
-    with path.open() as f:
-        try:
-            return yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise SpaceError(what, [f"{path} is not valid YAML: {exc}"]) from None
+    try:
+        return _read_user_yaml(path, f"{what} file")
+    except YamlError as exc:
+        raise SpaceError(what, [str(exc)]) from None
 
 
 def write_yaml(data: Mapping[str, Any], path: str | Path) -> None:
@@ -153,7 +156,7 @@ def family_name(data: object, default: str, what: str) -> str:
     if name is None:
         return default
     if not isinstance(name, str):
-        raise SpaceError(what, [f"family must be a family name, got {name!r}"])
+        raise SpaceError(what, [f"family must be a family name, got {quoted(name)}"])
     return name
 
 
@@ -178,8 +181,10 @@ class Subnet(ABC):
     """One architecture of a family's space. Subclasses are frozen, hashable dataclasses."""
 
     family: ClassVar[str]
-    #: The columns :meth:`to_row` writes, in order.
+    #: The columns :meth:`to_row` writes, in order, and those of them that hold JSON lists (the
+    #: others hold integers).
     row_columns: ClassVar[tuple[str, ...]]
+    row_json_columns: ClassVar[tuple[str, ...]]
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,3 +41,28 @@ def postgres_url() -> Iterator[str]:
         pytest.skip("PostgreSQL server binaries not installed (make setup installs them)")
     with PostgresCluster() as cluster:
         yield cluster.url
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``small_disk("300k")``: a real tmpfs of that size (a real full disk: ENOSPC from the
+    kernel, whatever message each library makes of it), unmounted afterwards. Mounting needs
+    root (or CAP_SYS_ADMIN): the test is skipped, saying so, where it is not permitted."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -1,9 +1,10 @@
 """A catalogue of bad inputs, each run through the real command line.
 
-Every case must end with exit status 2 and exactly one line on stderr, ``error: ...``, naming the
-problem and the fix (the ``says`` fragments), with no traceback and no half-written output: the
-files it would have written do not exist, the files it found are unchanged, and no temporary file
-or staging directory is left. ``debug=true`` shows the traceback instead.
+Every case must end with exit status 2 and exactly one line on stderr, ``error: <problem>; <fix>``
+(the ``says`` fragments; at most about 2000 characters), with no traceback and no half-written
+output: the files it would have written do not exist, the files it found are unchanged (a run
+directory's ``.hydra/`` copies of its config included), and no temporary file or staging
+directory is left. ``debug=true`` shows the traceback instead.
 
 The README's table of bad inputs is this list: ``python tests/test_bad_inputs.py`` prints it, and
 a test checks that the README holds it.
@@ -74,7 +75,7 @@ CASES = [
         "option out of range",
         "supernet.train",
         ("hydra.run.dir={run}", "train.lr=-1", *TINY),
-        ("train.lr must be a positive number, got -1.0",),
+        ("train.lr must be a positive number, got -1.0", "pass values in those ranges"),
         absent=("{run}/supernet.pt",),
     ),
     Case(
@@ -94,7 +95,11 @@ CASES = [
             "was trained for another search space (embed_dim: checkpoint (32, 48, 64)",
             "ask for the space it was trained with",
         ),
-        unchanged=("{train_run}/supernet.pt", "{train_run}/metrics.csv"),
+        unchanged=(
+            "{train_run}/supernet.pt",
+            "{train_run}/metrics.csv",
+            "{train_run}/.hydra/config.yaml",
+        ),
     ),
     Case(
         "train-resume-truncated",
@@ -136,8 +141,12 @@ CASES = [
         "new run into a run directory that has a checkpoint",
         "supernet.train",
         ("hydra.run.dir={train_run}", *TRAINED),
-        ("already exists: pass resume=true", "or choose another hydra.run.dir"),
-        unchanged=("{train_run}/supernet.pt", "{train_run}/metrics.csv"),
+        ("already exists; pass resume=true", "or choose another hydra.run.dir"),
+        unchanged=(
+            "{train_run}/supernet.pt",
+            "{train_run}/metrics.csv",
+            "{train_run}/.hydra/config.yaml",
+        ),
     ),
     Case(
         "train-missing-data-root",
@@ -199,6 +208,135 @@ CASES = [
         ("is not a supernet checkpoint of this tool", "give one written by"),
         absent=("{run}/checkpoint.pt", "{run}/subnet"),
     ),
+    # -- python -m supernet.train: bounds, devices, damaged inputs (issue 15) ------------------
+    Case(
+        "train-threads-beyond-cores",
+        "more threads than CPU cores",
+        "supernet.train",
+        ("hydra.run.dir={run}", "threads=100000", *TINY),
+        ("threads=100000 is more than the", "CPU core(s) this process may use", "use threads="),
+        absent=("{run}",),
+    ),
+    Case(
+        "train-seed-negative",
+        "negative seed",
+        "supernet.train",
+        ("hydra.run.dir={run}", "seed=-1", *TINY),
+        ("seed must be an integer from 0 to 4294967295, got -1", "pass seed=0"),
+        absent=("{run}",),
+    ),
+    Case(
+        "train-seed-beyond-64-bits",
+        "seed beyond 64 bits",
+        "supernet.train",
+        ("hydra.run.dir={run}", "seed=18446744073709551616", *TINY),
+        ("seed must be an integer from 0 to 4294967295, got 18446744073709551616", "pass seed=0"),
+        absent=("{run}",),
+    ),
+    Case(
+        "train-space-too-big-for-memory",
+        "a space whose supernet the memory cannot hold",
+        "supernet.train",
+        ("hydra.run.dir={run}", "space.embed_dim=[300000]", *TINY),
+        (
+            "training this supernet (",
+            "needs about",
+            "of memory, but this machine has",
+            "choose smaller space.* choices",
+        ),
+        absent=("{run}",),
+    ),
+    Case(
+        "train-device-absent",
+        "a CUDA device this machine does not have",
+        "supernet.train",
+        ("hydra.run.dir={run}", "device=cuda:7", *TINY),
+        ("device=cuda:7: ", "use device=cpu (or auto)"),
+        absent=("{run}",),
+    ),
+    Case(
+        "train-device-mps",
+        "MPS on a machine without it",
+        "supernet.train",
+        ("hydra.run.dir={run}", "device=mps", *TINY),
+        ("device=mps: MPS (Apple's GPU) is not available on this machine", "use device=cpu"),
+        absent=("{run}",),
+    ),
+    Case(
+        "train-resume-version-not-a-number",
+        "checkpoint whose version is a string (resume)",
+        "supernet.train",
+        ("hydra.run.dir={run}", "resume={version_string}", *TRAINED),
+        ("its version is '1', not a number", "give one written by `python -m supernet.train`"),
+        absent=("{run}/supernet.pt",),
+        unchanged=("{version_string}",),
+    ),
+    Case(
+        "train-corrupt-image",
+        "a file in an image folder that is not an image",
+        "supernet.train",
+        (
+            "hydra.run.dir={run}",
+            "data=imagefolder",
+            "data.root={images}",
+            "data.img_size=8",
+            "space.in_chans=3",
+            "space.num_classes=2",
+            "train.epochs=1",
+            "train.batch_size=4",
+            "train.num_workers=1",
+        ),
+        ("cannot read the image {images}/train/b/3.png", "replace or remove the file"),
+        absent=("{run}",),
+    ),
+    Case(
+        "finetune-binary-subnet-yaml",
+        "subnet.yaml of binary bytes",
+        "supernet.train",
+        ("hydra.run.dir={run}", "mode=finetune", "subnet={binary_export}"),
+        ("subnet.yaml is not a subnet file: it holds binary data", "export it again"),
+        absent=("{run}",),
+    ),
+    Case(
+        "finetune-metadata-not-mapping",
+        "subnet.yaml whose metadata: is not a mapping",
+        "supernet.train",
+        ("hydra.run.dir={run}", "mode=finetune", "subnet={list_metadata_export}"),
+        ("metadata: must be a mapping, got list", "export it again"),
+        absent=("{run}",),
+    ),
+    Case(
+        "finetune-alias-bomb",
+        "subnet file that is a YAML alias bomb",
+        "supernet.train",
+        ("hydra.run.dir={run}", "mode=finetune", "supernet={checkpoint}", "subnet={bomb}"),
+        ("expands to more than 1,000,000 YAML nodes through its aliases", "give a plain file"),
+        absent=("{run}",),
+    ),
+    Case(
+        "finetune-nan-export",
+        "export with NaN weights",
+        "supernet.train",
+        ("hydra.run.dir={run}", "mode=finetune", "subnet={nan_export}"),
+        ("model.safetensors holds NaN or infinite weights", "export the subnet again"),
+        absent=("{run}",),
+    ),
+    Case(
+        "finetune-nan-supernet",
+        "supernet checkpoint with NaN weights",
+        "supernet.train",
+        ("hydra.run.dir={run}", "mode=finetune", "supernet={nan_checkpoint}", "subnet=smallest"),
+        ("holds NaN or infinite weights (in head.weight)", "use an earlier checkpoint"),
+        absent=("{run}",),
+    ),
+    Case(
+        "finetune-model-a-list",
+        "checkpoint whose model is a list",
+        "supernet.train",
+        ("hydra.run.dir={run}", "mode=finetune", "supernet={model_list}", "subnet=smallest"),
+        ("its model entry is a list, not the weights", "give one written by"),
+        absent=("{run}",),
+    ),
     # -- python -m search ---------------------------------------------------------------------
     Case(
         "search-no-checkpoint",
@@ -229,7 +367,11 @@ CASES = [
         "budget below the smallest subnet",
         "search",
         ("hydra.run.dir={run}", "supernet={checkpoint}", "budget.flops=1k"),
-        ("budget.flops = 1k FLOPs is below the smallest subnet", "this space spans"),
+        (
+            "budget.flops = 1k FLOPs is below the smallest subnet",
+            "this space spans",
+            "raise budget.flops to at least",
+        ),
         absent=("{run}/study.db", "{run}/trials.csv"),
     ),
     Case(
@@ -311,7 +453,11 @@ CASES = [
             "search.study_name='{study}'",
         ),
         ("was made for another search (budget:", "pass search.study_name=<new name>"),
-        unchanged=("{search_run}/trials.csv", "{search_run}/study.yaml"),
+        unchanged=(
+            "{search_run}/trials.csv",
+            "{search_run}/study.yaml",
+            "{search_run}/.hydra/config.yaml",
+        ),
     ),
     Case(
         "search-latency-without-profile",
@@ -325,13 +471,124 @@ CASES = [
         ),
         absent=("{run}/study.db",),
     ),
+    # -- python -m search: the rest of issue 15 ------------------------------------------------
+    Case(
+        "search-unparsable-override",
+        "override Hydra cannot parse",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.n_trials=[1"),
+        ("cannot parse the override 'search.n_trials=[1'", "quote a value"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-bad-value",
+        "option out of range",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.n_trials=-1"),
+        ("search.n_trials must be a non-negative integer, got -1", "pass search.n_trials="),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-device-absent",
+        "a CUDA device this machine does not have",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.device=cuda:7"),
+        ("search.device=cuda:7: ", "use search.device=cpu (or auto)"),
+        absent=("{run}",),
+        unchanged=("{checkpoint}",),
+    ),
+    Case(
+        "search-device-mps",
+        "MPS on a machine without it",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.device=mps"),
+        ("search.device=mps: MPS (Apple's GPU) is not available", "use search.device=cpu"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-seed-negative",
+        "negative seed",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "seed=-1"),
+        ("seed must be an integer from 0 to 4294967295 or null, got -1", "pass seed=0"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-seed-beyond-64-bits",
+        "seed beyond 64 bits",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "seed=18446744073709551616"),
+        ("seed must be an integer from 0 to 4294967295 or null", "pass seed=0"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-threads-beyond-cores",
+        "more threads than CPU cores",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.threads=100000"),
+        ("search.threads=100000 is more than the", "use search.threads="),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-too-many-workers",
+        "more workers than the machine can run",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.n_workers=100000"),
+        ("search.n_workers=100000 is more than this machine can run", "use search.n_workers="),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-nan-checkpoint",
+        "supernet checkpoint with NaN weights",
+        "search",
+        ("hydra.run.dir={run}", "supernet={nan_checkpoint}"),
+        ("holds NaN or infinite weights (in head.weight)", "use an earlier checkpoint"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-version-not-a-number",
+        "checkpoint whose version is a string",
+        "search",
+        ("hydra.run.dir={run}", "supernet={version_string}"),
+        ("its version is '1', not a number", "give one written by"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-model-a-list",
+        "checkpoint whose model is a list",
+        "search",
+        ("hydra.run.dir={run}", "supernet={model_list}"),
+        ("its model entry is a list, not the weights", "give one written by"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-checkpoint-too-big-for-memory",
+        "checkpoint whose space the memory cannot hold",
+        "search",
+        ("hydra.run.dir={run}", "supernet={huge_space}"),
+        ("holds a supernet of", "needs about", "load it on a machine with more free memory"),
+        absent=("{run}",),
+    ),
+    Case(
+        "search-damaged-study-db",
+        "truncated study.db, rerun in place",
+        "search",
+        ("hydra.run.dir={damaged_db}", "supernet={checkpoint}", "search.n_trials=4"),
+        ("the study database {damaged_db}/study.db is damaged", "restore it from a copy"),
+        unchanged=(
+            "{damaged_db}/study.db",
+            "{damaged_db}/trials.csv",
+            "{damaged_db}/study.yaml",
+            "{damaged_db}/.hydra/config.yaml",
+        ),
+    ),
     # -- python -m search.export --------------------------------------------------------------
     Case(
         "export-no-such-trial",
         "export of a trial that does not exist",
         "search.export",
         ("{search_run}", "trial=99", "out={run}/best"),
-        ("no trial 99 in this run (trials 0 to",),
+        ("no trial 99 in this run (trials 0 to", "pass one of those, or trial=best"),
         absent=("{run}/best",),
     ),
     Case(
@@ -458,6 +715,102 @@ CASES = [
         ("is a supernet checkpoint: pass data=<ImageFolder root with train/ and val/>",),
         absent=("{run}",),
     ),
+    Case(
+        "export-out-is-the-run",
+        "out= the searched run itself (with overwrite=true)",
+        "search.export",
+        ("{search_run}", "out={search_run}", "overwrite=true", "onnx=false"),
+        ("out={search_run} is the searched run", "choose a new directory for the export"),
+        unchanged=("{search_run}/study.db", "{search_run}/trials.csv", "{search_run}/study.yaml"),
+    ),
+    Case(
+        "export-out-is-the-checkpoint-dir",
+        "out= the training run holding the checkpoint (with overwrite=true)",
+        "search.export",
+        ("{search_run}", "out={train_run}", "overwrite=true", "onnx=false"),
+        ("out={train_run} is the checkpoint's directory", "choose a new directory"),
+        unchanged=("{checkpoint}", "{train_run}/metrics.csv"),
+    ),
+    Case(
+        "export-out-holds-the-run",
+        "out= a directory holding the searched run (with overwrite=true)",
+        "search.export",
+        ("{search_run}", "out={root}", "overwrite=true", "onnx=false"),
+        ("out={root} holds the searched run", "choose a new directory"),
+        unchanged=("{checkpoint}", "{search_run}/study.db"),
+    ),
+    Case(
+        "export-trial-not-whole",
+        "option out of range: a trial number that is not whole",
+        "search.export",
+        ("{search_run}", "trial=5.9", "out={run}/best"),
+        ("trial must be best or a trial number, got 5.9", "pass trial=best or a whole number"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-unparsable-override",
+        "override that cannot be parsed",
+        "search.export",
+        ("{search_run}", "trial=[1", "out={run}/best"),
+        ("cannot parse the override 'trial=[1'", "quote a value"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-manifest-not-a-mapping",
+        "study.yaml that is not a mapping",
+        "search.export",
+        ("{list_manifest}", "out={run}/best"),
+        ("study.yaml is not a search manifest (a list, not a mapping)", "restore it from a copy"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-manifest-without-hash",
+        "study.yaml without the checkpoint's hash",
+        "search.export",
+        ("{no_hash}", "out={run}/best"),
+        ("study.yaml lacks checkpoint_sha256", "restore it from a copy"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-trials-missing-column",
+        "trials.csv with a missing column",
+        "search.export",
+        ("{missing_column}", "out={run}/best"),
+        ("trials.csv is not a trials table this tool can read", "lacks the column(s) flops"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-trials-garbage-row",
+        "trials.csv with a garbage row",
+        "search.export",
+        ("{garbage_row}", "out={run}/best"),
+        ("column 'number' holds 'garbage' in row", "write it again from the study"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-trials-broken-json",
+        "trials.csv with a broken JSON list",
+        "search.export",
+        ("{broken_json}", "out={run}/best"),
+        ("column 'num_heads' holds '[1, 2' in row 1", "not a JSON list", "restore it"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-trials-nan-costs",
+        "trials.csv with NaN costs",
+        "search.export",
+        ("{nan_costs}", "out={run}/best"),
+        ("trial 0 is COMPLETE but has no params", "write it again from the study"),
+        absent=("{run}",),
+    ),
+    Case(
+        "export-nan-checkpoint",
+        "searched checkpoint with NaN weights",
+        "search.export",
+        ("{nan_run}", "out={run}/best", "onnx=false"),
+        ("holds NaN or infinite weights (in head.weight)", "use an earlier checkpoint"),
+        absent=("{run}",),
+    ),
     # -- python -m search.report / search.latency ---------------------------------------------
     Case(
         "report-no-runs",
@@ -476,6 +829,70 @@ CASES = [
         unchanged=("{a_file}",),
     ),
     Case(
+        "report-option-typo",
+        "misspelt option",
+        "search.report",
+        ("{search_run}", "kost=3"),
+        ("unknown option 'kost'", "check its spelling"),
+        absent=("{search_run}/report.csv",),
+    ),
+    Case(
+        "report-unparsable-override",
+        "override that cannot be parsed",
+        "search.report",
+        ("{search_run}", "cost=[1"),
+        ("cannot parse the override 'cost=[1'", "quote a value"),
+        absent=("{search_run}/report.csv",),
+    ),
+    Case(
+        "report-bad-value",
+        "option out of range",
+        "search.report",
+        ("{search_run}", "cost=furlongs", "png=false"),
+        ("cost must be one of params, macs, flops, latency_ms, got 'furlongs'", "pass cost=flops"),
+        absent=("{search_run}/report.csv",),
+    ),
+    Case(
+        "report-trials-missing-column",
+        "trials.csv with a missing column",
+        "search.report",
+        ("{missing_column}", "png=false"),
+        ("lacks the column(s) flops", "write it again from the study"),
+        absent=("{missing_column}/report.csv",),
+    ),
+    Case(
+        "report-trials-garbage-row",
+        "trials.csv with a garbage row",
+        "search.report",
+        ("{garbage_row}", "png=false"),
+        ("column 'number' holds 'garbage' in row", "write it again from the study"),
+        absent=("{garbage_row}/report.csv",),
+    ),
+    Case(
+        "report-trials-broken-json",
+        "trials.csv with a broken JSON list",
+        "search.report",
+        ("{broken_json}", "png=false"),
+        ("column 'num_heads' holds '[1, 2' in row 1", "not a JSON list"),
+        absent=("{broken_json}/report.csv",),
+    ),
+    Case(
+        "report-trials-nan-costs",
+        "trials.csv with NaN costs",
+        "search.report",
+        ("{nan_costs}", "png=false"),
+        ("trial 0 is COMPLETE but has no params", "write it again from the study"),
+        absent=("{nan_costs}/report.csv",),
+    ),
+    Case(
+        "report-manifest-not-a-mapping",
+        "study.yaml that is not a mapping",
+        "search.report",
+        ("{list_manifest}", "png=false"),
+        ("study.yaml is not a search manifest (a list, not a mapping)", "restore it from a copy"),
+        absent=("{list_manifest}/report.csv",),
+    ),
+    Case(
         "latency-unknown-command",
         "unknown latency command",
         "search.latency",
@@ -487,8 +904,68 @@ CASES = [
         "subnet outside the space (latency)",
         "search.latency",
         ("measure", "hydra.run.dir={run}", "space=digits", "subnet={outside}"),
-        ("invalid subnet for this space: num_heads[0] = 3 is not a choice",),
+        (
+            "invalid subnet for this space: num_heads[0] = 3 is not a choice",
+            "give a subnet made of this space's choices",
+        ),
         absent=("{run}/latency_measurement.yaml",),
+    ),
+    Case(
+        "latency-option-typo",
+        "misspelt option",
+        "search.latency",
+        ("measure", "hydra.run.dir={run}", "space=digits", "repeatz=3"),
+        ("unknown option repeatz", "check its spelling"),
+        absent=("{run}",),
+    ),
+    Case(
+        "latency-unparsable-override",
+        "override Hydra cannot parse",
+        "search.latency",
+        ("measure", "hydra.run.dir={run}", "space=digits", "repeats=[1"),
+        ("cannot parse the override 'repeats=[1'", "quote a value"),
+        absent=("{run}",),
+    ),
+    Case(
+        "latency-bad-value",
+        "option out of range",
+        "search.latency",
+        ("measure", "hydra.run.dir={run}", "space=digits", "repeats=0"),
+        ("repeats must be an integer >= 1, got 0", "pass repeats=5"),
+        absent=("{run}",),
+    ),
+    Case(
+        "latency-binary-subnet",
+        "subnet file of binary bytes (latency)",
+        "search.latency",
+        ("measure", "hydra.run.dir={run}", "space=digits", "subnet={binary_yaml}"),
+        ("is not a subnet file: it holds binary data", "give the right file"),
+        absent=("{run}",),
+    ),
+    # -- python -m search.rank ----------------------------------------------------------------
+    Case(
+        "rank-option-typo",
+        "misspelt option",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "kk=3"),
+        ("unknown option kk", "check its spelling"),
+        absent=("{run}",),
+    ),
+    Case(
+        "rank-unparsable-override",
+        "override Hydra cannot parse",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "k=[1"),
+        ("cannot parse the override 'k=[1'", "quote a value"),
+        absent=("{run}",),
+    ),
+    Case(
+        "rank-bad-value",
+        "option out of range",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "k=2"),
+        ("k must be an integer ≥ 3, got 2", "pass k=3 or more"),
+        absent=("{run}",),
     ),
 ]
 
@@ -513,7 +990,38 @@ SHOWN = {
     "af_space": "<its space.yaml>",
     "af_outside": "<AutoFormer .pth, 40 wide>",
     "af_not_tensors": "<.pth of strings>",
+    "root": "<dir holding both runs>",
+    "version_string": "<.pt: version '1'>",
+    "model_list": "<.pt: model a list>",
+    "nan_checkpoint": "<.pt with NaN weights>",
+    "huge_space": "<.pt: space embed_dim 300000>",
+    "binary_export": "<export: binary subnet.yaml>",
+    "list_metadata_export": "<export: metadata a list>",
+    "nan_export": "<export with NaN weights>",
+    "bomb": "<alias-bomb.yaml>",
+    "binary_yaml": "<binary.yaml>",
+    "images": "<image folder with a corrupt PNG>",
+    "list_manifest": "<run: study.yaml a list>",
+    "no_hash": "<run: study.yaml without checkpoint_sha256>",
+    "missing_column": "<run: trials.csv without flops>",
+    "garbage_row": "<run: trials.csv + a garbage row>",
+    "broken_json": "<run: trials.csv num_heads '[1, 2'>",
+    "nan_costs": "<run: trials.csv, trial 0 without params>",
+    "nan_run": "<run of a NaN checkpoint>",
+    "damaged_db": "<run: study.db truncated>",
 }
+
+#: A 356-byte YAML document whose aliases expand to 9**9 (387 million) strings.
+ALIAS_BOMB = "\n".join(
+    [
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+        *(
+            f"{x}: &{x} [{','.join([f'*{p}'] * 9)}]"
+            for p, x in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+        "embed_dim: *i",
+    ]
+)
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -637,7 +1145,13 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     torch.save({"model": _autoformer_state(16, 2, 2, 8, 12, 4, 3, 5)}, root / "af_supernet.pth")
     torch.save({"model": _autoformer_state(40, 3, 1, 16, 8, 2, 1, 10)}, root / "af_outside.pth")
     torch.save({"model": {"cls_token": "zeros"}}, root / "af_not_tensors.pth")
+    # A refused command must leave the run directories' Hydra config copies as they were.
+    for run_dir in (run.run_dir, searched.run_dir):
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        (run_dir / ".hydra" / "config.yaml").write_text("# the run's own config\n")
+    damaged = _damaged_inputs(root, checkpoint, searched.run_dir)
     return {
+        **damaged,
         "root": str(root),
         "train_run": str(run.run_dir),
         "checkpoint": str(checkpoint),
@@ -657,6 +1171,92 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "af_outside": str(root / "af_outside.pth"),
         "af_not_tensors": str(root / "af_not_tensors.pth"),
     }
+
+
+def _damaged_inputs(root: Path, checkpoint: Path, search_run: Path) -> dict[str, str]:
+    """Checkpoints, exports, run directories and files damaged in the ways issue 15 lists."""
+    import shutil
+
+    import pandas as pd
+    from PIL import Image
+
+    from supernet import SearchSpace, Supernet, save_subnet
+    from supernet.checkpoint import file_sha256
+
+    paths: dict[str, Path] = {}
+    payload = torch.load(checkpoint, weights_only=True)
+
+    def variant(name: str, **changes: object) -> None:
+        paths[name] = root / f"{name}.pt"
+        torch.save({**payload, **changes}, paths[name])
+
+    nan_model = {k: v.clone() for k, v in payload["model"].items()}
+    nan_model["head.weight"][0, 0] = float("nan")
+    variant("nan_checkpoint", model=nan_model)
+    variant("version_string", version="1")
+    variant("model_list", model=list(payload["model"].values()))
+    variant("huge_space", space={**payload["space"], "embed_dim": [300000]})
+
+    space = SearchSpace.preset("digits")
+    model = Supernet(space).extract(space.smallest())
+    export = save_subnet(model, space, root / "export")
+    paths["binary_export"] = root / "binary_export"
+    shutil.copytree(export, paths["binary_export"])
+    (paths["binary_export"] / "subnet.yaml").write_bytes(bytes(range(256)) * 8)
+    paths["list_metadata_export"] = root / "list_metadata_export"
+    shutil.copytree(export, paths["list_metadata_export"])
+    config = yaml.safe_load((export / "subnet.yaml").read_text())
+    config["metadata"] = [1, 2]
+    (paths["list_metadata_export"] / "subnet.yaml").write_text(yaml.safe_dump(config))
+    with torch.no_grad():
+        next(iter(model.parameters())).fill_(float("inf"))
+    paths["nan_export"] = save_subnet(model, space, root / "nan_export")
+    paths["bomb"] = root / "alias-bomb.yaml"
+    paths["bomb"].write_text(ALIAS_BOMB)
+    paths["binary_yaml"] = root / "binary.yaml"
+    paths["binary_yaml"].write_bytes(bytes(range(256)) * 8)
+
+    paths["images"] = root / "images"
+    generator = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            folder = paths["images"] / split / label
+            folder.mkdir(parents=True)
+            for i in range(8):
+                pixels = torch.randint(0, 256, (8, 8, 3), generator=generator, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    (paths["images"] / "train" / "b" / "3.png").write_bytes(b"not an image at all")
+
+    def run_copy(name: str) -> Path:
+        paths[name] = root / name
+        shutil.copytree(search_run, paths[name])
+        (paths[name] / "trials.parquet").unlink()  # export reads the (damaged) CSV then
+        return paths[name]
+
+    (run_copy("list_manifest") / "study.yaml").write_text("- a list, not a manifest\n")
+    manifest = yaml.safe_load((search_run / "study.yaml").read_text())
+    del manifest["checkpoint_sha256"]
+    (run_copy("no_hash") / "study.yaml").write_text(yaml.safe_dump(manifest))
+    table = pd.read_csv(search_run / "trials.csv")
+    table.drop(columns=["flops"]).to_csv(run_copy("missing_column") / "trials.csv", index=False)
+    text = (search_run / "trials.csv").read_text() + "garbage,oops\n"
+    (run_copy("garbage_row") / "trials.csv").write_text(text)
+    broken = table.copy()
+    broken.loc[0, "num_heads"] = "[1, 2"
+    broken.to_csv(run_copy("broken_json") / "trials.csv", index=False)
+    no_costs = table.copy()
+    no_costs.loc[0, "params"] = None
+    no_costs.to_csv(run_copy("nan_costs") / "trials.csv", index=False)
+    manifest = yaml.safe_load((search_run / "study.yaml").read_text())
+    manifest["checkpoint"] = str(paths["nan_checkpoint"])
+    manifest["checkpoint_sha256"] = file_sha256(paths["nan_checkpoint"])
+    (run_copy("nan_run") / "study.yaml").write_text(yaml.safe_dump(manifest))
+    damaged = run_copy("damaged_db")
+    for log in ("study.db-wal", "study.db-shm"):  # (the search's connection may still be open)
+        (damaged / log).unlink(missing_ok=True)
+    database = (damaged / "study.db").read_bytes()
+    (damaged / "study.db").write_bytes(database[: len(database) // 3])
+    return {name: str(path) for name, path in paths.items()}
 
 
 # -- running a case -------------------------------------------------------------------------------
@@ -722,6 +1322,8 @@ def test_bad_input(case: Case, values: dict[str, str], tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    assert "; " in lines[0], lines[0]  # the problem; the fix
+    assert len(lines[0]) <= 2100, lines[0][:300]  # a user's value is quoted cut short
     assert "Traceback" not in result.stderr
     for fragment in case.says:
         assert fragment.format(**values) in lines[0], (fragment, lines[0])
@@ -752,14 +1354,23 @@ def test_debug_shows_the_traceback(case_id: str, values: dict[str, str], tmp_pat
 
 def test_at_least_twenty_distinct_cases() -> None:
     assert len(CASES) >= 20 and len({c.id for c in CASES}) == len(CASES)
-    assert {c.module for c in CASES} == {
+    modules = {
         "supernet.train",
         "supernet.convert",
         "search",
         "search.export",
         "search.report",
         "search.latency",
+        "search.rank",
     }
+    assert {c.module for c in CASES} == modules
+    for module in modules:  # every entry point: a typo, a parse error, a range
+        kinds = {c.what for c in CASES if c.module == module}
+        assert "misspelt option" in kinds, module
+        assert any(k.startswith("option out of range") for k in kinds), module
+        assert any(
+            "cannot be parsed" in k or "cannot parse" in k or "does not parse" in k for k in kinds
+        ), module
 
 
 # -- the README table -----------------------------------------------------------------------------

@@ -51,7 +51,9 @@ def _subnet(cfg: DictConfig, space: Space) -> Subnet:
         return space.largest()
     path = Path(choice)
     if not path.is_file():
-        raise LatencyError(f"subnet must be smallest, largest or a subnet.yaml; no file {path}")
+        raise LatencyError(
+            f"no file {path}: subnet must be smallest, largest or the path of a subnet.yaml"
+        )
     data = read_yaml(path, "subnet")
     if isinstance(data, dict) and "subnet" in data and "embed_dim" not in data:
         data = data["subnet"]  # an export's subnet.yaml

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from supernet import Space, Subnet, complexity, family_of
+from supernet.errors import quoted
 
 from .allocator import steady_allocator as _steady_allocator
 from .design import designed_sample, holdout_sample
@@ -112,7 +113,7 @@ def calibrate(
     """
     check_settings(batch_size=batch_size, warmup=warmup, repeats=repeats)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise LatencyError(f"rounds must be an integer >= 1, got {rounds!r}")
+        raise LatencyError(f"rounds must be an integer >= 1, got {quoted(rounds)}; pass rounds=3")
     parsed = parse_device(device)
     allocator = _steady_allocator() if steady_allocator else "system default"
     rng = random.Random(seed)

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+from supernet.errors import quoted
+from supernet.resources import check_threads
+
 from .errors import LatencyError
 
 __all__ = ["device_description", "effective_threads", "parse_device", "torch_threads"]
@@ -19,18 +22,26 @@ def parse_device(device: str | torch.device) -> torch.device:
     """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a :class:`torch.device`, checked to be usable."""
     try:
         parsed = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise LatencyError(f"unknown device {device!r}: use cpu, cuda or cuda:N ({exc})") from None
+    except (RuntimeError, TypeError):
+        raise LatencyError(f"unknown device {quoted(device)}; use cpu, cuda or cuda:N") from None
     if parsed.type == "cpu":
         return torch.device("cpu")
     if parsed.type != "cuda":
-        raise LatencyError(f"latency can be measured on cpu or cuda, not {parsed.type!r}")
+        raise LatencyError(
+            f"latency can be measured on cpu or cuda, not {parsed.type!r}; pass device=cpu or cuda"
+        )
     if not torch.cuda.is_available():
-        raise LatencyError(f"device {device!r} asked for, but CUDA is not available here")
+        raise LatencyError(
+            f"device={device}: CUDA is not available on this machine (no CUDA device); measure "
+            "with device=cpu, or on the machine with the GPU"
+        )
     index = torch.cuda.current_device() if parsed.index is None else parsed.index
     if index >= torch.cuda.device_count():
         count = torch.cuda.device_count()
-        raise LatencyError(f"device {device!r} asked for, but only {count} CUDA device(s) exist")
+        raise LatencyError(
+            f"device={device}: this machine has {count} CUDA device(s), cuda:0 to "
+            f"cuda:{count - 1}; use one of them"
+        )
     return torch.device("cuda", index)
 
 
@@ -69,7 +80,11 @@ def effective_threads(threads: int | None) -> int:
     if threads is None:
         return torch.get_num_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise LatencyError(f"threads must be a positive integer or null, got {threads!r}")
+        raise LatencyError(
+            f"threads must be a positive integer or null, got {quoted(threads)}; pass threads=1 "
+            "or null (torch's default)"
+        )
+    check_threads("threads", threads)
     return threads
 
 

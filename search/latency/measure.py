@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from supernet import Space
+from supernet.errors import quoted
 
 from .allocator import steady_allocator as _steady_allocator
 from .device import device_description, parse_device, torch_threads
@@ -109,9 +110,12 @@ def check_settings(*, batch_size: int, warmup: int, repeats: int) -> None:
     problems = []
     for name, value, low in (("batch_size", batch_size, 1), ("warmup", warmup, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            problems.append(f"{name} must be an integer >= {low}, got {value!r}")
+            problems.append(
+                f"{name} must be an integer >= {low}, got {quoted(value)}; pass "
+                f"{name}={max(low, 1)}"
+            )
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        problems.append(f"repeats must be an integer >= 1, got {repeats!r}")
+        problems.append(f"repeats must be an integer >= 1, got {quoted(repeats)}; pass repeats=5")
     if problems:
         raise LatencyError("; ".join(problems))
 
@@ -119,7 +123,7 @@ def check_settings(*, batch_size: int, warmup: int, repeats: int) -> None:
 def check_clock(clock: str, device: torch.device, threads: int) -> None:
     """Raise :class:`LatencyError` unless ``clock`` can be used with this device and threads."""
     if clock not in CLOCKS:
-        raise LatencyError(f"clock must be wall or cpu, got {clock!r}")
+        raise LatencyError(f"clock must be wall or cpu, got {quoted(clock)}; pass clock=wall")
     if clock == "cpu" and (device.type != "cpu" or threads != 1):
         raise LatencyError(
             "clock=cpu times the calling thread's CPU time, so it needs device=cpu and threads=1 "
@@ -251,7 +255,7 @@ def interleaved_samples(
     per key, the :class:`Timings` of each round. Threads are whatever torch is set to.
     """
     if rounds < 1:
-        raise LatencyError(f"rounds must be an integer >= 1, got {rounds!r}")
+        raise LatencyError(f"rounds must be an integer >= 1, got {quoted(rounds)}; pass rounds=3")
     samples: dict[K, list[Timings]] = {k: [] for k in keys}
     bar = tqdm(total=rounds * len(keys), desc="measuring", unit="subnet", disable=not progress)
     with bar:

@@ -36,6 +36,7 @@ import yaml
 from supernet import Space, Subnet
 from supernet.atomic import atomic_write_text
 from supernet.space import PRESETS_DIR, SpaceError
+from supernet.yamlio import YamlError, read_yaml
 
 from .device import device_description, effective_threads, parse_device
 from .errors import ProfileError
@@ -222,7 +223,10 @@ class LatencyProfile:
     @classmethod
     def from_dict(cls, data: Any, source: str = "latency profile") -> LatencyProfile:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-            raise ProfileError(f"{source} is not a latency profile (no 'format: {FORMAT}')")
+            raise ProfileError(
+                f"{source} is not a latency profile (no 'format: {FORMAT}'); give a profile "
+                "written by `python -m search.latency calibrate`"
+            )
         if data.get("version") != VERSION:
             raise ProfileError(
                 f"{source} has profile version {data.get('version')!r}; this vitnas reads "
@@ -231,13 +235,15 @@ class LatencyProfile:
         required = ("device", "device_name", "threads", "batch_size", "coefficients", "space")
         missing = [k for k in required if k not in data]
         if missing:
-            raise ProfileError(f"{source} is missing {', '.join(missing)}")
+            raise ProfileError(f"{source} is missing {', '.join(missing)}; calibrate it again")
         try:
             space = Space.from_dict(data["space"])
         except SpaceError as exc:
-            raise ProfileError(f"{source}: {exc}") from None
+            raise ProfileError(f"{source}: {exc}; calibrate it again") from None
         if not isinstance(data["coefficients"], Mapping):
-            raise ProfileError(f"{source}: coefficients must be a mapping of feature to number")
+            raise ProfileError(
+                f"{source}: coefficients must be a mapping of feature to number; calibrate it again"
+            )
         try:
             return cls(
                 device=str(data["device"]),
@@ -254,9 +260,9 @@ class LatencyProfile:
                 created=str(data.get("created", "")),
             )
         except ProfileError as exc:
-            raise ProfileError(f"{source}: {exc}") from None
+            raise ProfileError(f"{source}: {exc}; calibrate it again") from None
         except (TypeError, ValueError) as exc:
-            raise ProfileError(f"{source} is malformed: {exc}") from None
+            raise ProfileError(f"{source} is malformed: {exc}; calibrate it again") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as YAML, atomically (no half-written file, even on a crash)."""
@@ -276,10 +282,9 @@ class LatencyProfile:
                 "batch_size=<n>`"
             )
         try:
-            data = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ProfileError(f"latency profile {path} is not valid YAML ({reason})") from None
+            data = read_yaml(path, "latency profile")
+        except YamlError as exc:
+            raise ProfileError(f"{exc}; or calibrate it again") from None
         return cls.from_dict(data, source=f"latency profile {path}")
 
 

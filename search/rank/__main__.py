@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from supernet.cli import user_errors
+from supernet.cli import hydra_main, user_errors
 
 from .runner import run_ranking
 
@@ -27,4 +27,4 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_main(main)

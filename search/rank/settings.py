@@ -16,8 +16,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from supernet.errors import UserError
+from supernet.checkpoint import check_device
+from supernet.errors import UserError, quoted
+from supernet.resources import check_threads
 from supernet.train import ConfigError, TrainConfig
+from supernet.train.rng import seed_problem
 
 __all__ = ["SUBNET_ONLY", "RankError", "RankSettings", "recipe"]
 
@@ -31,7 +34,9 @@ class RankError(UserError):
 
 def _int(key: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise RankError(f"{key} must be an integer ≥ {low}, got {value!r}")
+        raise RankError(
+            f"{key} must be an integer ≥ {low}, got {quoted(value)}; pass {key}={low} or more"
+        )
     return value
 
 
@@ -62,7 +67,7 @@ class RankSettings:
             raise RankError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
         if not data.get("supernet"):
             raise RankError(
-                "no supernet checkpoint given: pass supernet=<path to supernet.pt> "
+                "no supernet checkpoint given; pass supernet=<path to supernet.pt> "
                 "(train one with `python -m supernet.train`)"
             )
         train = data.get("train") or {}
@@ -80,11 +85,17 @@ class RankSettings:
             )
         device = data.get("device", "auto")
         if not isinstance(device, str) or not device:
-            raise RankError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+            raise RankError(
+                f"device must be auto, cpu, cuda, cuda:N or mps, got {quoted(device)}; pass "
+                "device=auto"
+            )
+        if device != "auto":
+            check_device(device, "device")
         scratch = data.get("scratch_dir")
         seed = data.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise RankError(f"seed must be an integer, got {seed!r}")
+        problem = seed_problem("seed", seed)
+        if problem:
+            raise RankError(problem)
         for key in ("finetune", "png"):
             if not isinstance(data.get(key, True), bool):
                 raise RankError(f"{key} must be true or false, got {data[key]!r}")
@@ -96,7 +107,7 @@ class RankSettings:
             finetune=data.get("finetune", True),
             scratch_dir=Path(str(scratch)).expanduser() if scratch else None,
             n_jobs=_int("n_jobs", data.get("n_jobs", 1), 1),
-            threads=_int("threads", data.get("threads", 1), 1),
+            threads=check_threads("threads", _int("threads", data.get("threads", 1), 1)) or 1,
             device=device,
             png=data.get("png", True),
             train={k: v for k, v in train.items() if v is not None},

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from ..errors import quoted
 from ..space import (
     Space,
     SpaceError,
@@ -78,6 +79,7 @@ class SwinSubnet(Subnet):
 
     family: ClassVar[str] = FAMILY_NAME
     row_columns: ClassVar[tuple[str, ...]] = ("embed_dim", "depth", *BLOCK_FIELDS)
+    row_json_columns: ClassVar[tuple[str, ...]] = row_columns
 
     embed_dim: tuple[int, ...]
     depth: tuple[int, ...]
@@ -115,7 +117,7 @@ class SwinSubnet(Subnet):
             if not isinstance(values, tuple) or not all(isinstance(v, tuple) for v in values):
                 problems.append(
                     f"{name} must be a list with one list per stage (one entry per active "
-                    f"block), got {values!r}"
+                    f"block), got {quoted(values)}"
                 )
                 continue
             if stages_ok and len(values) != len(self.depth):
@@ -192,7 +194,7 @@ class SwinSubnet(Subnet):
                     value = json.loads(value)
                 except json.JSONDecodeError:
                     raise SpaceError(
-                        "subnet", [f"column {name} is not a JSON list: {value!r}"]
+                        "subnet", [f"column {name} is not a JSON list: {quoted(value)}"]
                     ) from None
             data[name] = value
         return cls._from_fields(data)
@@ -261,9 +263,9 @@ class SwinSpace(Space):
         for name in ("img_size", "patch_size", "in_chans", "num_classes", "head_dim"):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
+                problems.append(f"{name} must be a positive integer, got {quoted(value)}")
         if self.shift not in ("alternate", "none"):
-            problems.append(f"shift must be 'alternate' or 'none', got {self.shift!r}")
+            problems.append(f"shift must be 'alternate' or 'none', got {quoted(self.shift)}")
         if problems:
             raise SpaceError("search space", problems)
         n = len(self.embed_dim)
@@ -312,7 +314,7 @@ class SwinSpace(Space):
             example = "[[3, 4], [6, 8]]" if integer else "[[3.5, 4.0], [4.0]] or [3.5, 4.0]"
             problems.append(
                 f"{name} must be one list of choices per stage (e.g. {example}), got "
-                f"{list(value)!r}"
+                f"{quoted(list(value))}"
             )
             return value
         stages = []
@@ -403,7 +405,9 @@ class SwinSpace(Space):
                         )
                     problems.append(problem)
         if problems:
-            raise SpaceError("subnet for this space", problems)
+            raise SpaceError(
+                "subnet for this space", problems, fix="give a subnet made of this space's choices"
+            )
         return subnet
 
     def _pick_all(self, index: Callable[[tuple[Any, ...]], Any]) -> SwinSubnet:

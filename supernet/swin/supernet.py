@@ -8,7 +8,7 @@
 Weight entanglement, per stage ``s`` (largest choices ``C_max``, ``h_max``, ``M_max``, ``W``):
 
 - patch embedding, Q/K/V, output projection, MLP, LayerNorms and head: the shared elastic
-  layers of :mod:`supernet.elastic` (leading slices; Q, K and V of head ``h`` keep their rows);
+  layers of :mod:`supernet.layers` (leading slices; Q, K and V of head ``h`` keep their rows);
 - the relative position bias of each block is stored for the stage's largest effective window
   ``W`` as a ``(2W-1)², h_max`` table (timm's layout, rows ``(dy + W-1) * (2W-1) + (dx + W-1)``).
   A window ``w`` takes the centre crop ``[W-w : W+w-1]`` on both axes of the 2-D table and the

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DataConfig
-from ..errors import UserError
+from ..errors import UserError, quoted
+from ..resources import check_threads
 from ..space import Space, SpaceError
+from .rng import seed_problem
 
 __all__ = [
     "MODES",
@@ -152,7 +154,10 @@ class TrainConfig:
         if not problems and self.min_lr > self.lr:
             problems.append(f"train.min_lr ({self.min_lr}) is above train.lr ({self.lr})")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError(
+                "; ".join(problems) + "; pass values in those ranges (`--cfg job` prints the "
+                "defaults)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -248,13 +253,18 @@ class RunConfig:
             problems.append(
                 f"resume must be true, false, auto or a checkpoint path, got {self.resume!r}"
             )
-        if not _is_int(self.seed):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
+        seed = seed_problem("seed", self.seed)
+        if seed:
+            problems.append(seed)
         if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
-            problems.append(f"threads must be a positive integer or null, got {self.threads!r}")
+            problems.append(
+                f"threads must be a positive integer or null, got {quoted(self.threads)}; pass "
+                "threads=1 (small models) or null (one per core)"
+            )
         if not isinstance(self.device, str) or not self.device:
             problems.append(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if problems:
             raise ConfigError("; ".join(problems))
+        check_threads("threads", self.threads)
         # Fine-tuning for zero epochs is how one measures inherited accuracy alone.
         self.train.check(min_epochs=0 if self.mode == "finetune" else 1)

@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..checkpoint import check_device
+from ..errors import UserError
 from .config import ConfigError
 
 __all__ = ["DistEnv", "resolve_device", "state_digest"]
@@ -35,18 +37,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={name} but CUDA is not available here; use device=auto")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device={name} but MPS is not available here; use device=auto")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+        device = check_device(name, "device")
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
     return device
 
 

@@ -28,7 +28,7 @@ def resume_path(resume: bool | str, run_dir: Path, name: str) -> Path | None:
     if resume is False:
         if own.exists():
             raise ConfigError(
-                f"{own} already exists: pass resume=true (or resume=auto) to continue that run, "
+                f"{own} already exists; pass resume=true (or resume=auto) to continue that run, "
                 "or choose another hydra.run.dir"
             )
         return None
@@ -43,10 +43,13 @@ def resume_path(resume: bool | str, run_dir: Path, name: str) -> Path | None:
     if path.is_dir():
         path = path / name
     if not path.is_file():
-        raise ConfigError(f"resume={resume}: no checkpoint at {path}")
+        raise ConfigError(
+            f"resume={resume}: no checkpoint at {path}; give the path of a checkpoint, or "
+            "resume=true to continue the one in hydra.run.dir"
+        )
     if own.exists() and own.resolve() != path.resolve():
         raise ConfigError(
-            f"{own} already exists: resume it with resume=true, or choose another hydra.run.dir"
+            f"{own} already exists; resume it with resume=true, or choose another hydra.run.dir"
         )
     return path
 

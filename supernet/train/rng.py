@@ -14,7 +14,23 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["capture", "python_state", "restore", "set_python_state"]
+__all__ = ["MAX_SEED", "capture", "python_state", "restore", "seed_problem", "set_python_state"]
+
+#: Seeds run from 0 to this (NumPy's and most samplers' range; a table column holds it).
+MAX_SEED = 2**32 - 1
+
+
+def seed_problem(option: str, value: object, allow_none: bool = False) -> str | None:
+    """What is wrong with a seed a user gave (None when nothing): an integer in 0..MAX_SEED."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}…"
+        return (
+            f"{option} must be an integer from 0 to {MAX_SEED}{' or null' * allow_none}, got "
+            f"{shown}; pass {option}=0 (or any seed in that range)"
+        )
+    return None
 
 
 def python_state(rng: random.Random | None = None) -> list[Any]:

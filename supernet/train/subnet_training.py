@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from .. import complexity
@@ -33,6 +32,7 @@ from ..evaluation import EvalSet, accuracies
 from ..family import family_of
 from ..saved_model import CONFIG_FILE, WEIGHTS_FILE, load_subnet, read_subnet_yaml, save_subnet
 from ..space import Space, SpaceError, Subnet
+from ..yamlio import YamlError, read_yaml
 from .config import ConfigError, RunConfig, TrainConfig
 from .distributed import DistEnv
 from .loop import Amp, Hooks, fit
@@ -107,11 +107,16 @@ def _read_subnet_file(path: Path) -> tuple[Space | None, dict[str, Any]]:
     """The space (an export's subnet.yaml names one) and the subnet's fields of a YAML file; the
     fields become a subnet once the space, hence the family, is known."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read subnet file {path}: {exc}") from None
+        data = read_yaml(path, "subnet file")
+    except YamlError as exc:
+        raise ConfigError(
+            f"{exc}; give a subnet YAML (embed_dim, depth, num_heads, mlp_ratio)"
+        ) from None
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{path} is not a subnet YAML (expected a mapping of fields)")
+        raise ConfigError(
+            f"{path} is not a subnet YAML (expected a mapping of fields); give one with "
+            "embed_dim, depth, num_heads and mlp_ratio"
+        )
     space = None
     if "subnet" in data and "embed_dim" not in data:  # an export's subnet.yaml
         if data.get("space") is not None:

@@ -24,7 +24,8 @@ from ..atomic import make_dir
 from ..checkpoint import check_space, checkpoint_space, load_checkpoint, save_checkpoint
 from ..data import build_data
 from ..evaluation import EvalSet, accuracies
-from ..model import Supernet
+from ..model import Supernet, weight_count
+from ..resources import check_memory
 from ..space import Space
 from .config import RunConfig, TrainConfig
 from .distributed import DistEnv
@@ -151,6 +152,13 @@ def train_supernet(
 def _train(config: RunConfig, space: Space, env: DistEnv, hooks: Hooks | None) -> SupernetResult:
     run_dir = Path(env.broadcast_object(str(config.run_dir)))
     train = config.train
+    count = weight_count(space)
+    check_memory(
+        16 * count,
+        f"training this supernet ({count:,} weights, each with its gradient and AdamW's two "
+        "moments, 16 bytes in all)",
+        "choose smaller space.* choices (embed_dim, depth, num_heads, mlp_ratio)",
+    )
     path = resume_path(config.resume, run_dir, CHECKPOINT)
     payload = None
     if path is not None:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from ..errors import quoted
 from ..space import (
     Space,
     SpaceError,
@@ -60,6 +61,7 @@ class SubnetConfig(Subnet):
 
     family: ClassVar[str] = "vit"
     row_columns: ClassVar[tuple[str, ...]] = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+    row_json_columns: ClassVar[tuple[str, ...]] = ("num_heads", "mlp_ratio")
     reads_any_family: ClassVar[bool] = True  # the front door of code older than families
 
     embed_dim: int
@@ -75,13 +77,15 @@ class SubnetConfig(Subnet):
         object.__setattr__(self, "mlp_ratio", mlp)
         problems: list[str] = []
         if not is_int(self.embed_dim) or self.embed_dim < 1:
-            problems.append(f"embed_dim must be a positive integer, got {self.embed_dim!r}")
+            problems.append(f"embed_dim must be a positive integer, got {quoted(self.embed_dim)}")
         if not is_int(self.depth) or self.depth < 1:
-            problems.append(f"depth must be a positive integer, got {self.depth!r}")
+            problems.append(f"depth must be a positive integer, got {quoted(self.depth)}")
         for name in ("num_heads", "mlp_ratio"):
             values = getattr(self, name)
             if not isinstance(values, tuple):
-                problems.append(f"{name} must be a list with one entry per layer, got {values!r}")
+                problems.append(
+                    f"{name} must be a list with one entry per layer, got {quoted(values)}"
+                )
             elif is_int(self.depth) and len(values) != self.depth:
                 problems.append(
                     f"{name} has {len(values)} entries but depth is {self.depth}: "
@@ -189,18 +193,20 @@ class SearchSpace(Space):
         for name in ("img_size", "patch_size", "in_chans", "num_classes", "head_dim"):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
+                problems.append(f"{name} must be a positive integer, got {quoted(value)}")
         geometry_ok = all(is_int(v) and v >= 1 for v in (self.img_size, self.patch_size))
         if geometry_ok and (self.patch_size > self.img_size or self.img_size % self.patch_size):
             problems.append(
                 f"patch_size {self.patch_size} does not divide img_size {self.img_size}"
             )
         if self.pool not in POOLS:
-            problems.append(f"pool must be 'cls', 'mean' or 'cls_mean', got {self.pool!r}")
+            problems.append(f"pool must be 'cls', 'mean' or 'cls_mean', got {quoted(self.pool)}")
         if self.pos_embed not in ("learned", "sinusoidal"):
-            problems.append(f"pos_embed must be 'learned' or 'sinusoidal', got {self.pos_embed!r}")
+            problems.append(
+                f"pos_embed must be 'learned' or 'sinusoidal', got {quoted(self.pos_embed)}"
+            )
         if self.rel_pos not in REL_POS:
-            problems.append(f"rel_pos must be 'none' or 'autoformer', got {self.rel_pos!r}")
+            problems.append(f"rel_pos must be 'none' or 'autoformer', got {quoted(self.rel_pos)}")
         elif self.rel_pos == "autoformer" and self.pool == "mean":
             problems.append(
                 "rel_pos 'autoformer' needs the CLS token (its tables' first row is for the pairs "
@@ -208,14 +214,18 @@ class SearchSpace(Space):
             )
         distance = self.rel_pos_max_distance
         if not is_int(distance) or distance < 1:
-            problems.append(f"rel_pos_max_distance must be a positive integer, got {distance!r}")
+            problems.append(
+                f"rel_pos_max_distance must be a positive integer, got {quoted(distance)}"
+            )
         if not is_number(self.norm_eps) or self.norm_eps <= 0:
             hint = (
                 f" (YAML reads {self.norm_eps} as text: write it with a decimal point, e.g. 1.0e-5)"
                 if isinstance(self.norm_eps, str) and _is_float_text(self.norm_eps)
                 else ""
             )
-            problems.append(f"norm_eps must be a positive number, got {self.norm_eps!r}{hint}")
+            problems.append(
+                f"norm_eps must be a positive number, got {quoted(self.norm_eps)}{hint}"
+            )
         if not problems:
             # Every width/ratio pair must give an MLP of at least one unit.
             narrowest = min(self.embed_dim)
@@ -293,7 +303,9 @@ class SearchSpace(Space):
                     f"({fmt(f'{c:g}' for c in self.mlp_ratio)})"
                 )
         if problems:
-            raise SpaceError("subnet for this space", problems)
+            raise SpaceError(
+                "subnet for this space", problems, fix="give a subnet made of this space's choices"
+            )
         return subnet
 
     def smallest(self) -> SubnetConfig:

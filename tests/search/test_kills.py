@@ -1,5 +1,6 @@
-"""``kill -9`` of search workers and of the whole search: nothing completed is lost, the trials
-left running are failed and retried, and the run ends with exactly the trials asked for.
+"""``kill -9`` of search workers, of the whole search and of its parent process alone, Ctrl-C and
+SIGTERM: nothing completed is lost, no worker outlives its parent, the trials left running are
+failed and retried, and the run ends with exactly the trials asked for.
 
 (``bench/faults.py`` repeats this at random moments, many times, and reports the counts.)
 """
@@ -196,3 +197,191 @@ def test_a_killed_search_is_finished_by_the_same_command(
     assert "continuing this directory's unfinished run" in again.stderr
     assert f"{len(complete)} of its 30 trials were done, {30 - len(complete)} to go" in again.stderr
     _check_recovered(load().get_trials(), lost, complete, asked=30)
+
+
+# -- the parent alone, Ctrl-C, SIGTERM: as a user, a scheduler or the OOM killer does it ---------
+def _alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (zombies do not count)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            alive.append(pid)
+    return alive
+
+
+def _gone_within(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _alive(pids)
+
+
+def _manifest_run(run_dir: Path) -> dict[str, object]:
+    import yaml
+
+    return dict(yaml.safe_load((run_dir / "study.yaml").read_text())["run"])
+
+
+def _rerun_finishes(command: list[str], load: Loader, run_dir: Path, asked: int) -> None:
+    """The same command finishes the run: exactly ``asked`` COMPLETE, nothing RUNNING."""
+    again = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continuing this directory's unfinished run" in again.stderr
+    trials = load().get_trials()
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == asked
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    assert _manifest_run(run_dir)["finished"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_workers_die_with_a_parent_killed_alone(
+    backend: str,
+    request: pytest.FixtureRequest,
+    random_checkpoint: Path,
+    tmp_path: Path,
+    started: list[subprocess.Popen[str]],
+) -> None:
+    """SIGKILL to the search's own process only (as the OOM killer picks one process): its
+    workers must not run on re-parented, and the rerun must still end with exactly n_trials."""
+    name = f"parent-killed-{backend}"
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        extra = [f"search.storage={url}"]
+    else:
+        url, extra = default_storage_url(tmp_path), []
+    command = _command(random_checkpoint, tmp_path, 20, f"search.study_name={name}", *extra)
+    process = _start(command, started)
+    load = _loader(url, name)
+    _wait_for_complete(load, process, tmp_path, 4)
+    workers = child_pids(process.pid)
+    assert len(workers) == 2
+    os.kill(process.pid, signal.SIGKILL)  # the parent alone, not its process group
+    process.wait()
+    assert _gone_within(workers, 15) == []  # no orphan goes on running trials
+    assert _manifest_run(tmp_path)["finished"] is False
+    _rerun_finishes(command, load, tmp_path, asked=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_a_search_in_one_line_and_leaves_nothing_running(
+    workers: int, random_checkpoint: Path, tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group): 'interrupted' and nothing else on
+    stderr after the search's header, status 130, no trial left RUNNING, the run not finished;
+    the same command finishes it with exactly n_trials."""
+    command = _command(random_checkpoint, tmp_path, 16, f"search.n_workers={workers}")
+    process = _start(command, started)
+    load = _loader(default_storage_url(tmp_path), "digits_small/val_acc/nobudget/random/seed0")
+    _wait_for_complete(load, process, tmp_path, 5)
+    children = child_pids(process.pid)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    lines = err.strip().splitlines()
+    assert lines[-1] == "interrupted", err[-3000:]
+    assert "Traceback" not in err and "failed with" not in err and "Error" not in err
+    assert _gone_within(children, 5) == []
+    assert not [t.number for t in load().get_trials() if t.state == TrialState.RUNNING]
+    assert _manifest_run(tmp_path)["finished"] is False
+    _rerun_finishes(command, load, tmp_path, asked=16)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_parent_alone_stops_its_workers(
+    random_checkpoint: Path, tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    """``kill <pid>`` of the search: 'terminated', status 143, workers stopped with it, nothing
+    left RUNNING."""
+    command = _command(random_checkpoint, tmp_path, 16)
+    process = _start(command, started)
+    load = _loader(default_storage_url(tmp_path), "digits_small/val_acc/nobudget/random/seed0")
+    _wait_for_complete(load, process, tmp_path, 5)
+    children = child_pids(process.pid)
+    os.kill(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and err.strip().splitlines()[-1] == "terminated", err
+    assert "Traceback" not in err
+    assert _gone_within(children, 5) == []
+    assert not [t.number for t in load().get_trials() if t.state == TrialState.RUNNING]
+    _rerun_finishes(command, load, tmp_path, asked=16)
+
+
+@pytest.mark.slow
+def test_two_searches_started_at_once_in_one_directory(
+    random_checkpoint: Path, tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    """One runs, the other stops with one line; the run has exactly its n_trials."""
+    command = _command(random_checkpoint, tmp_path, 12, "search.n_workers=1")
+    first, second = _start(command, started), _start(command, started)
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in (first, second)]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    lines = refused.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: another search is running in")
+    study = _loader(default_storage_url(tmp_path), "digits_small/val_acc/nobudget/random/seed0")()
+    assert len(study.get_trials(False, states=(TrialState.COMPLETE,))) == 12
+
+
+@pytest.mark.slow
+def test_no_run_exceeds_its_trials_whoever_runs_them(
+    random_checkpoint: Path, tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    """Two worker processes that each believe they owe the run all its 10 trials (as an
+    orphaned worker and a rerun would): the run still gets exactly 10 COMPLETE trials."""
+    from search.continuation import RUN_ATTR
+    from search.runner import run_search
+    from search.settings import SearchSettings
+    from search.workers import PARENT_ENV, WorkerJob, _job_to_json
+
+    settings = SearchSettings.from_config(
+        {
+            "supernet": str(random_checkpoint),
+            "search": {
+                "n_trials": 0,
+                "sampler": "random",
+                "progress": False,
+                "plots_png": False,
+                "seed_trials": False,
+            },
+        }
+    )
+    created = run_search(settings, tmp_path)  # the study, and nothing in it
+    for index in range(2):
+        job = WorkerJob(
+            settings.replace(seed=index),
+            created.storage_url,
+            created.study_name,
+            index,
+            n_trials=10,
+            threads=1,
+            run_id="shared-run",
+            run_total=10,
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "search._worker"],
+            env={**_env(), PARENT_ENV: str(os.getpid())},
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # (so that the fixture can stop it, should the test fail)
+        )
+        assert process.stdin is not None
+        process.stdin.write(_job_to_json(job) + "\n")
+        process.stdin.flush()
+        started.append(process)  # (its stdin stays open: the worker's parent is alive)
+    for process in started:
+        process.wait(timeout=300)
+        assert process.returncode == 0
+    trials = _loader(created.storage_url, created.study_name)().get_trials()
+    ours = [t for t in trials if t.user_attrs.get(RUN_ATTR) == "shared-run"]
+    assert len([t for t in ours if t.state == TrialState.COMPLETE]) == 10
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}

@@ -109,7 +109,7 @@ def test_user_errors(
     tmp_path: Path,
 ) -> None:
     ckpt = f"supernet={random_checkpoint}"
-    with pytest.raises(SettingsError, match=r"no supernet checkpoint given: pass supernet="):
+    with pytest.raises(SettingsError, match=r"no supernet checkpoint given; pass supernet="):
         run_search(search_config(), tmp_path)
     with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope\.pt"):
         run_search(search_config(f"supernet={tmp_path / 'nope.pt'}"), tmp_path)

@@ -6,14 +6,17 @@ import multiprocessing
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+from omegaconf import DictConfig
 
-from search.storage import STUDY_ATTR, StudyMismatchError, open_storage, open_study
+from search.runner import run_search
+from search.storage import STUDY_ATTR, StudyMismatchError, open_storage, open_study, sqlite_path
 from supernet.errors import UserError
 
 
@@ -103,3 +106,23 @@ def test_each_waiting_trial_goes_to_one_worker_on_sqlite(tmp_path: Path) -> None
         start.set()
         popped = [trial_id for future in futures for trial_id in future.result(timeout=300)]
     assert sorted(popped) == sorted(t._trial_id for t in study.get_trials())
+
+
+@pytest.mark.parametrize("char", ["?", "#", "%"])
+def test_the_study_stays_in_a_run_dir_named_with_url_characters(
+    char: str,
+    random_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path: Path,
+) -> None:
+    """``?``, ``#`` and ``%`` mean something in a URL: unescaped, ``sqlite:///…/run?1/study.db``
+    put the database at ``…/run`` (outside the run dir), where ``…/run?2`` resumed it."""
+    first, second = tmp_path / f"run{char}1", tmp_path / f"run{char}2"
+    cfg = search_config(f"supernet={random_checkpoint}", "search.n_trials=2")
+    run_search(cfg, first)
+    again = run_search(cfg, second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name, second.name]
+    for run_dir in (first, second):
+        assert (run_dir / "study.db").is_file()
+    assert len(again.trials) == 2  # a study of its own, not the first one's resumed
+    assert sqlite_path(again.storage_url) == second.resolve() / "study.db"

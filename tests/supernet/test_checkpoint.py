@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -131,30 +132,39 @@ def test_expected_format(tiny_space: SearchSpace, tmp_path: Path) -> None:
         load_checkpoint(path, expected_format="other-format")
 
 
-def test_torch_write_failure_is_an_output_error(tmp_path: Path) -> None:
-    """torch.save on a full disk raises RuntimeError, not OSError: it must still come out as one
-    OutputError line naming the file, with no temporary file left and the old file kept."""
+def test_a_full_disk_is_one_output_error_naming_the_file(
+    tiny_space: SearchSpace, small_disk: Callable[[str], Path]
+) -> None:
+    """On a real full disk torch.save raises RuntimeError ("unexpected pos …") and safetensors
+    SafetensorError, not OSError: each must still be one OutputError naming the file, with no
+    temporary file left and the previous file whole."""
+    disk = small_disk("400k")
+    path = disk / "supernet.pt"
+    small = Supernet(tiny_space)
+    save_checkpoint(path, small)
+    before = path.read_bytes()
+    big = Supernet(SearchSpace.preset("digits"))  # ~0.8 MB of weights: does not fit
+    with pytest.raises(OutputError, match=r"cannot write .*supernet\.pt: no space left"):
+        save_checkpoint(path, big)
+    assert path.read_bytes() == before and load_checkpoint(path)["space"]
+    assert [p.name for p in disk.iterdir()] == ["supernet.pt"]
+
+    model = big.extract(big.space.largest())
+    with pytest.raises(OutputError, match=r"cannot write .*export/model\.safetensors: no space"):
+        save_subnet(model, big.space, disk / "export")
+    assert sorted(p.name for p in disk.iterdir()) == ["supernet.pt"]  # no staging directory
+
+
+def test_a_failing_write_that_is_a_bug_stays_a_bug(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(b"old")
-
-    def full_disk(tmp: str) -> None:
-        Path(tmp).write_bytes(b"partial")
-        raise RuntimeError(
-            "[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
-            "data/0: file write failed"
-        )
-
-    message = r"cannot write .*checkpoint\.pt: .*torch could not write"
-    with pytest.raises(OutputError, match=message):
-        atomic_write(path, full_disk)
-    assert path.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
     def bug(tmp: str) -> None:
         raise RuntimeError("shape mismatch")
 
-    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug stays a bug
+    with pytest.raises(RuntimeError, match="shape mismatch"):
         atomic_write(path, bug)
+    assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 

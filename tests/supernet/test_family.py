@@ -98,6 +98,9 @@ def test_every_family_supplies_every_part(family: str, tmp_path: Path) -> None:
         assert Subnet.from_dict(subnet.to_dict()) == subnet
         row = subnet.to_row()
         assert tuple(row) == type(subnet).row_columns
+        lists = {k for k, v in row.items() if isinstance(v, str)}
+        assert lists == set(type(subnet).row_json_columns)
+        assert all(isinstance(row[k], int) for k in row.keys() - lists)
         assert space.subnet_from_row(row) == subnet
         assert fam.from_params(fam.to_params(subnet)) == subnet
         assert fam.suggest(optuna.trial.FixedTrial(fam.to_params(subnet)), space) == subnet

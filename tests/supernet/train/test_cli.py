@@ -39,7 +39,7 @@ def test_trains_and_writes_the_run_directory(tmp_path: Path) -> None:
     again = _run(f"hydra.run.dir={run}", "train=uniform", *TINY, cwd=tmp_path)
     assert again.returncode == 2
     assert again.stderr.strip().startswith("error: ")
-    assert "already exists: pass resume=true" in again.stderr
+    assert "already exists; pass resume=true" in again.stderr
     assert (run / "supernet.pt").read_bytes() == before
 
 

@@ -183,7 +183,7 @@ def test_fresh_run_never_overwrites_and_resume_needs_a_checkpoint(tiny_run: Fact
         train_supernet({**config, "resume": True})
     path = train_supernet(config).checkpoint
     before = path.read_bytes()
-    with pytest.raises(ConfigError, match="already exists: pass resume=true"):
+    with pytest.raises(ConfigError, match="already exists; pass resume=true"):
         train_supernet(config)
     assert path.read_bytes() == before
 
