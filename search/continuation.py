@@ -17,16 +17,15 @@ evaluating anything (it is PRUNED and no longer counted as the run's).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import optuna
-import sqlalchemy
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
+
+from .optuna_adapter import claimed_trials
 
 __all__ = [
     "RUN_ATTR",
@@ -42,17 +41,6 @@ __all__ = [
 RUN_ATTR = "search_run"
 #: Set (to the run id) on a trial started after its run had all its trials; its RUN_ATTR is None.
 SURPLUS_ATTR = "surplus_of"
-
-_CLAIMED = ("COMPLETE", "PRUNED", "RUNNING")
-_RUN_TRIALS = sqlalchemy.text(
-    """
-    SELECT t.number, t.state FROM trials t
-    JOIN studies s ON s.study_id = t.study_id
-    JOIN trial_user_attributes a ON a.trial_id = t.trial_id
-    WHERE s.study_name = :study AND a.key = :key AND a.value_json = :value
-      AND t.state IN ('COMPLETE', 'PRUNED', 'RUNNING')
-    """
-)
 
 
 @dataclass(frozen=True)
@@ -111,21 +99,8 @@ def continue_or_start(
 
 
 def _run_trials(study: optuna.Study, run_id: str) -> list[tuple[int, str]]:
-    """``(number, state)`` of the run's COMPLETE, PRUNED and RUNNING trials (one query on an
-    RDB storage, as Optuna stores user attributes: JSON text)."""
-    storage = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
-    if isinstance(storage, RDBStorage):
-        with storage.engine.connect() as connection:
-            rows = connection.execute(
-                _RUN_TRIALS,
-                {"study": study.study_name, "key": RUN_ATTR, "value": json.dumps(run_id)},
-            )
-            return [(int(number), str(state)) for number, state in rows]
-    return [
-        (t.number, t.state.name)
-        for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get(RUN_ATTR) == run_id and t.state.name in _CLAIMED
-    ]
+    """``(number, state)`` of the run's COMPLETE, PRUNED and RUNNING trials."""
+    return claimed_trials(study, RUN_ATTR, run_id)
 
 
 def claimed_by(study: optuna.Study, run_id: str, before: int | None = None) -> int:

@@ -20,11 +20,12 @@ from typing import Any
 
 import optuna
 import sqlalchemy.engine
-import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from supernet.errors import OutputError, UserError
+
+from .optuna_adapter import configure_sqlite
 
 __all__ = [
     "STUDY_ATTR",
@@ -211,7 +212,7 @@ def open_storage(
             raise
         raise failure from None
     if url.startswith("sqlite"):
-        _configure_sqlite(storage)
+        configure_sqlite(storage)
     return storage
 
 
@@ -238,36 +239,6 @@ def _refuse_damaged(path: Path) -> None:
             "it away and run the same command again to start a new study (trials.csv beside it "
             "keeps the trials of the last run that finished writing it)"
         )
-
-
-def _configure_sqlite(storage: RDBStorage) -> None:
-    """Serialised transactions, a write-ahead log, and no fsync per commit.
-
-    Optuna takes a waiting trial (an enqueued seed, a retry) by reading it as WAITING and then
-    marking it RUNNING, relying on ``SELECT ... FOR UPDATE``, which SQLite ignores; and pysqlite
-    starts a transaction only at the first write, so two workers could both read the trial as
-    WAITING and both run it. ``BEGIN IMMEDIATE`` takes the database's write lock when the
-    transaction starts, so the read and the write happen under it (SQLAlchemy's documented way:
-    pysqlite's own BEGIN turned off, ours emitted instead).
-
-    A trial writes a few dozen small rows, and fsyncing each one took more time than evaluating
-    the subnet: ``synchronous=NORMAL`` in WAL mode loses nothing to an application crash; a power
-    cut may lose the last trials (the file itself stays consistent).
-    """
-
-    def on_connect(connection: Any, _record: Any) -> None:
-        connection.isolation_level = None  # pysqlite emits no BEGIN of its own
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    sqlalchemy.event.listen(storage.engine, "connect", on_connect)
-    sqlalchemy.event.listen(storage.engine, "begin", on_begin)
-    storage.engine.dispose()  # reconnect: the pooled connections predate the listeners
 
 
 def open_study(

@@ -49,9 +49,10 @@ from supernet.resources import ResourceError, available_memory, format_bytes, pr
 from .continuation import claimed_by
 from .costs import CostModel
 from .objective import Objective, ValData, load_val_data, worker_name
+from .optuna_adapter import OPTIMIZE_LOGGER, retry_callback, trial_id
 from .samplers import build_sampler
 from .settings import SearchSettings
-from .stale import fail_and_retry, fail_silent_trials, retry_callback, settle_interrupted
+from .stale import fail_and_retry, fail_silent_trials, settle_interrupted
 from .storage import open_storage, storage_error
 
 __all__ = ["FINISHED", "WorkerJob", "count_finished", "run_worker", "run_workers", "worker_seed"]
@@ -113,7 +114,7 @@ _FILTER = _QuietFailures()
 
 def configure_logging(verbose: bool) -> None:
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    optimize_logger = logging.getLogger("optuna.study._optimize")
+    optimize_logger = logging.getLogger(OPTIMIZE_LOGGER)
     if _FILTER not in optimize_logger.filters:
         optimize_logger.addFilter(_FILTER)
 
@@ -198,7 +199,7 @@ def run_worker(
     objective.interruptible = interrupts.opened
 
     def guarded(trial: optuna.Trial) -> float | tuple[float, ...]:
-        interrupts.current = trial._trial_id
+        interrupts.current = trial_id(trial)
         interrupts.raise_pending()  # a signal while the trial was created: stop before it runs
         return objective(trial)
 
@@ -586,5 +587,5 @@ def _reap(study: optuna.Study, worker: _Process) -> tuple[int, list[int]]:
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             completed += 1
         elif trial.state == TrialState.RUNNING:
-            running.append(trial._trial_id)
+            running.append(trial_id(trial))
     return completed, fail_and_retry(study, running)
