@@ -56,9 +56,9 @@ from search.continuation import RUN_ATTR
 from search.storage import default_storage_url
 from search.testing import PostgresCluster, child_pids, find_postgres_bin
 from supernet import SearchSpace, Supernet, save_checkpoint
-from supernet.atomic import atomic_write
 from supernet.checkpoint import load_checkpoint
-from supernet.errors import CheckpointError
+from supernet.common.atomic import atomic_write
+from supernet.common.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "benchmarks"

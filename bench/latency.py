@@ -31,7 +31,7 @@ import torch
 
 from search.latency import Calibration, calibrate, feature_matrix, fit_nnls, kendall_tau, mape
 from supernet import SearchSpace
-from supernet.atomic import atomic_write
+from supernet.common.atomic import atomic_write
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supernet import Space
-from supernet.errors import UserError, quoted
+from supernet.common.errors import UserError, quoted
 
 from .costs import METRICS, CostModel, format_cost
 

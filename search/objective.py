@@ -28,8 +28,8 @@ import torch
 from optuna.trial import TrialState
 
 from supernet import Space, Subnet, Supernet, family_of
+from supernet.common.errors import UserError
 from supernet.data import build_data
-from supernet.errors import UserError
 from supernet.evaluation import accuracy, materialize
 
 from .budget import Budget

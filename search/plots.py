@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from supernet.atomic import atomic_write
+from supernet.common.atomic import atomic_write
 
 from .budget import Budget
 from .costs import UNITS

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from supernet.errors import UserError, quoted
+from supernet.common.cli import parse_args, run_cli
+from supernet.common.errors import UserError, quoted
 
-from ._cli import parse_args, run_cli
 from .budget import BudgetError, parse_amount
 from .costs import METRICS, format_cost
 from .plots import report_figure, save_figure

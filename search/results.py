@@ -36,8 +36,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from supernet import Space, complexity, family_names, get_family
-from supernet.atomic import atomic_write
-from supernet.errors import UserError, quoted
+from supernet.common.atomic import atomic_write
+from supernet.common.errors import UserError, quoted
 from supernet.space import DEFAULT_FAMILY
 
 from .budget import Budget

@@ -25,10 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from supernet import Space
-from supernet.atomic import atomic_write_text, make_dir
 from supernet.checkpoint import file_sha256, load_supernet
-from supernet.errors import CheckpointError, UserError
-from supernet.yamlio import YamlError, read_yaml
+from supernet.common.atomic import atomic_write_text, make_dir
+from supernet.common.errors import CheckpointError, UserError
+from supernet.common.yamlio import YamlError, read_yaml
 
 from .budget import Budget
 from .continuation import completed_by, continue_or_start, running_in

@@ -37,7 +37,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from supernet import Space, Subnet, family_of
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 
 from .objective import subnet_from_params, subnet_params
 

@@ -1,6 +1,6 @@
 """The search's settings, read and checked once from the Hydra config (``conf/search.yaml``).
 
-Every problem a user can type is reported as a one-line :class:`~supernet.errors.UserError`.
+Every problem a user can type is reported as a one-line :class:`~supernet.common.errors.UserError`.
 The settings are a frozen, picklable dataclass: worker processes receive them as they are.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from supernet import Space
-from supernet.checkpoint import check_device
-from supernet.errors import UserError, quoted
-from supernet.resources import ResourceError, check_threads, cpu_cores
+from supernet.common.device import check_device
+from supernet.common.errors import UserError, quoted
+from supernet.common.resources import ResourceError, check_threads, cpu_cores
 from supernet.train.rng import seed_problem
 
 from .budget import Budget

@@ -23,7 +23,7 @@ import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from supernet.errors import OutputError, UserError
+from supernet.common.errors import OutputError, UserError
 
 from .optuna_adapter import configure_sqlite
 

@@ -41,10 +41,11 @@ import torch
 from optuna.trial import TrialState
 
 from supernet import Supernet
-from supernet.checkpoint import check_device, load_supernet
-from supernet.cli import Terminated, one_line
-from supernet.errors import UserError
-from supernet.resources import ResourceError, available_memory, format_bytes, process_memory
+from supernet.checkpoint import load_supernet
+from supernet.common.cli import Terminated, one_line
+from supernet.common.device import resolve_device as common_resolve_device
+from supernet.common.errors import UserError
+from supernet.common.resources import ResourceError, available_memory, format_bytes, process_memory
 
 from .continuation import claimed_by
 from .costs import CostModel
@@ -82,10 +83,8 @@ def worker_seed(seed: int | None, index: int, attempt: int = 0) -> int | None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``search.device``: ``auto`` is CUDA when there is a GPU; any other must exist here."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return check_device(name, "search.device")
+    """``search.device`` (see :func:`supernet.common.device.resolve_device`)."""
+    return common_resolve_device(name, "search.device")
 
 
 class _QuietFailures(logging.Filter):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import CheckpointError, UserError
+from .common.errors import CheckpointError, UserError
 from .family import Family, family_names, family_of, get_family, register_family
 from .space import Space, SpaceError, Subnet
 from .vit.space import SearchSpace, SubnetConfig

@@ -16,16 +16,16 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write
-from .errors import CheckpointError, UserError, quoted
+from .common.atomic import atomic_write
+from .common.device import check_device
+from .common.errors import CheckpointError, quoted
+from .common.resources import check_memory
 from .model import Supernet, weight_count
-from .resources import check_memory
 from .saved_model import check_finite
 from .space import Space, SpaceError
 
 __all__ = [
     "FORMAT",
-    "check_device",
     "file_sha256",
     "load_checkpoint",
     "load_supernet",
@@ -46,39 +46,6 @@ def save_checkpoint(path: str | Path, net: Supernet, **extra: Any) -> None:
         **extra,
     }
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def check_device(device: str | torch.device, option: str = "device") -> torch.device:
-    """``device`` as a :class:`torch.device`, refused (naming ``option``) when this machine has
-    no such device: CUDA without a GPU or with fewer GPUs than the index, MPS off a Mac."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(
-            f"{option}={device} is not a device; use auto, cpu, cuda, cuda:N or mps"
-        ) from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise UserError(
-                f"{option}={device}: CUDA is not available on this machine (no CUDA device"
-                f"{'' if torch.version.cuda else '; torch is built without CUDA'}); use "
-                f"{option}=cpu (or auto)"
-            )
-        if parsed.index is not None and parsed.index >= count:
-            raise UserError(
-                f"{option}={device}: this machine has {count} CUDA device(s), cuda:0 to "
-                f"cuda:{count - 1}; use one of them, or {option}=cpu (or auto)"
-            )
-    elif parsed.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise UserError(
-                f"{option}={device}: MPS (Apple's GPU) is not available on this machine; use "
-                f"{option}=cpu (or auto)"
-            )
-    elif parsed.type != "cpu":
-        raise UserError(f"{option}={device} is not supported; use auto, cpu, cuda, cuda:N or mps")
-    return parsed
 
 
 def load_checkpoint(

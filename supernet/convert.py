@@ -46,9 +46,16 @@ from typing import Any
 import torch
 
 from . import complexity
-from .atomic import check_target_dir, move_into_place, remove_stale_staging, staging_dir, writing
 from .checkpoint import file_sha256, save_checkpoint
-from .errors import UserError
+from .common.atomic import (
+    check_target_dir,
+    move_into_place,
+    remove_stale_staging,
+    staging_dir,
+    writing,
+)
+from .common.errors import UserError
+from .onnx_export import onnx_missing, write_onnx
 from .saved_model import save_subnet
 from .space import Space, SpaceError
 from .vit.autoformer import Conversion, convert
@@ -57,7 +64,6 @@ from .vit.space import SearchSpace
 __all__ = ["ConvertOptions", "convert_autoformer", "main"]
 
 SOURCES = ("autoformer",)
-ONNX_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -107,16 +113,6 @@ def _data_config(root: str, space: SearchSpace, val_size: int) -> dict[str, Any]
         "val_size": val_size,
         "split_seed": 0,
     }
-
-
-def _onnx_missing() -> str | None:
-    missing = []
-    for name in ("onnx", "onnxruntime", "onnxscript"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
-    return ", ".join(missing) or None
 
 
 def _costs(space: SearchSpace, subnet: Any) -> dict[str, int]:
@@ -175,11 +171,9 @@ def _write_supernet(
 def _write_subnet(
     result: Conversion, out: Path, source: dict[str, Any], onnx: str, overwrite: bool
 ) -> float | None:
-    from search.export import export_onnx  # the export's own ONNX writer and parity check
-
     assert result.model is not None and result.subnet is not None
     space, subnet = result.space, result.subnet
-    missing = _onnx_missing() if onnx != "false" else None
+    missing = onnx_missing() if onnx != "false" else None
     if onnx == "true" and missing:
         raise UserError(f"onnx=true needs {missing}: pip install 'vitnas[onnx]'")
     if onnx == "auto" and missing:
@@ -190,12 +184,7 @@ def _write_subnet(
     diff = None
     try:
         if onnx != "false" and not missing:
-            diff = export_onnx(result.model, space, work / "model.onnx")
-            if diff > ONNX_TOLERANCE:
-                raise UserError(
-                    f"the ONNX model differs from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE:g}); "
-                    "convert without it with onnx=false"
-                )
+            diff = write_onnx(result.model, space, work / "model.onnx")
             metadata["onnx"] = {"file": "model.onnx", "max_abs_diff": diff}
         readme = "\n".join(
             [
@@ -283,7 +272,7 @@ def convert_autoformer(path: str | Path, opts: ConvertOptions) -> Conversion:
 
 
 def main(argv: Sequence[str]) -> Conversion:
-    from search._cli import parse_args
+    from supernet.common.cli import parse_args
 
     positional, opts = parse_args(argv, ConvertOptions, __doc__ or "")
     if not positional or positional[0] not in SOURCES:
@@ -300,7 +289,7 @@ def main(argv: Sequence[str]) -> Conversion:
 
 
 if __name__ == "__main__":
-    from search._cli import run_cli
+    from supernet.common.cli import run_cli
 
     run_cli(main)
     sys.exit(0)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from .errors import UserError
+from .common.errors import UserError
 from .space import Space
 
 __all__ = [

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .common.resources import check_memory
 from .family import family_of
-from .resources import check_memory
 from .space import Space, Subnet
 
 __all__ = ["Supernet", "weight_count"]

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .atomic import (
+from .common.atomic import (
     check_target_dir,
     default_mode,
     move_into_place,
@@ -29,10 +29,10 @@ from .atomic import (
     write_error,
     writing,
 )
-from .errors import CheckpointError
+from .common.errors import CheckpointError
+from .common.yamlio import YamlError, read_yaml
 from .family import family_of
 from .space import Space, SpaceError, Subnet
-from .yamlio import YamlError, read_yaml
 
 __all__ = [
     "CONFIG_FILE",

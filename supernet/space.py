@@ -18,7 +18,6 @@ class (``SwinSpace.from_dict``) refuses data that names a family other than its 
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,10 +26,11 @@ from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-from .atomic import atomic_write_text
-from .errors import UserError, quoted
-from .yamlio import YamlError
-from .yamlio import read_yaml as _read_user_yaml
+from .common.atomic import atomic_write_text
+from .common.errors import UserError, quoted
+from .common.validate import is_int, is_number
+from .common.yamlio import YamlError
+from .common.yamlio import read_yaml as _read_user_yaml
 
 __all__ = [
     "DEFAULT_FAMILY",
@@ -73,14 +73,6 @@ def mlp_hidden_dim(embed_dim: int, mlp_ratio: float) -> int:
 
 
 # -- validation helpers shared by the families ---------------------------------------------------
-def is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: object) -> bool:
-    return (is_int(value) or isinstance(value, float)) and math.isfinite(float(value))  # type: ignore[arg-type]
-
-
 def fmt(values: Iterable[object]) -> str:
     return ", ".join(str(v) for v in values)
 

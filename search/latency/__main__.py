@@ -22,9 +22,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from supernet import Space, Subnet, family_of
-from supernet.atomic import atomic_write_text
 from supernet.checkpoint import checkpoint_space, load_checkpoint
-from supernet.cli import hydra_main, user_errors
+from supernet.common.atomic import atomic_write_text
+from supernet.common.cli import hydra_main, user_errors
 from supernet.space import read_yaml
 
 from .calibrate import calibrate

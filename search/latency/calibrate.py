@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from supernet import Space, Subnet, complexity, family_of
-from supernet.errors import quoted
+from supernet.common.errors import quoted
 
 from .allocator import steady_allocator as _steady_allocator
 from .design import designed_sample, holdout_sample

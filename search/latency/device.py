@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from supernet.errors import quoted
-from supernet.resources import check_threads
+from supernet.common.errors import quoted
+from supernet.common.resources import check_threads
 
 from .errors import LatencyError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 
 __all__ = ["LatencyError", "ProfileError"]
 

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from supernet import Space
-from supernet.errors import quoted
+from supernet.common.errors import quoted
 
 from .allocator import steady_allocator as _steady_allocator
 from .device import device_description, parse_device, torch_threads

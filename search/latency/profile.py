@@ -34,9 +34,9 @@ import torch
 import yaml
 
 from supernet import Space, Subnet
-from supernet.atomic import atomic_write_text
+from supernet.common.atomic import atomic_write_text
+from supernet.common.yamlio import YamlError, read_yaml
 from supernet.space import PRESETS_DIR, SpaceError
-from supernet.yamlio import YamlError, read_yaml
 
 from .device import device_description, effective_threads, parse_device
 from .errors import ProfileError

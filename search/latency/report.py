@@ -7,7 +7,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from supernet.atomic import atomic_write
+from supernet.common.atomic import atomic_write
 
 from .calibrate import Calibration
 

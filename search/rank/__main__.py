@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from supernet.cli import hydra_main, user_errors
+from supernet.common.cli import hydra_main, user_errors
 
 from .runner import run_ranking
 

@@ -22,8 +22,8 @@ import torch
 
 from supernet import Subnet, complexity
 from supernet.checkpoint import load_supernet
+from supernet.common.errors import UserError
 from supernet.data import build_data
-from supernet.errors import UserError
 from supernet.evaluation import EvalSet, accuracies
 from supernet.model import Supernet
 from supernet.train import train_subnet

@@ -20,9 +20,9 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from supernet import Space, Subnet
-from supernet.atomic import atomic_write, atomic_write_text
 from supernet.checkpoint import file_sha256, load_supernet
-from supernet.errors import CheckpointError
+from supernet.common.atomic import atomic_write, atomic_write_text
+from supernet.common.errors import CheckpointError
 
 from ..plots import save_figure
 from .jobs import SubnetJob, run_jobs, training_cost

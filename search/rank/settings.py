@@ -16,9 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from supernet.checkpoint import check_device
-from supernet.errors import UserError, quoted
-from supernet.resources import check_threads
+from supernet.common.device import check_device
+from supernet.common.errors import UserError, quoted
+from supernet.common.resources import check_threads
 from supernet.train import ConfigError, TrainConfig
 from supernet.train.rng import seed_problem
 

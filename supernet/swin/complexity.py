@@ -22,9 +22,10 @@ exactly; the relative position bias of a block is its ``(2w_e - 1)² * h`` table
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..cost import CostBreakdown
 from ..space import mlp_hidden_dim
 from .space import SwinSpace, SwinSubnet
 
@@ -50,7 +51,7 @@ _STAGE_FIELDS = (
 
 
 @dataclass(frozen=True)
-class StageComplexity:
+class StageComplexity(CostBreakdown):
     """The cost of one stage: its patch merging (none in stage 0) and its active blocks.
 
     ``norm_params`` counts the blocks' LayerNorms and the merging's LayerNorm(4C).
@@ -70,27 +71,9 @@ class StageComplexity:
     norm_params: int
     rel_pos_params: int
 
-    @property
-    def macs(self) -> int:
-        return self.attn_proj_macs + self.attn_matmul_macs + self.mlp_macs + self.merge_macs
-
-    @property
-    def params(self) -> int:
-        return (
-            self.attn_proj_params
-            + self.mlp_params
-            + self.merge_params
-            + self.norm_params
-            + self.rel_pos_params
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**data, "macs": self.macs, "flops": 2 * self.macs, "params": self.params}
-
 
 @dataclass(frozen=True)
-class SwinComplexity:
+class SwinComplexity(CostBreakdown):
     """Per-component cost of one Swin subnet for one image.
 
     ``*_macs``: multiply-accumulates; ``*_params``: parameter counts. ``patch_embed`` is the
@@ -114,38 +97,6 @@ class SwinComplexity:
     rel_pos_params: int
     head_params: int
     stages: tuple[StageComplexity, ...] = field(default=(), repr=False)
-
-    @property
-    def macs(self) -> int:
-        return (
-            self.patch_embed_macs
-            + self.attn_proj_macs
-            + self.attn_matmul_macs
-            + self.mlp_macs
-            + self.merge_macs
-            + self.head_macs
-        )
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def params(self) -> int:
-        return (
-            self.patch_embed_params
-            + self.attn_proj_params
-            + self.mlp_params
-            + self.merge_params
-            + self.norm_params
-            + self.rel_pos_params
-            + self.head_params
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        """Every component plus ``macs``, ``flops`` and ``params`` (the totals)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stages"}
-        return {**data, "macs": self.macs, "flops": self.flops, "params": self.params}
 
     def per_stage(self) -> list[dict[str, int]]:
         """One dict per stage (merging + blocks; the patch embedding, the final norm and the

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from ..common.errors import UserError
 from ..layers import drop_path
 from ..vit.model import Mlp, init_weights
 from .space import Shift, SwinSpace, SwinSubnet
@@ -494,7 +494,7 @@ class SwinTransformer(nn.Module):
         """Keyword arguments of ``timm.models.swin_transformer.SwinTransformer`` for this model:
         its ``load_state_dict(model.state_dict(), strict=True)`` then gives the same logits.
 
-        Raises :class:`~supernet.errors.UserError` (one line) when timm cannot express it.
+        Raises :class:`~supernet.common.errors.UserError` (one line) when timm cannot express it.
         """
         reason = self.timm_reason()
         if reason is not None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ..errors import quoted
+from ..common.errors import quoted
 from ..space import (
     Space,
     SpaceError,

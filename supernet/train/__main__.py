@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from supernet.cli import hydra_main, user_errors
+from supernet.common.cli import hydra_main, user_errors
 from supernet.train import run
 from supernet.train.app import is_rank_zero, register_resolvers, run_config
 

@@ -8,15 +8,15 @@ and every bad value is reported in one message naming the option and what it acc
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..common.errors import UserError, quoted
+from ..common.resources import check_threads
+from ..common.validate import is_int, is_number
 from ..data import DataConfig
-from ..errors import UserError, quoted
-from ..resources import check_threads
 from ..space import Space, SpaceError
 from .rng import seed_problem
 
@@ -47,14 +47,6 @@ _FLOATS = (
 
 class ConfigError(UserError):
     """A training option with a bad value (the message names it and what it accepts)."""
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(float(value))  # type: ignore[arg-type]
 
 
 def _unknown(given: Mapping[str, Any], cls: type, prefix: str) -> None:
@@ -99,7 +91,7 @@ class TrainConfig:
         _unknown(data, cls, "train.")
         values = dict(data)
         for name in _FLOATS:
-            if _is_int(values.get(name)):
+            if is_int(values.get(name)):
                 values[name] = float(values[name])  # `train.lr=1` means 1.0
         config = cls(**values)
         config.check(min_epochs)
@@ -118,36 +110,36 @@ class TrainConfig:
                 f"train.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
             )
         need(
-            _is_int(self.epochs) and self.epochs >= min_epochs,
+            is_int(self.epochs) and self.epochs >= min_epochs,
             "epochs",
             f"an integer ≥ {min_epochs}",
         )
-        need(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "a positive integer")
-        need(_is_number(self.lr) and self.lr > 0, "lr", "a positive number")
-        need(_is_number(self.min_lr) and self.min_lr >= 0, "min_lr", "a number ≥ 0")
-        need(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "≥ 0")
-        need(_is_number(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs", "≥ 0")
+        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "a positive integer")
+        need(is_number(self.lr) and self.lr > 0, "lr", "a positive number")
+        need(is_number(self.min_lr) and self.min_lr >= 0, "min_lr", "a number ≥ 0")
+        need(is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "≥ 0")
+        need(is_number(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs", "≥ 0")
         need(
-            _is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+            is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
             "label_smoothing",
             "in [0, 1)",
         )
         need(
-            self.grad_clip is None or (_is_number(self.grad_clip) and self.grad_clip > 0),
+            self.grad_clip is None or (is_number(self.grad_clip) and self.grad_clip > 0),
             "grad_clip",
             "a positive number or null",
         )
-        need(_is_int(self.num_random) and self.num_random >= 0, "num_random", "an integer ≥ 0")
+        need(is_int(self.num_random) and self.num_random >= 0, "num_random", "an integer ≥ 0")
         need(isinstance(self.distill, bool), "distill", "true or false")
         need(isinstance(self.lazy_updates, bool), "lazy_updates", "true or false")
-        need(_is_number(self.drop_path) and 0 <= self.drop_path < 1, "drop_path", "in [0, 1)")
+        need(is_number(self.drop_path) and 0 <= self.drop_path < 1, "drop_path", "in [0, 1)")
         if self.precision not in PRECISIONS:
             problems.append(
                 f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
             )
-        need(_is_int(self.num_workers) and self.num_workers >= 0, "num_workers", "an integer ≥ 0")
+        need(is_int(self.num_workers) and self.num_workers >= 0, "num_workers", "an integer ≥ 0")
         need(
-            _is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
+            is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
             "eval_batch_size",
             "a positive integer",
         )
@@ -256,7 +248,7 @@ class RunConfig:
         seed = seed_problem("seed", self.seed)
         if seed:
             problems.append(seed)
-        if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
+        if self.threads is not None and not (is_int(self.threads) and self.threads >= 1):
             problems.append(
                 f"threads must be a positive integer or null, got {quoted(self.threads)}; pass "
                 "threads=1 (small models) or null (one per core)"

@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..checkpoint import check_device
-from ..errors import UserError
+from ..common.device import resolve_device as common_resolve_device
+from ..common.errors import UserError
 from .config import ConfigError
 
 __all__ = ["DistEnv", "resolve_device", "state_digest"]
@@ -29,20 +29,12 @@ T = TypeVar("T")
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (this process's local GPU), then MPS, then the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+    """``device=`` of a training run (see :func:`supernet.common.device.resolve_device`); a
+    device this machine lacks is a :class:`ConfigError`."""
     try:
-        device = check_device(name, "device")
+        return common_resolve_device(name, "device", local_rank)
     except UserError as exc:
         raise ConfigError(str(exc)) from None
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return device
 
 
 def state_digest(tensors: Iterable[torch.Tensor]) -> str:

@@ -32,9 +32,9 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..atomic import atomic_write_text, remove_stale_temps
+from ..common.atomic import atomic_write_text, remove_stale_temps
+from ..common.errors import UserError
 from ..data import BatchAugment, DataSplits
-from ..errors import UserError
 from . import rng
 from .config import ConfigError, TrainConfig
 from .distributed import DistEnv

@@ -24,15 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import complexity
-from ..atomic import atomic_write, atomic_write_text, make_dir
 from ..checkpoint import check_space, load_checkpoint, load_supernet
+from ..common.atomic import atomic_write, atomic_write_text, make_dir
+from ..common.errors import CheckpointError
+from ..common.yamlio import YamlError, read_yaml
 from ..data import build_data
-from ..errors import CheckpointError
 from ..evaluation import EvalSet, accuracies
 from ..family import family_of
 from ..saved_model import CONFIG_FILE, WEIGHTS_FILE, load_subnet, read_subnet_yaml, save_subnet
 from ..space import Space, SpaceError, Subnet
-from ..yamlio import YamlError, read_yaml
 from .config import ConfigError, RunConfig, TrainConfig
 from .distributed import DistEnv
 from .loop import Amp, Hooks, fit

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import make_dir
 from ..checkpoint import check_space, checkpoint_space, load_checkpoint, save_checkpoint
+from ..common.atomic import make_dir
+from ..common.resources import check_memory
 from ..data import build_data
 from ..evaluation import EvalSet, accuracies
 from ..model import Supernet, weight_count
-from ..resources import check_memory
 from ..space import Space
 from .config import RunConfig, TrainConfig
 from .distributed import DistEnv

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..common.errors import CheckpointError
 from ..space import PRESETS_DIR, Space, SpaceError
 from .model import VisionTransformer
 from .space import SearchSpace, SubnetConfig

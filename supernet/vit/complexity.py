@@ -22,15 +22,16 @@ sinusoidal position embedding is a buffer, not a parameter).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from ..cost import CostBreakdown
 from .space import SearchSpace, SubnetConfig
 
 __all__ = ["Complexity", "breakdown"]
 
 
 @dataclass(frozen=True)
-class Complexity:
+class Complexity(CostBreakdown):
     """Per-component cost of one subnet for one image.
 
     ``*_macs``: multiply-accumulates; ``*_params``: parameter counts. ``attn_proj`` is the Q/K/V
@@ -52,36 +53,6 @@ class Complexity:
     head_params: int
     rel_pos_macs: int = 0
     rel_pos_params: int = 0
-
-    @property
-    def macs(self) -> int:
-        return (
-            self.patch_embed_macs
-            + self.attn_proj_macs
-            + self.attn_matmul_macs
-            + self.rel_pos_macs
-            + self.mlp_macs
-            + self.head_macs
-        )
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def params(self) -> int:
-        return (
-            self.patch_embed_params
-            + self.tokens_params
-            + self.attn_proj_params
-            + self.mlp_params
-            + self.norm_params
-            + self.head_params
-            + self.rel_pos_params
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "macs": self.macs, "flops": self.flops, "params": self.params}
 
 
 def breakdown(space: SearchSpace, subnet: SubnetConfig) -> Complexity:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ..errors import quoted
+from ..common.errors import quoted
 from ..space import (
     Space,
     SpaceError,

@@ -8,7 +8,7 @@ import pytest
 from search.budget import Budget, BudgetError, parse_amount
 from search.costs import CostModel, resolve_latency_profile
 from supernet import SearchSpace, complexity
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from search.export import export_subnet, pick_trial
 from search.results import read_trials
 from search.runner import SearchResult
 from supernet import SubnetConfig, load_subnet
-from supernet.atomic import default_mode
 from supernet.checkpoint import load_supernet
-from supernet.errors import CheckpointError, UserError
+from supernet.common.atomic import default_mode
+from supernet.common.errors import CheckpointError, UserError
 from supernet.saved_model import read_subnet_yaml
 
 

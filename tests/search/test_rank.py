@@ -214,7 +214,7 @@ def test_run_dir_of_another_supernet_is_refused(ranked, random_checkpoint: Path)
 
 def test_checkpoint_without_data_is_refused(tmp_path: Path, digits_space: SearchSpace) -> None:
     from supernet import Supernet, save_checkpoint
-    from supernet.errors import CheckpointError
+    from supernet.common.errors import CheckpointError
 
     path = tmp_path / "bare.pt"
     save_checkpoint(path, Supernet(digits_space))

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from search.report import find_runs, write_report
 from search.runner import run_search
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 
 
 def test_report_combines_runs(

@@ -13,7 +13,7 @@ from search.budget import BudgetError
 from search.runner import SearchResult, job_overrides, run_search
 from search.settings import SearchSettings, SettingsError
 from search.storage import StudyMismatchError, default_storage_url
-from supernet.errors import CheckpointError, UserError
+from supernet.common.errors import CheckpointError, UserError
 
 
 def load(run_dir: Path) -> optuna.Study:

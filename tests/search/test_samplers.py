@@ -18,7 +18,7 @@ from search.samplers import (
     resolve_sampler_name,
 )
 from supernet import SearchSpace, SubnetConfig, complexity
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 
 
 def always(_: SubnetConfig) -> bool:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from search.runner import run_search
 from search.storage import STUDY_ATTR, StudyMismatchError, open_storage, open_study, sqlite_path
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 
 
 def test_refused_connection() -> None:

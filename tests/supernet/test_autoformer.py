@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from supernet import SearchSpace, SubnetConfig, complexity
 from supernet.checkpoint import load_supernet
+from supernet.common.errors import UserError
 from supernet.convert import ConvertOptions, convert_autoformer
-from supernet.errors import UserError
 from supernet.saved_model import load_subnet
 from supernet.vit.autoformer import ConversionError, convert, released_subnet
 from supernet.vit.relpos import relative_position_index

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from supernet import CheckpointError, SearchSpace, Supernet, UserError, load_subnet, save_subnet
-from supernet.atomic import atomic_write, remove_stale_staging, staging_dir
 from supernet.checkpoint import load_checkpoint, load_supernet, save_checkpoint
-from supernet.errors import OutputError
+from supernet.common.atomic import atomic_write, remove_stale_staging, staging_dir
+from supernet.common.errors import OutputError
 
 
 def test_round_trip(tiny_space: SearchSpace, tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def test_export_round_trip_keeps_the_options(tmp_path: Path) -> None:
 def test_onnx_parity_with_relative_positions(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from search.export import export_onnx
+    from supernet.onnx_export import export_onnx
 
     model = Supernet(SPACE).extract(SPACE.largest())
     assert export_onnx(model, SPACE, tmp_path / "model.onnx") <= 1e-4

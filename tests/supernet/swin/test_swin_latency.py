@@ -8,7 +8,7 @@ import pytest
 
 from search.latency.design import designed_sample
 from supernet import complexity
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 from supernet.swin.latency import FEATURES, latency_features
 from supernet.swin.space import SwinSpace, SwinSubnet
 

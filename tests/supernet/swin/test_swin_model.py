@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from supernet.errors import UserError
+from supernet.common.errors import UserError
 from supernet.swin.model import SwinTransformer, shifted_window_attention
 from supernet.swin.space import SwinSpace, SwinSubnet
 from supernet.swin.supernet import SwinSupernet

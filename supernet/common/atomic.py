@@ -5,7 +5,7 @@ beside its target and renamed into place. A crash or kill at any moment leaves t
 or the new one (and, after a kill, the hidden temporary file or directory, which
 :func:`remove_stale_temps` and :func:`remove_stale_staging` clear). Results get the modes any
 new file or directory gets under the umask. A write that fails (a parent that is a file, no
-permission, a full disk) raises :class:`~supernet.errors.OutputError` naming the target.
+permission, a full disk) raises :class:`~supernet.common.errors.OutputError` naming the target.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Shared behaviour of the command-line entry points.
 
-A :class:`~supernet.errors.UserError` (bad config, missing file, impossible budget) is printed as
-one line, ``error: <message>``, and the program exits with status 2 and no traceback; the override
-``debug=true`` re-raises it with the traceback. So is an ``OSError`` (a directory that cannot be
-written, a full disk): it names the path. Ctrl-C exits with status 130.
+A :class:`~supernet.common.errors.UserError` (bad config, missing file, impossible budget) is
+printed as one line, ``error: <message>``, and the program exits with status 2 and no traceback;
+the override ``debug=true`` re-raises it with the traceback. So is an ``OSError`` (a directory
+that cannot be written, a full disk): it names the path. Ctrl-C exits with status 130.
 
 :func:`hydra_main` runs a Hydra app so that Hydra's own errors, raised before the task runs (a
 misspelt override, an unknown config group option, a run directory that cannot be created), are
@@ -14,6 +14,11 @@ the config before the task runs, so :class:`KeepRunFiles` (a Hydra callback) not
 ones and a user error puts them back (or, in a directory this command created and left holding
 nothing else, removes what Hydra wrote). SIGTERM is handled as Ctrl-C is (exit status 143), so a
 search or training stopped by ``kill`` tidies up as after Ctrl-C.
+
+:func:`parse_args` and :func:`run_cli` do the same for the commands that take positional paths and
+Hydra-style ``key=value`` options checked against a dataclass (``python -m search.export``,
+``python -m search.report``, ``python -m supernet.convert``): an unknown key or a value of the
+wrong type is one error line, and ``--help`` prints the module's usage.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -50,7 +56,9 @@ __all__ = [
     "hydra_main",
     "one_line",
     "os_error_message",
+    "parse_args",
     "quoted",
+    "run_cli",
     "user_errors",
 ]
 
@@ -291,3 +299,57 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
         if debug:
             raise
         fail(_run_dir_message(exc))
+
+
+def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[str], T]:
+    """Split ``argv`` into positional arguments and a config of type ``schema``."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage.strip())
+        raise SystemExit(0)
+    positional = [a for a in argv if not a.partition("=")[0].isidentifier() or "=" not in a]
+    dotlist = [a for a in argv if a not in positional]
+    known = [f.name for f in fields(schema)]  # type: ignore[arg-type]
+    for item in dotlist:
+        key = item.partition("=")[0]
+        if key not in known:
+            raise UserError(
+                f"unknown option {quoted(key)}; the options are {', '.join(known)} (check its "
+                "spelling)"
+            )
+        try:
+            OmegaConf.from_dotlist([item])
+        except (yaml.YAMLError, OmegaConfBaseException):
+            raise UserError(
+                f"cannot parse the override {quoted(item)}; quote a value that holds special "
+                "characters, as in key='a[1'"
+            ) from None
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(dotlist))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise UserError(
+            f"{key + ': ' if key else ''}{str(exc).splitlines()[0]}; give {key or 'it'} a value "
+            "of the right type (see --help)"
+        ) from None
+    return positional, config  # type: ignore[return-value]
+
+
+def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = None) -> None:
+    """Run ``main(argv)`` reporting a user error as one line (exit 2), Ctrl-C as exit 130."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    handle_sigterm()
+    logging.raiseExceptions = False  # a full disk must not print a logging traceback
+    try:
+        main(argv)
+    except UserError as exc:
+        if debug:
+            raise
+        fail(str(exc))
+    except OSError as exc:
+        if debug:
+            raise
+        fail(os_error_message(exc))
+    except KeyboardInterrupt as exc:
+        exit_interrupted(exc)
