@@ -223,7 +223,7 @@ def _run_search(
     space = net.space
     profile = settings.latency(space)
     costs = CostModel(space, profile.predict_ms if profile is not None else None)
-    budget = settings.parsed_budget()
+    budget = settings.budget
     budget.check(space, costs)
     data = load_val_data(data_config, space, settings.val_size)
     check_worker_memory(settings.n_workers)

@@ -1,27 +1,33 @@
-"""The search's settings, read and checked once from the Hydra config (``conf/search.yaml``).
+"""The search's settings: the structured config (:mod:`search.config`) checked once and typed.
 
-Every problem a user can type is reported as a one-line :class:`~supernet.common.errors.UserError`.
-The settings are a frozen, picklable dataclass: worker processes receive them as they are.
+Hydra (or :func:`supernet.common.config.load`, for a plain mapping) checks keys and types against
+:class:`~search.config.SearchConfig`; :meth:`SearchSettings.from_config` adds the range checks and
+parses the budget into a :class:`~search.budget.Budget`. Every problem a user can type is a
+one-line :class:`~supernet.common.errors.UserError`. The settings are a frozen dataclass: worker
+processes receive them as JSON (:meth:`SearchSettings.to_json`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from supernet import Space
+from supernet.common.config import load
 from supernet.common.device import check_device
 from supernet.common.errors import UserError, quoted
 from supernet.common.resources import ResourceError, check_threads, cpu_cores
 from supernet.train.rng import seed_problem
 
 from .budget import Budget
+from .config import SearchConfig
 from .costs import METRICS, resolve_latency_profile
 from .latency import LatencyProfile
 from .samplers import OPTIONS, SAMPLERS, resolve_sampler_name
@@ -69,7 +75,7 @@ def _workers(value: Any) -> int:
 class SearchSettings:
     supernet: Path
     objectives: tuple[str, ...] = ("val_acc",)
-    budget: Mapping[str, Any] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
     n_trials: int = 100
     timeout: float | None = None
     sampler: str = "auto"
@@ -109,23 +115,19 @@ class SearchSettings:
         """The sampler actually used (``auto`` resolved)."""
         return resolve_sampler_name(self.sampler, len(self.objectives))
 
-    def parsed_budget(self) -> Budget:
-        return Budget.from_config(self.budget)
-
     @property
     def cost_axis(self) -> str:
         """The cost the Pareto front and plots use: the cost objective, else the first budgeted
         cost, else FLOPs."""
         if self.multi_objective:
             return self.objectives[1]
-        metrics = self.parsed_budget().metrics
+        metrics = self.budget.metrics
         return metrics[0] if metrics else "flops"
 
     def needs_latency(self) -> list[str]:
         """The settings that need a latency predictor (for the message when there is none)."""
         needs = []
-        budget = self.parsed_budget()
-        if budget.bound("latency_ms") is not None:
+        if self.budget.bound("latency_ms") is not None:
             needs.append("budget.latency_ms")
         if "latency_ms" in self.objectives:
             needs.append("search.objectives=[val_acc,latency_ms]")
@@ -147,12 +149,29 @@ class SearchSettings:
     def replace(self, **changes: Any) -> SearchSettings:
         return dataclasses.replace(self, **changes)
 
+    def to_json(self) -> str:
+        """The settings as JSON (for worker processes): :meth:`from_json` reads them back."""
+        data = asdict(self)
+        data["supernet"] = str(self.supernet)
+        data["budget"] = self.budget.to_config()
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str | Mapping[str, Any]) -> SearchSettings:
+        data = dict(json.loads(text) if isinstance(text, str) else text)
+        data["supernet"] = Path(data["supernet"])
+        data["objectives"] = tuple(data["objectives"])
+        data["budget"] = Budget.from_config(data["budget"])
+        return cls(**data)
+
     # -- from the Hydra config -------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> SearchSettings:
-        data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-        data = dict(data)  # type: ignore[arg-type]
-        s = dict(data.get("search") or {})
+        """From the composed Hydra config (``conf/search.yaml``) or a plain mapping with the
+        same keys (:class:`~search.config.SearchConfig`)."""
+        conf = load(SearchConfig, cfg, drop=("hydra",))
+        s = asdict(conf.search)
+        data = {"supernet": conf.supernet, "seed": conf.seed, "budget": asdict(conf.budget)}
         if not data.get("supernet"):
             raise SettingsError(
                 "no supernet checkpoint given; pass supernet=<path to supernet.pt> "
@@ -196,7 +215,7 @@ class SearchSettings:
         settings = cls(
             supernet=Path(str(data["supernet"])).expanduser(),
             objectives=objectives,
-            budget=dict(data.get("budget") or {}),
+            budget=Budget.from_config(data["budget"]),
             n_trials=_positive_int("search.n_trials", s.get("n_trials", 100), allow_zero=True),
             timeout=float(timeout) if timeout is not None else None,
             sampler=sampler,
@@ -239,7 +258,6 @@ class SearchSettings:
             plots_png=bool(s.get("plots_png", True)),
             seed=seed,
         )
-        settings.parsed_budget()  # fail now on a malformed budget
         if device != "auto":
             check_device(device, "search.device")  # a device this machine has
         return settings

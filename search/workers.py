@@ -154,7 +154,7 @@ def run_worker(
         net, _ = load_supernet(s.supernet, map_location=device)
     net = net.to(device).eval()
     data = ValData(data.images.to(device), data.labels.to(device))
-    budget = s.parsed_budget()
+    budget = s.budget
     profile = s.latency(net.space)
     costs = CostModel(net.space, profile.predict_ms if profile is not None else None)
     objective = Objective(
@@ -275,16 +275,13 @@ class _Interrupts:
 
 def _job_to_json(job: WorkerJob) -> str:
     data = dataclasses.asdict(job)
-    data["settings"]["supernet"] = str(job.settings.supernet)
+    data["settings"] = json.loads(job.settings.to_json())
     return json.dumps(data)
 
 
 def _job_from_json(text: str) -> WorkerJob:
     data = json.loads(text)
-    settings = data.pop("settings")
-    settings["supernet"] = Path(settings["supernet"])
-    settings["objectives"] = tuple(settings["objectives"])
-    return WorkerJob(settings=SearchSettings(**settings), **data)
+    return WorkerJob(settings=SearchSettings.from_json(data.pop("settings")), **data)
 
 
 #: The environment variable that gives a worker its parent's pid.

@@ -17,7 +17,7 @@ import gzip
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from .common.config import option
 from .common.errors import UserError
 from .space import Space
 
@@ -79,27 +80,29 @@ def _load_image(path: str) -> Any:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class AugmentConfig:
     """Training-batch augmentation: random translation by up to ``crop_padding`` pixels (a padded
     random crop), horizontal flips, and for ImageFolder a random-resized-crop scale range."""
 
-    crop_padding: int = 0
-    hflip: bool = False
-    scale_min: float = 0.08
+    crop_padding: int = option(0, "random translation by up to this many pixels")
+    hflip: bool = option(False, "random horizontal flips")
+    scale_min: float = option(0.08, "imagefolder: RandomResizedCrop's smallest area fraction")
 
 
-@dataclass(frozen=True)
+@dataclass
 class DataConfig:
-    name: str = "digits"
-    root: str | None = None
-    val_size: float = 0.1  # a fraction of the training set, or a count when > 1
-    test_size: float = 0.2  # digits only (it ships no test split): fraction held out for test
-    train_subset: int | None = None  # keep this many training images (after carving val)
-    split_seed: int = 0
-    download: bool = False
-    img_size: int | None = None  # ImageFolder: resize to this; others: their native size
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Which data, and how it is split (the ``data`` group's presets say what differs)."""
+
+    name: str = option("digits", "digits | fashion_mnist | cifar10 | cifar100 | imagefolder")
+    root: str | None = option(None, "where the data lies; null: $VITNAS_DATA or ~/.cache/...")
+    val_size: float = option(0.1, "the validation split search uses: a fraction, or a count > 1")
+    test_size: float = option(0.2, "digits only (no test split ships): fraction held out")
+    train_subset: int | None = option(None, "keep this many training images (quick runs)")
+    split_seed: int = option(0, "seed of the validation split")
+    download: bool = option(False, "let torchvision download (where a network exists)")
+    img_size: int | None = option(None, "imagefolder: resize to this; others: native size")
+    augment: AugmentConfig = option(AugmentConfig(), "")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DataConfig:

@@ -255,6 +255,10 @@ def _hydra_message(exc: Exception) -> str:
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in struct" in str(cause):
         key = getattr(cause, "full_key", None) or str(cause)
         return f"unknown option {key}; check its spelling (`--cfg job` prints every option)"
+    if isinstance(cause, OmegaConfBaseException):  # checked against a structured config
+        from .config import config_message
+
+        return config_message(cause)
     if isinstance(exc, MissingConfigException) and exc.options is not None:
         missing = exc.missing_cfg_file or str(exc).splitlines()[0]
         return f"no config {missing}; the choices are {', '.join(exc.options)}"

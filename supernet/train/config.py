@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..common.config import option, register
 from ..common.errors import UserError, quoted
 from ..common.resources import check_threads
 from ..common.validate import is_int, is_number
@@ -58,30 +59,31 @@ def _unknown(given: Mapping[str, Any], cls: type, prefix: str) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainConfig:
     """The training recipe, shared by supernet training and single-subnet fine-tune / scratch.
 
     ``batch_size`` is the global batch: with several processes each takes an equal share, so a
-    recipe means the same thing on one CPU and on eight GPUs.
+    recipe means the same thing on one CPU and on eight GPUs. These are the defaults of
+    ``python -m supernet.train`` too (the ``train`` group's presets say only what they change).
     """
 
-    strategy: str = "sandwich"  # uniform: one random subnet per step; sandwich: BigNAS
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 3e-3  # peak learning rate of AdamW, reached after the warmup
-    min_lr: float = 1e-5  # where the cosine ends
-    weight_decay: float = 0.05  # AdamW; not applied to biases, norms, CLS token, positions
-    warmup_epochs: float = 2.0
-    label_smoothing: float = 0.1
-    grad_clip: float | None = 5.0  # max global gradient norm; null turns clipping off
-    num_random: int = 2  # sandwich: random subnets per step besides the largest and smallest
-    distill: bool = False  # sandwich: the largest subnet's soft labels teach the others
-    lazy_updates: bool = False  # AdamW moves only entries that got a gradient this step
-    drop_path: float = 0.0  # stochastic depth rate of the deepest block
-    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 elsewhere
-    num_workers: int = 0  # DataLoader worker processes (ImageFolder data wants several)
-    eval_batch_size: int = 512
+    strategy: str = option("sandwich", "uniform: one random subnet per step; sandwich: BigNAS")
+    epochs: int = option(60, "epochs to train")
+    batch_size: int = option(32, "global batch: split evenly over torchrun processes")
+    lr: float = option(3e-3, "AdamW peak learning rate, after the warmup")
+    min_lr: float = option(1e-5, "where the cosine ends")
+    weight_decay: float = option(0.05, "not on biases, norms, CLS token, positions, bias tables")
+    warmup_epochs: float = option(2.0, "linear warmup to lr")
+    label_smoothing: float = option(0.1, "in [0, 1)")
+    grad_clip: float | None = option(5.0, "max global gradient norm; null: no clipping")
+    num_random: int = option(2, "sandwich: random subnets per step beside largest and smallest")
+    distill: bool = option(False, "sandwich: the largest subnet's soft labels teach the others")
+    lazy_updates: bool = option(False, "AdamW leaves entries with a zero gradient alone")
+    drop_path: float = option(0.0, "stochastic depth rate of the deepest block")
+    precision: str = option("auto", "auto: bf16 (else fp16) autocast on CUDA, fp32 on CPU | ...")
+    num_workers: int = option(0, "DataLoader workers (imagefolder wants several)")
+    eval_batch_size: int = option(512, "evaluation batch")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], min_epochs: int = 1) -> TrainConfig:
@@ -147,8 +149,8 @@ class TrainConfig:
             problems.append(f"train.min_lr ({self.min_lr}) is above train.lr ({self.lr})")
         if problems:
             raise ConfigError(
-                "; ".join(problems) + "; pass values in those ranges (`--cfg job` prints the "
-                "defaults)"
+                "; ".join(problems) + "; pass values in those ranges (`--help` lists the options "
+                "and their defaults)"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,3 +262,31 @@ class RunConfig:
         check_threads("threads", self.threads)
         # Fine-tuning for zero epochs is how one measures inherited accuracy alone.
         self.train.check(min_epochs=0 if self.mode == "finetune" else 1)
+
+
+@dataclass
+class TrainAppConfig:
+    """The options of ``python -m supernet.train`` (``conf/train.yaml`` lists this schema first;
+    its groups ``data``, ``space`` and ``train`` hold presets). :class:`RunConfig` is what the
+    code receives."""
+
+    mode: str = option("supernet", "supernet | finetune | scratch")
+    subnet: str | None = option(
+        None, "finetune/scratch: an export dir, a subnet YAML, or smallest | middle | largest"
+    )
+    supernet: str | None = option(None, "finetune: take the subnet's weights from this checkpoint")
+    resume: Any = option(
+        False, "true: continue hydra.run.dir's checkpoint; auto: if there is one; or a path"
+    )
+    seed: int = option(0, "seed of the weights, the data order and the subnet draws")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps")
+    threads: int | None = option(
+        1, "CPU threads per process (small models run fastest on one); null: one per core"
+    )
+    debug: bool = option(False, "show the traceback of a user error instead of one line")
+    data: DataConfig = option(DataConfig(), "")
+    space: Any = option(None, "the search space: a preset of conf/space/ (space=<name>)")
+    train: TrainConfig = option(TrainConfig(), "")
+
+
+register("train_schema", TrainAppConfig)  # what conf/train.yaml's defaults list first

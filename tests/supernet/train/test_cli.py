@@ -47,7 +47,10 @@ def test_user_errors_are_one_line_unless_debug(tmp_path: Path) -> None:
     out = _run("train.epochs=-1", cwd=tmp_path)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert lines == ["error: train.epochs must be an integer ≥ 1, got -1"], out.stderr
+    assert lines == [
+        "error: train.epochs must be an integer ≥ 1, got -1; pass values in those ranges "
+        "(`--help` lists the options and their defaults)"
+    ], out.stderr
     debug = _run("train.epochs=-1", "debug=true", cwd=tmp_path)
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
     missing = _run("data=imagefolder", f"data.root={tmp_path / 'images'}", cwd=tmp_path)
