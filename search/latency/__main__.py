@@ -27,6 +27,7 @@ from supernet.common.atomic import atomic_write_text
 from supernet.common.cli import hydra_main, user_errors
 from supernet.space import read_yaml
 
+from . import config as _config  # noqa: F401  (registers latency_schema)
 from .calibrate import calibrate
 from .errors import LatencyError, ProfileError
 from .measure import measure_latency
