@@ -11,7 +11,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 APT_PACKAGES := dataset-fashion-mnist postgresql
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup sysdeps clean
+.PHONY: demo test lint setup sysdeps clean wheel-check
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ lint: $(STAMP)
 
 test: setup lint
 	$(BIN)/python -m pytest
+	$(MAKE) wheel-check
+
+# Build the wheel, install it into a fresh venv and run the pipeline from an empty directory.
+wheel-check: $(STAMP)
+	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python bash tests/wheel_check.sh
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

@@ -20,7 +20,7 @@ from supernet.common.cli import hydra_main, user_errors
 from .runner import job_overrides, run_search
 
 
-@hydra.main(config_path="../conf", config_name="search", version_base="1.3")
+@hydra.main(config_path="../supernet/conf", config_name="search", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
@@ -33,5 +33,10 @@ def main(cfg: DictConfig) -> float | None:
     return None if best is None else float(best["val_acc"])
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``vitnas-...``): the same as ``python -m``."""
     hydra_main(main)
+
+
+if __name__ == "__main__":
+    cli()

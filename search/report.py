@@ -234,6 +234,11 @@ def main(argv: Sequence[str]) -> Report:
     return report
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``vitnas-report``): the same as ``python -m search.report``."""
     run_cli(main)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    cli()

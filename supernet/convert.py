@@ -288,8 +288,13 @@ def main(argv: Sequence[str]) -> Conversion:
     return convert_autoformer(positional[1], opts)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``vitnas-convert``): the same as ``python -m supernet.convert``."""
     from supernet.common.cli import run_cli
 
     run_cli(main)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    cli()

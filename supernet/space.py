@@ -33,6 +33,7 @@ from .common.yamlio import YamlError
 from .common.yamlio import read_yaml as _read_user_yaml
 
 __all__ = [
+    "CONF_DIR",
     "DEFAULT_FAMILY",
     "PRESETS_DIR",
     "Space",
@@ -44,8 +45,12 @@ __all__ = [
     "mlp_hidden_dim",
 ]
 
+#: The Hydra configs: the repository's ``conf/``, which ships inside the package (``supernet/conf``
+#: links to it in a checkout; a wheel holds a copy), so that an installed tool finds them.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
 #: Where the named presets (``SearchSpace.preset(name)``) live: the Hydra ``space`` config group.
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "space"
+PRESETS_DIR = CONF_DIR / "space"
 
 #: The family of a space or subnet whose data names none (every file older than families).
 DEFAULT_FAMILY = "vit"

@@ -64,6 +64,11 @@ def main(argv: Sequence[str]) -> ExportResult:
     return result
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``vitnas-export``): the same as ``python -m search.export``."""
     run_cli(main)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    cli()

@@ -131,7 +131,7 @@ def _measure(cfg: DictConfig, space: Space) -> None:
     print(f"  written: {path}")
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="latency")
+@hydra.main(version_base="1.3", config_path="../../supernet/conf", config_name="latency")
 @user_errors
 def main(cfg: DictConfig) -> None:
     if cfg.command not in COMMANDS:
@@ -156,6 +156,11 @@ def _argv_with_command(argv: list[str]) -> list[str]:
     raise SystemExit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``vitnas-latency``): the same as ``python -m search.latency``."""
     sys.argv = _argv_with_command(sys.argv)
     hydra_main(main)
+
+
+if __name__ == "__main__":
+    cli()

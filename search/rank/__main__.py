@@ -19,12 +19,17 @@ from supernet.common.cli import hydra_main, user_errors
 from .runner import run_ranking
 
 
-@hydra.main(config_path="../../conf", config_name="rank", version_base="1.3")
+@hydra.main(config_path="../../supernet/conf", config_name="rank", version_base="1.3")
 @user_errors
 def main(cfg: DictConfig) -> float:
     result = run_ranking(cfg, Path(HydraConfig.get().runtime.output_dir))
     return float(result.stats["kendall_tau"])
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``vitnas-...``): the same as ``python -m``."""
     hydra_main(main)
+
+
+if __name__ == "__main__":
+    cli()

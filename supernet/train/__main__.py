@@ -16,7 +16,7 @@ from supernet.train.app import is_rank_zero, register_resolvers, run_config
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @user_errors
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -31,5 +31,10 @@ def main(cfg: DictConfig) -> None:
                 own_dir.rmdir()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (``vitnas-...``): the same as ``python -m``."""
     hydra_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,202 @@
+"""One searched subnet as a standalone model directory (``python -m search.export``).
+
+    python -m search.export <search run dir> trial=best out=exported/best
+    python -m search.export <search run dir> trial=17 out=exported/t17
+    python -m search.export <search run dir> trial=best flops=2M out=exported/2mflops
+
+Options (``key=value``):
+  trial=best|<number>  best: the most accurate feasible trial; with a cost bound (flops=,
+                       params=, macs=, latency_ms=, SI suffixes allowed) the most accurate one
+                       within it, i.e. the Pareto point at that cost. Default best.
+  out=<dir>            where to write; default <run dir>/export/trial_<number>
+  onnx=auto|true|false also write model.onnx, checked against PyTorch with onnxruntime
+                       (max |difference| <= 1e-4); auto: when onnx and onnxruntime are installed
+  overwrite=false      replace a non-empty out dir
+  allow_infeasible=false  export a trial=<number> that broke the budget (never evaluated)
+  supernet=<path>      the searched checkpoint, if it moved (its sha256 must match)
+  debug=false          show the traceback of an error
+
+The directory holds subnet.yaml (space, subnet, metadata), model.safetensors, README.md and
+model.onnx; ``supernet.load_subnet(out)`` returns a ready ``nn.Module``. It is built beside
+``out`` and renamed into place, so an error or a kill never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from supernet import Space, Subnet
+from supernet.checkpoint import file_sha256, load_supernet
+from supernet.common.atomic import (
+    check_target_dir,
+    move_into_place,
+    remove_stale_staging,
+    staging_dir,
+    writing,
+)
+from supernet.common.errors import CheckpointError, UserError, quoted
+from supernet.onnx_export import onnx_missing, write_onnx
+from supernet.saved_model import save_subnet
+
+from ..results import REQUIRED_COLUMNS, read_trials
+from ..runner import read_manifest
+from .pick import pick_trial
+from .readme import render_readme
+
+__all__ = ["ExportResult", "export_subnet", "pick_trial"]
+
+
+@dataclass
+class ExportResult:
+    directory: Path
+    trial: int
+    subnet: Subnet
+    metadata: dict[str, Any]
+    reason: str
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    check_target_dir(out, overwrite, f"out={out}", "overwrite=true")
+
+
+def _refuse_own_inputs(out: Path, run_dir: Path, checkpoint: Path) -> None:
+    """An export replaces its whole ``out`` directory: ``out`` must not be, or hold, the searched
+    run or the checkpoint (``out=<training run>`` with ``overwrite=true`` deleted both)."""
+    target = out.resolve()
+    for what, path in (
+        ("the searched run", run_dir.resolve()),
+        ("the checkpoint's directory", checkpoint.resolve().parent),
+    ):
+        if target == path or target in path.parents:
+            how = "is" if target == path else "holds"
+            raise UserError(
+                f"out={out} {how} {what} ({path}), which the export would replace; choose a new "
+                f"directory for the export, e.g. out={run_dir / 'export' / 'best'}"
+            )
+
+
+def export_subnet(
+    run_dir: str | Path,
+    trial: int | str = "best",
+    out: str | Path | None = None,
+    *,
+    max_costs: Mapping[str, float] | None = None,
+    onnx: bool | str = "auto",
+    overwrite: bool = False,
+    supernet: str | Path | None = None,
+    allow_infeasible: bool = False,
+) -> ExportResult:
+    """Export one trial of a search run (see the module docstring)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"search run dir not found: {run_dir}")
+    manifest = read_manifest(run_dir)
+    if not (run_dir / "trials.csv").is_file() and not (run_dir / "trials.parquet").is_file():
+        raise UserError(
+            f"no trials table in {run_dir}: the search stopped before writing it; run the same "
+            "search again with search.n_trials=0 to write it"
+        )
+    frame = read_trials(run_dir, required=REQUIRED_COLUMNS)
+    row, reason = pick_trial(frame, trial, max_costs, allow_infeasible)
+    number = int(row["number"])
+    searched_space = Space.from_dict(manifest["space"])
+    try:
+        subnet = searched_space.subnet_from_row(row)
+    except (ValueError, TypeError, KeyError) as exc:  # (a JSON list of the wrong things, say)
+        raise UserError(
+            f"trial {number}'s subnet in {run_dir}'s trials table is invalid ({exc}); restore "
+            "the table, or write it again with the same search command and search.n_trials=0"
+        ) from None
+    out = Path(out) if out is not None else run_dir / "export" / f"trial_{number}"
+    checkpoint = Path(supernet) if supernet is not None else Path(manifest["checkpoint"])
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "supernet.pt"
+    _refuse_own_inputs(out, run_dir, checkpoint)
+    with writing(out):
+        remove_stale_staging(out)  # what an export killed half-way left
+    _check_target(out, overwrite)
+    onnx_mode = str(onnx).lower()
+    if onnx_mode not in ("auto", "true", "false"):
+        raise UserError(f"onnx must be auto, true or false, got {quoted(onnx)}; pass onnx=auto")
+
+    if not checkpoint.is_file():
+        raise CheckpointError(
+            f"the searched checkpoint {checkpoint} is gone; pass supernet=<its new path>"
+        )
+    sha = file_sha256(checkpoint)
+    if sha != manifest["checkpoint_sha256"]:
+        raise CheckpointError(
+            f"{checkpoint} is not the checkpoint this run searched (sha256 {sha[:12]}..., "
+            f"expected {manifest['checkpoint_sha256'][:12]}...); pass supernet=<the searched one>"
+        )
+    net, _ = load_supernet(checkpoint)
+    space = net.space
+    model = net.extract(subnet)
+
+    val_acc = None if pd.isna(row["val_acc"]) else float(row["val_acc"])
+    latency = None if pd.isna(row["latency_ms"]) else float(row["latency_ms"])
+    metadata: dict[str, Any] = {
+        "source": {
+            "run_dir": str(run_dir.resolve()),
+            "study": manifest["study_name"],
+            "trial": number,
+            "checkpoint": str(checkpoint.resolve()),
+            "checkpoint_sha256": sha,
+        },
+        "picked": reason,
+        "val_acc": val_acc,
+        "val_images": manifest.get("val_images"),
+        "costs": {
+            "params": int(row["params"]),
+            "macs": int(row["macs"]),
+            "flops": int(row["flops"]),
+            "latency_ms": latency,
+        },
+        "budget": manifest.get("budget"),
+        "data": manifest.get("data"),
+        "space": space.to_dict(),
+        "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+        "torch": str(torch.__version__),
+    }
+
+    missing = onnx_missing() if onnx_mode != "false" else None
+    if onnx_mode == "true" and missing:
+        raise UserError(f"onnx=true needs {missing}: pip install 'vitnas[onnx]'")
+    if onnx_mode == "auto" and missing:
+        print(f"note: no model.onnx: {missing} not installed (pip install 'vitnas[onnx]')")
+    with_onnx = onnx_mode != "false" and not missing
+
+    work = staging_dir(out)
+    try:
+        if with_onnx:
+            with writing(out / "model.onnx"):
+                diff = write_onnx(model, space, work / "model.onnx")
+            metadata["onnx"] = {
+                "file": "model.onnx",
+                "max_abs_diff": diff,
+                "checked_with": "onnxruntime",
+            }
+        staged = save_subnet(
+            model,
+            space,
+            work / "subnet",
+            metadata=metadata,
+            extra_files={"README.md": render_readme(subnet, metadata, with_onnx)},
+            shown_as=out,
+        )
+        if with_onnx:
+            (work / "model.onnx").replace(staged / "model.onnx")
+        _check_target(out, overwrite)  # in case it appeared meanwhile
+        with writing(out):
+            move_into_place(staged, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ExportResult(out, number, subnet, metadata, reason)

@@ -1,0 +1,166 @@
+"""``python -m search.latency calibrate|measure [key=value ...]``: the latency command line.
+
+The first word picks the command; the rest are Hydra overrides of ``conf/latency.yaml``::
+
+    python -m search.latency calibrate space=fashion_mnist device=cpu batch_size=1 threads=2
+    python -m search.latency calibrate supernet=runs/demo/supernet.pt batch_size=32
+    python -m search.latency measure space=autoformer_tiny subnet=smallest batch_size=1
+
+A user error (bad value, missing file, no CUDA ...) prints one line and exits with status 2;
+``debug=true`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from supernet import Space, Subnet, family_of
+from supernet.checkpoint import checkpoint_space, load_checkpoint
+from supernet.common.atomic import atomic_write_text
+from supernet.common.cli import hydra_main, user_errors
+from supernet.space import read_yaml
+
+from . import config as _config  # noqa: F401  (registers latency_schema)
+from .calibrate import calibrate
+from .errors import LatencyError, ProfileError
+from .measure import measure_latency
+from .profile import find_profile
+from .report import write_report
+
+COMMANDS = ("calibrate", "measure")
+
+
+def _space(cfg: DictConfig) -> Space:
+    if cfg.supernet:
+        payload = load_checkpoint(cfg.supernet)
+        return checkpoint_space(payload, cfg.supernet)
+    return Space.from_dict(OmegaConf.to_container(cfg.space, resolve=True))  # type: ignore[arg-type]
+
+
+def _subnet(cfg: DictConfig, space: Space) -> Subnet:
+    choice = str(cfg.subnet)
+    if choice == "smallest":
+        return space.smallest()
+    if choice == "largest":
+        return space.largest()
+    path = Path(choice)
+    if not path.is_file():
+        raise LatencyError(
+            f"no file {path}: subnet must be smallest, largest or the path of a subnet.yaml"
+        )
+    data = read_yaml(path, "subnet")
+    if isinstance(data, dict) and "subnet" in data and "embed_dim" not in data:
+        data = data["subnet"]  # an export's subnet.yaml
+    return space.subnet_from_dict(data)
+
+
+def _out_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.out) if cfg.out else Path(HydraConfig.get().runtime.output_dir)
+
+
+def _calibrate(cfg: DictConfig, space: Space) -> None:
+    out = _out_dir(cfg)
+    result = calibrate(
+        space,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+        threads=cfg.threads,
+        n_samples=cfg.n_samples,
+        n_holdout=cfg.n_holdout,
+        warmup=cfg.warmup,
+        repeats=cfg.repeats,
+        rounds=cfg.rounds,
+        seed=cfg.seed,
+        clock=cfg.clock,
+        steady_allocator=cfg.steady_allocator,
+        progress=cfg.progress,
+    )
+    paths, notices = write_report(result, out)
+    print(result.summary())
+    for kind, path in paths.items():
+        print(f"  {kind}: {path}")
+    if cfg.profile_dir:
+        filed = result.profile.save(Path(cfg.profile_dir) / result.profile.default_filename())
+        print(f"  profile filed for searches: {filed}")
+    for notice in notices:
+        print(notice)
+
+
+def _measure(cfg: DictConfig, space: Space) -> None:
+    subnet = _subnet(cfg, space)
+    model = family_of(space).build_model(space, subnet)
+    result = measure_latency(
+        model,
+        space=space,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        threads=cfg.threads,
+        warmup=cfg.warmup,
+        repeats=cfg.repeats,
+        clock=cfg.clock,
+        steady_allocator=cfg.steady_allocator,
+    )
+    record: dict[str, Any] = {"subnet": subnet.to_dict(), "space": space.to_dict()}
+    record["measurement"] = result.to_dict()
+    print(f"{subnet}: {result}")
+    if cfg.profile_dir and Path(cfg.profile_dir).exists():
+        try:
+            profile = find_profile(
+                cfg.profile_dir,
+                space,
+                device=cfg.device,
+                batch_size=cfg.batch_size,
+                threads=result.threads,
+            )
+        except ProfileError:
+            pass  # measuring needs no profile
+        else:
+            predicted = profile.predict_ms(space, subnet)
+            record["predicted_ms"] = predicted
+            print(f"  predicted by the profile in {cfg.profile_dir}: {predicted:.3f} ms")
+    path = _out_dir(cfg) / "latency_measurement.yaml"
+    text = yaml.safe_dump(record, sort_keys=False)
+    atomic_write_text(path, text)
+    print(f"  written: {path}")
+
+
+@hydra.main(version_base="1.3", config_path="../../supernet/conf", config_name="latency")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    if cfg.command not in COMMANDS:
+        raise LatencyError(f"unknown command {cfg.command!r}: use {' or '.join(COMMANDS)}")
+    space = _space(cfg)
+    (_calibrate if cfg.command == "calibrate" else _measure)(cfg, space)
+
+
+def _argv_with_command(argv: list[str]) -> list[str]:
+    """Turn the leading ``calibrate``/``measure`` word into the Hydra override ``command=...``."""
+    rest = argv[1:]
+    if rest and rest[0] in COMMANDS:
+        return [argv[0], f"command={rest[0]}", *rest[1:]]
+    if any(a.startswith("command=") or a.startswith("-") for a in rest):
+        return argv  # command=... given, or a Hydra flag such as --help or --cfg
+    word = f" {rest[0]!r}" if rest and "=" not in rest[0] else ""
+    print(
+        f"error: unknown or missing command{word}; use python -m search.latency "
+        "calibrate|measure [key=value ...] (--help lists the options)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
+
+
+def cli() -> None:
+    """The console script (``vitnas-latency``): the same as ``python -m search.latency``."""
+    sys.argv = _argv_with_command(sys.argv)
+    hydra_main(main)
+
+
+if __name__ == "__main__":
+    cli()

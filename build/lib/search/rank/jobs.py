@@ -1,0 +1,143 @@
+"""The work of a ranking run: inherited-weight evaluations and single-subnet training runs.
+
+Each :class:`SubnetJob` is independent, so ``n_jobs`` processes (``spawn``ed, ``threads`` torch
+threads each) run them at once, the most expensive first. Training goes through
+:func:`supernet.train.train_subnet` with ``resume=auto``: a run directory that already holds the
+finished run with the same subnet, data, recipe and seed is reused instead of trained again, and
+one with other settings is refused with a message naming the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from supernet import Subnet, complexity
+from supernet.checkpoint import load_supernet
+from supernet.common.errors import UserError
+from supernet.data import build_data
+from supernet.evaluation import EvalSet, accuracies
+from supernet.model import Supernet
+from supernet.train import train_subnet
+
+from .settings import RankError
+
+__all__ = ["KINDS", "SubnetJob", "run_jobs"]
+
+log = logging.getLogger(__name__)
+
+#: inherit: the supernet's weights evaluated as they are; scratch / finetune: a training run.
+KINDS = ("inherit", "scratch", "finetune")
+
+
+@dataclass(frozen=True)
+class SubnetJob:
+    """One evaluation (``inherit``) or training run (``scratch`` / ``finetune``) of a subnet.
+
+    ``config`` is :func:`supernet.train.train_subnet`'s config for a training run; for
+    ``inherit`` it holds ``supernet``, ``data``, ``eval_batch_size``, ``device``, ``threads``.
+    """
+
+    kind: str
+    subnet: Subnet
+    config: Mapping[str, Any]
+    label: str = ""
+    cost: float = 0.0  # for scheduling: the most expensive jobs start first
+    extra: Mapping[str, Any] = field(default_factory=dict)  # copied into the result
+
+
+_CACHE: dict[str, tuple[Supernet, EvalSet, EvalSet]] = {}
+
+
+def _inherited(job: SubnetJob) -> dict[str, Any]:
+    cfg = job.config
+    torch.set_num_threads(int(cfg.get("threads") or torch.get_num_threads()))
+    key = json.dumps([str(cfg["supernet"]), cfg["data"], cfg.get("device")], sort_keys=True)
+    if key not in _CACHE:
+        device = cfg.get("device", "cpu")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        net, _ = load_supernet(cfg["supernet"], map_location=device)
+        splits = build_data(cfg["data"])
+        splits.check_space(net.space)
+        size = int(cfg.get("eval_batch_size", 512))
+        _CACHE.clear()  # one supernet at a time per process
+        _CACHE[key] = (net.eval(), EvalSet(splits.val, size), EvalSet(splits.test, size))
+    net, val, test = _CACHE[key]
+    start = time.perf_counter()
+    acc = {
+        "val_acc": accuracies(net, val, {"a": job.subnet})["a"],
+        "test_acc": accuracies(net, test, {"a": job.subnet})["a"],
+    }
+    return {**acc, "wall_s": time.perf_counter() - start}
+
+
+def _train(job: SubnetJob) -> dict[str, Any]:
+    result = train_subnet(dict(job.config))
+    return {
+        "val_acc": result.val_acc,
+        "test_acc": result.test_acc,
+        "initial_val_acc": result.initial_val_acc,
+        "initial_test_acc": result.initial_test_acc,
+        "epochs": result.epochs,
+        "wall_s": result.wall_s,
+        "run_dir": str(result.run_dir),
+    }
+
+
+def _run(job: SubnetJob) -> dict[str, Any]:
+    """Run one job (in a worker process or in this one); user errors come back as RankError."""
+    try:
+        out = _inherited(job) if job.kind == "inherit" else _train(job)
+    except UserError as exc:  # re-raised as a picklable error that names the job
+        raise RankError(f"{job.kind} {job.subnet}: {exc}") from None
+    return {"kind": job.kind, "subnet": job.subnet, "label": job.label, **job.extra, **out}
+
+
+def run_jobs(
+    jobs: Sequence[SubnetJob],
+    n_jobs: int = 1,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``jobs`` (``n_jobs`` processes at once; 1 runs them here) and return their results
+    in the order given. ``on_done`` sees each result as it finishes. The first failure cancels
+    the jobs not started and is raised."""
+    for job in jobs:
+        if job.kind not in KINDS:
+            raise ValueError(f"unknown job kind {job.kind!r}; kinds: {', '.join(KINDS)}")
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    if n_jobs == 1:
+        for i in order:
+            results[i] = _run(jobs[i])
+            if on_done is not None:
+                on_done(results[i])  # type: ignore[arg-type]
+        return results  # type: ignore[return-value]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+        futures: dict[Future[dict[str, Any]], int] = {pool.submit(_run, jobs[i]): i for i in order}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    results[futures[future]] = future.result()  # raises the job's error
+                    if on_done is not None:
+                        on_done(results[futures[future]])  # type: ignore[arg-type]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return results  # type: ignore[return-value]
+
+
+def training_cost(space: Any, subnet: Subnet, epochs: int) -> float:
+    """A job's rough cost for scheduling: forward FLOPs × epochs."""
+    return float(complexity.flops(space, subnet) * max(epochs, 1))

@@ -1,0 +1,131 @@
+"""The ranking command's settings (``conf/rank.yaml``), read and checked once.
+
+Every value a user can type wrong is reported as one :class:`RankError` line. The stand-alone
+recipe is the supernet's own (its checkpoint's ``train`` config) with the non-null ``train.*``
+overrides on top, validated by :class:`supernet.train.TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from supernet.common.device import check_device
+from supernet.common.errors import UserError, quoted
+from supernet.common.resources import check_threads
+from supernet.train import ConfigError, TrainConfig
+from supernet.train.rng import seed_problem
+
+__all__ = ["SUBNET_ONLY", "RankError", "RankSettings", "recipe"]
+
+#: Supernet-only options of a training recipe: meaningless when one subnet trains alone.
+SUBNET_ONLY = ("strategy", "num_random", "distill")
+
+
+class RankError(UserError):
+    """A ranking setting with an impossible value, or a supernet that cannot be ranked."""
+
+
+def _int(key: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise RankError(
+            f"{key} must be an integer ≥ {low}, got {quoted(value)}; pass {key}={low} or more"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class RankSettings:
+    supernet: Path
+    k: int = 12
+    seed: int = 0
+    pool_size: int = 4096
+    finetune: bool = True
+    scratch_dir: Path | None = None
+    n_jobs: int = 1
+    threads: int = 1
+    device: str = "auto"
+    png: bool = True
+    train: Mapping[str, Any] = field(default_factory=dict)  # the non-null train.* overrides
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> RankSettings:
+        try:
+            data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+        except OmegaConfBaseException as exc:
+            raise RankError(str(exc).splitlines()[0]) from None
+        data = {k: v for k, v in dict(data).items() if k not in ("debug", "hydra")}  # type: ignore[arg-type]
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise RankError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        if not data.get("supernet"):
+            raise RankError(
+                "no supernet checkpoint given; pass supernet=<path to supernet.pt> "
+                "(train one with `python -m supernet.train`)"
+            )
+        train = data.get("train") or {}
+        if not isinstance(train, Mapping):
+            raise RankError(f"train must be a mapping of recipe options, got {train!r}")
+        bad = sorted(set(train) & set(SUBNET_ONLY))
+        if any(train[k] is not None for k in bad):
+            raise RankError(
+                f"train.{bad[0]} is a supernet training option; a subnet trains alone here"
+            )
+        unknown_train = sorted(set(train) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if unknown_train:
+            raise RankError(
+                f"unknown recipe option(s) {', '.join('train.' + u for u in unknown_train)}"
+            )
+        device = data.get("device", "auto")
+        if not isinstance(device, str) or not device:
+            raise RankError(
+                f"device must be auto, cpu, cuda, cuda:N or mps, got {quoted(device)}; pass "
+                "device=auto"
+            )
+        if device != "auto":
+            check_device(device, "device")
+        scratch = data.get("scratch_dir")
+        seed = data.get("seed", 0)
+        problem = seed_problem("seed", seed)
+        if problem:
+            raise RankError(problem)
+        for key in ("finetune", "png"):
+            if not isinstance(data.get(key, True), bool):
+                raise RankError(f"{key} must be true or false, got {data[key]!r}")
+        return cls(
+            supernet=Path(str(data["supernet"])).expanduser(),
+            k=_int("k", data.get("k", 12), 3),
+            seed=seed,
+            pool_size=_int("pool_size", data.get("pool_size", 4096), 1),
+            finetune=data.get("finetune", True),
+            scratch_dir=Path(str(scratch)).expanduser() if scratch else None,
+            n_jobs=_int("n_jobs", data.get("n_jobs", 1), 1),
+            threads=check_threads("threads", _int("threads", data.get("threads", 1), 1)) or 1,
+            device=device,
+            png=data.get("png", True),
+            train={k: v for k, v in train.items() if v is not None},
+        )
+
+
+def recipe(supernet_train: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
+    """The stand-alone recipe: the supernet's training config with ``overrides`` on top.
+
+    The supernet-only options (sampling rule, distillation) take their defaults: they do nothing
+    for one subnet, and so stand-alone runs of the same subnet from supernets trained with
+    different rules are the same run. A checkpoint without a recorded recipe falls back to
+    :class:`TrainConfig`'s defaults.
+    """
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - set(SUBNET_ONLY)
+    values = {k: v for k, v in dict(supernet_train).items() if k in known}
+    values.update(overrides)
+    try:
+        return TrainConfig.from_dict(values, min_epochs=1)
+    except ConfigError as exc:
+        raise RankError(f"stand-alone recipe: {exc}") from None

@@ -1,0 +1,359 @@
+"""Shared behaviour of the command-line entry points.
+
+A :class:`~supernet.common.errors.UserError` (bad config, missing file, impossible budget) is
+printed as one line, ``error: <message>``, and the program exits with status 2 and no traceback;
+the override ``debug=true`` re-raises it with the traceback. So is an ``OSError`` (a directory
+that cannot be written, a full disk): it names the path. Ctrl-C exits with status 130.
+
+:func:`hydra_main` runs a Hydra app so that Hydra's own errors, raised before the task runs (a
+misspelt override, an unknown config group option, a run directory that cannot be created), are
+reported the same way instead of as Hydra's multi-line text or a traceback.
+
+A refused command leaves the run directory as it found it: Hydra writes its ``.hydra/`` copies of
+the config before the task runs, so :class:`KeepRunFiles` (a Hydra callback) notes the previous
+ones and a user error puts them back (or, in a directory this command created and left holding
+nothing else, removes what Hydra wrote). SIGTERM is handled as Ctrl-C is (exit status 143), so a
+search or training stopped by ``kill`` tidies up as after Ctrl-C.
+
+:func:`parse_args` and :func:`run_cli` do the same for the commands that take positional paths and
+Hydra-style ``key=value`` options checked against a dataclass (``python -m search.export``,
+``python -m search.report``, ``python -m supernet.convert``): an unknown key or a value of the
+wrong type is one error line, and ``--help`` prints the module's usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import MAX_ERROR_CHARS, UserError, cap_text, quoted
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_USER_ERROR",
+    "MAX_ERROR_CHARS",
+    "KeepRunFiles",
+    "Terminated",
+    "debug_requested",
+    "exit_interrupted",
+    "fail",
+    "handle_sigterm",
+    "hydra_main",
+    "one_line",
+    "os_error_message",
+    "parse_args",
+    "quoted",
+    "run_cli",
+    "user_errors",
+]
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+T = TypeVar("T")
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a heading ending in ``:`` and its ``- item`` lines become
+    ``heading: item; item``; other line breaks become ``; ``."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message.strip()
+    head, rest = lines[0], [line.removeprefix("- ").strip() for line in lines[1:]]
+    return head + (" " if head.endswith(":") else "; ") + "; ".join(rest)
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` (on one line, at most about :data:`MAX_ERROR_CHARS` characters)
+    to stderr and exit with :data:`EXIT_USER_ERROR`."""
+    print(f"error: {cap_text(one_line(cap_text(message, 8 * MAX_ERROR_CHARS)))}", file=sys.stderr)
+    raise SystemExit(EXIT_USER_ERROR)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill <pid>``, a scheduler's stop): raised like Ctrl-C's ``KeyboardInterrupt``,
+    so that everything that tidies up after Ctrl-C does so after it too."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this process (from its main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def exit_interrupted(exc: KeyboardInterrupt) -> None:
+    """Print ``interrupted`` (``terminated`` for SIGTERM) and exit with 130 (143)."""
+    terminated = isinstance(exc, Terminated)
+    print("terminated" if terminated else "interrupted", file=sys.stderr)
+    raise SystemExit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+
+
+def os_error_message(exc: OSError) -> str:
+    """An ``OSError`` as a user error: what failed on which path, and what to do."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename
+    if path is None:
+        return f"{reason}; check the paths given and free disk space"
+    return (
+        f"cannot use {path}: {reason}; give a path that exists (or can be created) and that you "
+        "may write to"
+    )
+
+
+def debug_requested(argv: Sequence[str]) -> bool:
+    """Whether the command line says ``debug=true``."""
+    return any(a.lstrip("+~").replace(" ", "").lower() == "debug=true" for a in argv)
+
+
+def _debug(cfg: object) -> bool:
+    return isinstance(cfg, DictConfig) and bool(cfg.get("debug", False))
+
+
+def user_errors(task: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a Hydra task function (under ``@hydra.main``) to report user errors in one line."""
+
+    @functools.wraps(task)
+    def wrapper(cfg: Any, *args: Any, **kwargs: Any) -> T:
+        handle_sigterm()
+        logging.raiseExceptions = False  # a full disk must not print a logging traceback
+        try:
+            return task(cfg, *args, **kwargs)
+        except UserError as exc:
+            _restore_run_files()
+            if _debug(cfg):
+                raise
+            fail(str(exc))
+        except OSError as exc:
+            _restore_run_files()
+            if _debug(cfg):
+                raise
+            fail(os_error_message(exc))
+        except KeyboardInterrupt as exc:
+            exit_interrupted(exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+# -- the run directory's .hydra/ files ------------------------------------------------------------
+@dataclass
+class _RunFiles:
+    """The run directory a Hydra run will write into, as it was before: whether it existed, and
+    the bytes of each of Hydra's config copies (None: absent)."""
+
+    run_dir: Path
+    subdir: Path | None
+    existed: bool
+    files: dict[str, bytes | None] = field(default_factory=dict)
+
+
+_HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+_snapshot: _RunFiles | None = None
+
+
+class KeepRunFiles(Callback):
+    """Hydra callback (``hydra.callbacks``): note the run directory's ``.hydra/`` files before
+    Hydra overwrites them, so that a refused command can put them back."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _snapshot
+        _snapshot = None
+        try:
+            run_dir = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
+            subdir = config.hydra.output_subdir
+        except (OmegaConfBaseException, TypeError, ValueError):
+            return
+        hydra_dir = None if subdir is None else run_dir / str(subdir)
+        snapshot = _RunFiles(run_dir, hydra_dir, run_dir.exists())
+        if hydra_dir is not None:
+            for name in _HYDRA_FILES:
+                try:
+                    snapshot.files[name] = (hydra_dir / name).read_bytes()
+                except OSError:
+                    snapshot.files[name] = None
+        _snapshot = snapshot
+
+
+def _only_hydra_files(run_dir: Path, subdir: Path | None) -> bool:
+    """Whether ``run_dir`` holds nothing but what Hydra writes (its config copies, its log)."""
+    for path in run_dir.iterdir():
+        if subdir is not None and path == subdir and path.is_dir():
+            if any(p.name not in _HYDRA_FILES for p in path.iterdir()):
+                return False
+        elif not (path.is_file() and path.suffix == ".log"):
+            return False
+    return True
+
+
+def _restore_run_files() -> None:
+    """After a refused command: the run directory's ``.hydra/`` files as they were before it (a
+    directory this command created, if it holds nothing but Hydra's files, is removed)."""
+    global _snapshot
+    snapshot, _snapshot = _snapshot, None
+    if snapshot is None:
+        return
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if Path(HydraConfig.get().runtime.output_dir) != snapshot.run_dir:
+            return  # not the directory noted (a multirun job, or another app)
+    except (ValueError, OmegaConfBaseException):
+        return
+    try:
+        if not snapshot.existed:
+            if snapshot.run_dir.is_dir() and _only_hydra_files(snapshot.run_dir, snapshot.subdir):
+                shutil.rmtree(snapshot.run_dir)
+            return
+        if snapshot.subdir is None:
+            return
+        for name, content in snapshot.files.items():
+            path = snapshot.subdir / name
+            if content is None:
+                path.unlink(missing_ok=True)
+            elif not path.is_file() or path.read_bytes() != content:
+                from .atomic import atomic_write
+
+                atomic_write(path, lambda tmp, content=content: Path(tmp).write_bytes(content))
+        if snapshot.subdir.is_dir() and not any(snapshot.subdir.iterdir()):
+            snapshot.subdir.rmdir()
+    except OSError:
+        pass  # best effort: the error being reported matters more
+
+
+def _hydra_message(exc: Exception) -> str:
+    """Hydra's composition errors, shortened to what was wrong and how to fix it."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if isinstance(exc, OverrideParseException):
+        return (
+            f"cannot parse the override {exc.override!r}; quote a value that holds special "
+            "characters, as in key='a<=b' (Hydra's override grammar)"
+        )
+    cause = exc.__cause__
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in struct" in str(cause):
+        key = getattr(cause, "full_key", None) or str(cause)
+        return f"unknown option {key}; check its spelling (`--cfg job` prints every option)"
+    if isinstance(cause, OmegaConfBaseException):  # checked against a structured config
+        from .config import config_message
+
+        return config_message(cause)
+    if isinstance(exc, MissingConfigException) and exc.options is not None:
+        missing = exc.missing_cfg_file or str(exc).splitlines()[0]
+        return f"no config {missing}; the choices are {', '.join(exc.options)}"
+    text = str(exc)
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({str(cause).splitlines()[0]})"
+    return text.replace("\n", " ").strip()
+
+
+def _run_dir_message(exc: OSError) -> str:
+    """An ``OSError`` raised by Hydra itself: it creates and writes the run directory (its
+    ``.hydra/`` copies of the config, the log file) before the task runs."""
+    return (
+        f"cannot write the run directory {exc.filename or ''}: {exc.strerror or exc}; pass "
+        "hydra.run.dir=<a directory you may write to> (hydra.sweep.dir= with --multirun)"
+    )
+
+
+def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
+    """Call a ``@hydra.main`` function, reporting Hydra's own errors as one line (exit 2).
+
+    ``HYDRA_FULL_ERROR`` lets the exceptions reach this function instead of Hydra's printer;
+    an unexpected exception (a bug) still shows its full traceback.
+    """
+    from hydra.errors import HydraException
+
+    debug = debug_requested(sys.argv[1:] if argv is None else argv)
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    handle_sigterm()
+    try:
+        main()
+    except KeyboardInterrupt as exc:  # before the task started (composing the config)
+        exit_interrupted(exc)
+    except (HydraException, OmegaConfBaseException) as exc:
+        if debug:
+            raise
+        fail(_hydra_message(exc))
+    except BrokenPipeError:  # stdout closed early (`… --help | head`): not the run directory
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    except OSError as exc:
+        if debug:
+            raise
+        fail(_run_dir_message(exc))
+
+
+def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[str], T]:
+    """Split ``argv`` into positional arguments and a config of type ``schema``."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage.strip())
+        raise SystemExit(0)
+    positional = [a for a in argv if not a.partition("=")[0].isidentifier() or "=" not in a]
+    dotlist = [a for a in argv if a not in positional]
+    known = [f.name for f in fields(schema)]  # type: ignore[arg-type]
+    for item in dotlist:
+        key = item.partition("=")[0]
+        if key not in known:
+            raise UserError(
+                f"unknown option {quoted(key)}; the options are {', '.join(known)} (check its "
+                "spelling)"
+            )
+        try:
+            OmegaConf.from_dotlist([item])
+        except (yaml.YAMLError, OmegaConfBaseException):
+            raise UserError(
+                f"cannot parse the override {quoted(item)}; quote a value that holds special "
+                "characters, as in key='a[1'"
+            ) from None
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(dotlist))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise UserError(
+            f"{key + ': ' if key else ''}{str(exc).splitlines()[0]}; give {key or 'it'} a value "
+            "of the right type (see --help)"
+        ) from None
+    return positional, config  # type: ignore[return-value]
+
+
+def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = None) -> None:
+    """Run ``main(argv)`` reporting a user error as one line (exit 2), Ctrl-C as exit 130."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    handle_sigterm()
+    logging.raiseExceptions = False  # a full disk must not print a logging traceback
+    try:
+        main(argv)
+    except UserError as exc:
+        if debug:
+            raise
+        fail(str(exc))
+    except OSError as exc:
+        if debug:
+            raise
+        fail(os_error_message(exc))
+    except KeyboardInterrupt as exc:
+        exit_interrupted(exc)

@@ -1,0 +1,128 @@
+"""Structured configs: every entry point's options are a dataclass, registered in Hydra's
+ConfigStore, with each default and its one-line help defined once (a field's ``metadata``).
+
+- :func:`option` declares a field with its help text;
+- :func:`register` stores an app's schema (the primary config YAML lists it first in its defaults,
+  so that Hydra checks every value and every key against it while composing);
+- :func:`load` turns a composed config, or a plain mapping (the Python API), into an instance of
+  the schema, with a wrong key or a value of the wrong type as one :class:`UserError` line;
+- :func:`options_help` lists the options, their defaults and help for ``--help``.
+
+The range checks (``n_trials`` ≥ 0 ...) stay with the code that reads the settings, as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import UserError, quoted
+
+__all__ = ["config_message", "load", "option", "options_help", "register"]
+
+T = TypeVar("T")
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with its help text (shown by ``--help``). Mutable defaults (lists,
+    dataclasses) are given as ``default`` and copied per instance."""
+    metadata = {"help": help}
+    if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
+        value = default
+        return dataclasses.field(default_factory=lambda: _copy(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def _copy(value: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(value)
+
+
+_SCHEMAS: dict[str, type] = {}
+
+
+def register(name: str, node: type, group: str | None = None) -> None:
+    """Store ``node`` (a dataclass) in Hydra's ConfigStore as ``name`` (in ``group``); its options
+    are what ``${vitnas.options:<name>}`` gives in a help template."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=name, node=node, group=group)
+    _SCHEMAS[name] = node
+
+
+def config_message(exc: OmegaConfBaseException) -> str:
+    """An OmegaConf error about a user's value or key, as one line with its fix."""
+    key = getattr(exc, "full_key", None) or ""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "not in" in text and text.startswith("Key "):
+        return f"unknown option {key or text}; check its spelling (`--help` lists the options)"
+    value = getattr(exc, "value", None)
+    shown = f", got {quoted(value)}" if value is not None else ""
+    return (
+        f"{key + ': ' if key else ''}{text}{shown if shown and repr(value) not in text else ''}; "
+        f"give {key or 'it'} a value of the right type (`--help` lists the options)"
+    )
+
+
+def load(schema: type[T], cfg: DictConfig | Mapping[str, Any], drop: tuple[str, ...] = ()) -> T:
+    """``cfg`` (a composed Hydra config or a plain mapping) as an instance of ``schema``, keys
+    in ``drop`` (``hydra``) left out. Unknown keys and values of the wrong type are one
+    :class:`UserError` line."""
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+        if not isinstance(data, Mapping):
+            raise UserError(f"expected a mapping of options, got {type(data).__name__}")
+        data = {k: v for k, v in data.items() if k not in drop}
+        merged = OmegaConf.merge(OmegaConf.structured(schema), data)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise UserError(config_message(exc)) from None
+
+
+def _fields(schema: type, prefix: str) -> Iterator[tuple[str, Any, str]]:
+    for f in dataclasses.fields(schema):
+        if f.name.startswith("_"):
+            continue
+        default = f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        if dataclasses.is_dataclass(default):
+            yield from _fields(type(default), f"{prefix}{f.name}.")
+            continue
+        yield f"{prefix}{f.name}", default, f.metadata.get("help", "")
+
+
+def _shown(value: Any) -> str:
+    """A default as a user types it on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_shown(v) for v in value) + "]"
+    return str(value)
+
+
+def options_help(schema: type, prefix: str = "") -> str:
+    """Every option of ``schema`` as ``key=default  help``, one per line, nested ones dotted."""
+    rows = []
+    for key, default, text in _fields(schema, prefix):
+        shown = _shown(default)
+        rows.append((f"{key}={shown}", text))
+    width = min(max((len(k) for k, _ in rows), default=0), 38)
+    return "\n".join(
+        f"  {k:<{width}}  {t}" if len(k) <= width else f"  {k}\n  {'':<{width}}  {t}"
+        for k, t in rows
+    )
+
+
+# `--help` templates list an app's options with ${vitnas.options:<schema name>}; Hydra fills the
+# template with string.Template, so a literal $ is written $$.
+OmegaConf.register_new_resolver(
+    "vitnas.options", lambda name: options_help(_SCHEMAS[name]).replace("$", "$$"), replace=True
+)

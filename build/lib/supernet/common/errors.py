@@ -1,0 +1,43 @@
+"""Errors a user can cause by what they type. Entry points print these as one line, no traceback."""
+
+from __future__ import annotations
+
+__all__ = ["MAX_ERROR_CHARS", "CheckpointError", "OutputError", "UserError", "cap_text", "quoted"]
+
+#: The longest error line printed; the rest is cut (a value quoted in a message can be huge).
+MAX_ERROR_CHARS = 2000
+
+
+class UserError(Exception):
+    """A problem with the user's input (config, file, budget ...) and its fix, in one message."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint or export that is missing, corrupt, unsafe or made for another space."""
+
+
+class OutputError(UserError, OSError):
+    """An output that cannot be written: a directory that is a file, no permission, a full disk.
+
+    Also an ``OSError``, so code that catches those still does."""
+
+
+def cap_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to about ``limit`` characters, keeping its start (the problem) and its end
+    (the fix)."""
+    if len(text) <= limit:
+        return text
+    tail = limit // 4
+    return f"{text[: limit - tail]} … ({len(text) - limit} characters cut) … {text[-tail:]}"
+
+
+def quoted(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for quoting a user's value in a message: huge strings, lists and mappings
+    are abbreviated while they are formatted (never built whole), then cut to ``limit``."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = max(limit, 20)
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 20
+    short.maxlevel = 4
+    return cap_text(short.repr(value), limit)

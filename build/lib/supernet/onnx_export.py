@@ -1,0 +1,75 @@
+"""ONNX export of a standalone model, checked against PyTorch with onnxruntime.
+
+The model is exported with the dynamo exporter (``torch.onnx.export(..., dynamo=True)``; the
+legacy exporter lacks ``roll``, which shifted-window attention needs) with a dynamic batch, input
+``images`` and output ``logits``, and then run on random images by onnxruntime: the largest
+absolute difference from PyTorch is returned, and :func:`write_onnx` refuses a file that differs
+by more than :data:`ONNX_TOLERANCE`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .common.errors import UserError
+from .space import Space
+
+__all__ = ["ONNX_TOLERANCE", "export_onnx", "onnx_missing", "write_onnx"]
+
+#: The largest absolute logit difference from PyTorch an exported ONNX file may show.
+ONNX_TOLERANCE = 1e-4
+
+
+def export_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
+    """Write ``model`` as ONNX (dynamic batch; input ``images``, output ``logits``) and return
+    the largest absolute difference from PyTorch on random images (batches of 1 and 4)."""
+    import onnxruntime
+
+    model = model.eval()
+    example = torch.randn(2, space.in_chans, space.img_size, space.img_size)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        external_data=False,  # one self-contained file (fine below 2 GB of weights)
+        verbose=False,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    generator = torch.Generator().manual_seed(0)
+    for batch in (1, 4):
+        x = torch.randn(batch, space.in_chans, space.img_size, space.img_size, generator=generator)
+        (got,) = session.run(["logits"], {"images": x.numpy()})
+        with torch.inference_mode():
+            want = model(x)
+        worst = max(worst, float((torch.from_numpy(got) - want).abs().max()))
+    return worst
+
+
+def onnx_missing() -> str | None:
+    """None when ONNX export can run, else what is missing."""
+    missing = []
+    for name in ("onnx", "onnxruntime", "onnxscript"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    return ", ".join(missing) or None
+
+
+def write_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
+    """:func:`export_onnx`, refusing (in one line) a file that differs from PyTorch by more than
+    :data:`ONNX_TOLERANCE`; returns the difference."""
+    diff = export_onnx(model, space, path)
+    if diff > ONNX_TOLERANCE:
+        raise UserError(
+            f"the ONNX model differs from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE:g}); "
+            "export without it with onnx=false"
+        )
+    return diff
