@@ -22,7 +22,8 @@ of that size) at every length tried.
 
 Writes results/benchmarks/ranking.csv (one row per band, supernet and subnet),
 ranking_summary.csv (one row per band and ranker: τ, ρ, cost), ranking_noise.csv (the seed-to-seed
-τ per band, epochs and number of seeds), ranking.png (τ per ranker and band, with the noise
+τ per band, epochs and number of seeds), ranking_noise_epochs.csv (the seed-to-seed τ of validation
+accuracy after each epoch of those runs), ranking.png (τ per ranker and band, with the noise
 ceiling) and ranking_noise.png (the noise curve).
 """
 
@@ -120,6 +121,33 @@ def noise_rows(table: pd.DataFrame, band: str, epochs: int, seeds: list[int]) ->
     return rows
 
 
+def epoch_rows(table: pd.DataFrame, band: str, epochs: int, seeds: list[int]) -> list[dict]:
+    """Seed-to-seed τ of the validation accuracy after each epoch of the ``epochs``-epoch runs
+    (their metrics.csv): how the stand-alone ranking settles as training proceeds. Not the same as
+    training for fewer epochs (the schedule is the ``epochs``-epoch one), but free."""
+    per_epoch: dict[int, list[list[float]]] = {}
+    for slug in table["subnet"]:
+        curves = [
+            pd.read_csv(scratch_dir(epochs) / f"seed{s}" / slug / "metrics.csv").set_index("epoch")
+            for s in seeds
+        ]
+        for epoch in curves[0].index:
+            per_epoch.setdefault(int(epoch), []).append(
+                [float(c.loc[epoch, "val_acc"]) for c in curves]
+            )
+    return [
+        {
+            "band": band,
+            "epochs": epochs,
+            "epoch": epoch,
+            "seeds": len(seeds),
+            "split_half_tau_val": split_half_tau(np.array(rows)),
+            "pairwise_tau_val": pairwise_tau(np.array(rows)),
+        }
+        for epoch, rows in sorted(per_epoch.items())
+    ]
+
+
 def summary_rows(band: tuple[str, float, int, int], epochs: int) -> list[dict]:
     """One row per ranker (each supernet, then each proxy once) from the bands' rank.yaml files."""
     rows: list[dict] = []
@@ -187,9 +215,18 @@ def tau_figure(summary: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def noise_figure(noise: pd.DataFrame) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("split-half τ", "pairwise τ"))
+def noise_figure(noise: pd.DataFrame, within: pd.DataFrame) -> go.Figure:
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            "split-half τ vs seeds (test)",
+            "pairwise τ vs seeds (test)",
+            "split-half τ after each epoch (val)",
+        ),
+    )
     for i, ((band, epochs), group) in enumerate(noise.groupby(["band", "epochs"], sort=False)):
+        color = qualitative.Plotly[i % 10]
         for col, column in ((1, "split_half_tau"), (2, "pairwise_tau")):
             fig.add_trace(
                 go.Scatter(
@@ -197,19 +234,33 @@ def noise_figure(noise: pd.DataFrame) -> go.Figure:
                     y=group[column],
                     mode="lines+markers",
                     name=f"band {band}, {epochs} epochs",
-                    line={"color": qualitative.Plotly[i % 10]},
+                    line={"color": color},
                     showlegend=col == 1,
                 ),
                 row=1,
                 col=col,
             )
+        curve = within[(within["band"] == band) & (within["epochs"] == epochs)]
+        fig.add_trace(
+            go.Scatter(
+                x=curve["epoch"],
+                y=curve["split_half_tau_val"],
+                mode="lines+markers",
+                line={"color": color, "dash": "dot"},
+                showlegend=False,
+            ),
+            row=1,
+            col=3,
+        )
     fig.add_hline(y=MEASURABLE_TAU, line_dash="dot", line_color="gray")
-    fig.update_xaxes(title_text="stand-alone seeds", dtick=1)
-    fig.update_yaxes(title_text="seed-to-seed Kendall τ", range=[-0.2, 1])
+    fig.update_xaxes(title_text="stand-alone seeds", dtick=1, row=1, col=1)
+    fig.update_xaxes(title_text="stand-alone seeds", dtick=1, row=1, col=2)
+    fig.update_xaxes(title_text="epoch", row=1, col=3)
+    fig.update_yaxes(title_text="seed-to-seed Kendall τ", range=[-0.4, 1])
     fig.update_layout(
         title="How reproducible is the stand-alone ranking inside a band?",
         template="plotly_white",
-        width=1000,
+        width=1200,
         height=450,
     )
     return fig
@@ -233,7 +284,7 @@ def main() -> None:
     checkpoints = common.ensure_supernets(RANKED)
     space = SearchSpace.from_dict(load_checkpoint(checkpoints[RANKED[0]])["space"])
     reference = max(args.epochs)
-    tables, summaries, noise = [], [], []
+    tables, summaries, noise, within = [], [], [], []
     for band in bands(space):
         for epochs in sorted(args.epochs):
             # the first supernet's rank trains the stand-alone runs; the others reuse them
@@ -247,6 +298,7 @@ def main() -> None:
                 table = pd.read_csv(rank_dir(band[0], supernet, epochs) / "rank.csv")
                 tables.append(table.assign(band=band[0], supernet=supernet, epochs=epochs))
             noise += noise_rows(tables[-1], band[0], epochs, args.seeds)
+            within += epoch_rows(tables[-1], band[0], epochs, args.seeds)
             if epochs == reference:
                 summaries += summary_rows(band, epochs)
     wall = time.perf_counter() - start
@@ -265,8 +317,10 @@ def main() -> None:
     table.to_csv(args.out / "ranking.csv", index=False)
     summary.to_csv(args.out / "ranking_summary.csv", index=False)
     noise_table.to_csv(args.out / "ranking_noise.csv", index=False)
+    within_table = pd.DataFrame(within)
+    within_table.to_csv(args.out / "ranking_noise_epochs.csv", index=False)
     common.save_png(tau_figure(summary), args.out / "ranking.png")
-    common.save_png(noise_figure(noise_table), args.out / "ranking_noise.png")
+    common.save_png(noise_figure(noise_table, within_table), args.out / "ranking_noise.png")
     shown = summary.pivot(index="ranker", columns="band", values="kendall_tau")
     print(
         f"\nKendall τ inside each band ({args.k} subnets, {len(args.seeds)} seeds, "
