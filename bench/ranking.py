@@ -148,10 +148,12 @@ def epoch_rows(table: pd.DataFrame, band: str, epochs: int, seeds: list[int]) ->
     ]
 
 
-def summary_rows(band: tuple[str, float, int, int], epochs: int) -> list[dict]:
+def summary_rows(
+    band: tuple[str, float, int, int], epochs: int, supernets: list[str]
+) -> list[dict]:
     """One row per ranker (each supernet, then each proxy once) from the bands' rank.yaml files."""
     rows: list[dict] = []
-    for supernet in RANKED:
+    for supernet in supernets:
         path = rank_dir(band[0], supernet, epochs) / "rank.yaml"
         if not path.is_file():
             continue
@@ -277,18 +279,21 @@ def main() -> None:
         default=[common.STANDALONE_EPOCHS],
         help="stand-alone lengths tried (the longest is the reference)",
     )
+    parser.add_argument(
+        "--supernets", nargs="+", choices=RANKED, default=list(RANKED), help="supernets ranked"
+    )
     parser.add_argument("--out", type=Path, default=common.OUT)
     args = parser.parse_args()
 
     start = time.perf_counter()
-    checkpoints = common.ensure_supernets(RANKED)
-    space = SearchSpace.from_dict(load_checkpoint(checkpoints[RANKED[0]])["space"])
+    checkpoints = common.ensure_supernets(args.supernets)
+    space = SearchSpace.from_dict(load_checkpoint(checkpoints[args.supernets[0]])["space"])
     reference = max(args.epochs)
     tables, summaries, noise, within = [], [], [], []
     for band in bands(space):
         for epochs in sorted(args.epochs):
             # the first supernet's rank trains the stand-alone runs; the others reuse them
-            names = RANKED if epochs == reference else RANKED[:1]
+            names = args.supernets if epochs == reference else args.supernets[:1]
             for supernet in names:
                 cmd = rank_command(
                     checkpoints[supernet], band, supernet, args.k, args.seeds, epochs
@@ -300,7 +305,7 @@ def main() -> None:
             noise += noise_rows(tables[-1], band[0], epochs, args.seeds)
             within += epoch_rows(tables[-1], band[0], epochs, args.seeds)
             if epochs == reference:
-                summaries += summary_rows(band, epochs)
+                summaries += summary_rows(band, epochs, args.supernets)
     wall = time.perf_counter() - start
 
     table = pd.concat(tables, ignore_index=True)
