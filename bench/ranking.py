@@ -1,254 +1,344 @@
-"""Ranking on Fashion-MNIST: does inherited-weight accuracy rank subnets as stand-alone training?
+"""Ranking inside budget bands on Fashion-MNIST: does the supernet know more than the FLOP count?
 
-Trains (or reuses, see ``bench/common.py``) a ``uniform`` and a ``sandwich`` supernet with the same
-recipe and epochs, and a ``sandwich_long`` one trained 3x longer, then runs the product command
-``python -m search.rank`` on each: the same ``k`` subnets (one per equal-width FLOP bin), each
-trained alone from scratch with the same recipe (shared between the supernets, so trained once),
-and fine-tuned from the inherited weights of the supernets named by ``--finetune`` (default:
-``sandwich``). ``--repeat-seeds`` trains the subnets from scratch again with other seeds: τ between
-two stand-alone runs is what a perfect proxy could score. Targets: Kendall τ ≥ 0.8; mean
-|inherited − stand-alone| ≤ 0.5 pt.
+A search under a FLOP budget compares subnets of similar cost, so that is where a supernet's
+ranking has to be judged: against stand-alone training, and against the rankers that cost nothing
+(FLOPs, params, depth, zero-cost proxies). For each of the two search-quality budgets B
+(``bench/search_quality.py``: 8.9 and 15.6 MFLOPs) the band is its top fifth,
+``band.flops=[0.8 B, B]`` — the subnets a search under B chooses among. In each band
+``python -m search.rank`` picks ``--k`` subnets spread across the band, trains each alone with
+``--seeds`` (the stand-alone reference: their mean test accuracy) and ranks them by the inherited
+validation accuracy of the ``sandwich`` supernet and of the 3x-longer ``sandwich_long`` one, and by
+every proxy (``search/rank/proxies.py``). The stand-alone runs are shared between the supernets
+(``scratch_dir``), so each is trained once.
 
-    python bench/ranking.py                       # ~40 min on 2 cores
-    python bench/ranking.py --supernets sandwich --finetune sandwich
+Before any ranker is judged, the reference must be measurable: the seed-to-seed τ of the band
+(split-half, see ``search/rank/noise.py``) should reach 0.6. ``--epochs`` lists the stand-alone
+lengths tried (each a full set of runs); the longest is the reference. The noise curve gives the
+split-half τ for every number of seeds from 2 to ``len(--seeds)`` (averaged over the seed subsets
+of that size) at every length tried.
 
-Writes results/benchmarks/ranking.csv (one row per supernet and subnet), ranking_summary.csv (one
-row per supernet), ranking.png (inherited vs stand-alone accuracy) and ranking_gap_<supernet>.png
-(inherited / fine-tuned / scratch test accuracy per subnet).
+    python bench/ranking.py                          # 12-epoch references, seeds 0-2
+    python bench/ranking.py --epochs 12 24 --seeds 0 1 2 3 4
+
+Writes results/benchmarks/ranking.csv (one row per band, supernet and subnet),
+ranking_summary.csv (one row per band and ranker: τ, ρ, cost), ranking_noise.csv (the seed-to-seed
+τ per band, epochs and number of seeds), ranking_noise_epochs.csv (the seed-to-seed τ of validation
+accuracy after each epoch of those runs), ranking.png (τ per ranker and band, with the noise
+ceiling) and ranking_noise.png (the noise curve).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
 import common
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import yaml
 from plotly.colors import qualitative
-from scipy.stats import kendalltau
+from plotly.subplots import make_subplots
+from search_quality import default_budgets
 
-from search.rank import SubnetJob, recipe, run_jobs
-from supernet import SubnetConfig
+from search.rank import MEASURABLE_TAU, pairwise_tau, split_half_tau
+from supernet import SearchSpace
 from supernet.checkpoint import load_checkpoint
 
 NAME = "ranking"
+#: The supernets ranked: the sandwich one and the one trained 3x longer.
+RANKED = ("sandwich", "sandwich_long")
+#: A band is the top fifth of a budget: [(1 - BAND) B, B].
+BAND = 0.2
 
 
-def rank_dir(name: str) -> Path:
-    return common.CACHE / f"rank_{name}"
+def scratch_dir(epochs: int) -> Path:
+    return common.CACHE / "rank_scratch" / f"e{epochs}"
 
 
-def rank_command(name: str, checkpoint: Path, k: int, epochs: int, finetune: bool) -> list[str]:
+def rank_dir(band: str, supernet: str, epochs: int) -> Path:
+    return common.CACHE / f"rank_{band}_{supernet}_e{epochs}"
+
+
+def bands(space: SearchSpace) -> list[tuple[str, float, int, int]]:
+    """(name, budget, low, high) per search-quality budget."""
+    return [
+        (f"{budget / 1e6:.1f}M", budget, round((1 - BAND) * budget), round(budget))
+        for budget in default_budgets(space)
+    ]
+
+
+def rank_command(
+    checkpoint: Path,
+    band: tuple[str, float, int, int],
+    supernet: str,
+    k: int,
+    seeds: list[int],
+    epochs: int,
+) -> list[str]:
+    name, _, low, high = band
     return common.command(
         "search.rank",
         f"supernet={common.rel(checkpoint)}",
         f"k={k}",
+        f"band.flops=[{low},{high}]",
+        f"seeds=[{','.join(map(str, seeds))}]",
+        "finetune=false",
         f"train.epochs={epochs}",
-        f"finetune={str(finetune).lower()}",
         f"n_jobs={common.JOBS}",
         f"threads={common.THREADS}",
-        f"scratch_dir={common.rel(common.CACHE / 'scratch')}",
-        f"hydra.run.dir={common.rel(rank_dir(name))}",
+        "png=false",
+        f"scratch_dir={common.rel(scratch_dir(epochs))}",
+        f"hydra.run.dir={common.rel(rank_dir(name, supernet, epochs))}",
     )
 
 
-def repeat_scratch(checkpoint: Path, name: str, seeds: list[int], epochs: int) -> pd.DataFrame:
-    """Train the ranked subnets from scratch again with other seeds (same recipe): the noise of
-    stand-alone accuracy itself. One row per subnet, a ``scratch_test_acc_seed<s>`` column each."""
-    payload = load_checkpoint(checkpoint)
-    train = recipe(payload["train"], {"epochs": epochs}).to_dict()
-    ranked = pd.read_csv(rank_dir(name) / "rank.csv")
-    jobs = []
-    for slug in ranked["subnet"]:
-        path = rank_dir(name) / "subnets" / f"{slug}.yaml"
-        for seed in seeds:
-            config = {
-                "mode": "scratch",
-                "space": payload["space"],
-                "data": payload["data"],
-                "train": train,
-                "subnet": str(path),
-                "seed": seed,
-                "threads": common.THREADS,
-                "device": "cpu",
-                "resume": "auto",
-                "run_dir": str(common.CACHE / f"scratch_seed{seed}" / slug),
+def noise_rows(table: pd.DataFrame, band: str, epochs: int, seeds: list[int]) -> list[dict]:
+    """Split-half and pairwise seed-to-seed τ for every number of seeds m (2..n), each averaged
+    over the subsets of m seeds."""
+    columns = [f"scratch_test_acc_seed{s}" for s in seeds]
+    runs = table[columns].to_numpy(dtype=float)
+    rows = []
+    for m in range(2, len(seeds) + 1):
+        subsets = list(itertools.combinations(range(len(seeds)), m))
+        rows.append(
+            {
+                "band": band,
+                "epochs": epochs,
+                "seeds": m,
+                "split_half_tau": float(
+                    np.mean([split_half_tau(runs[:, list(c)]) for c in subsets])
+                ),
+                "pairwise_tau": float(np.mean([pairwise_tau(runs[:, list(c)]) for c in subsets])),
+                "subsets": len(subsets),
+                # over all seeds: how far apart the subnets are, and how far apart the seeds
+                "accuracy_spread_pt": float(np.ptp(runs.mean(1)) * 100),
+                "mean_seed_std_pt": float(np.std(runs, axis=1, ddof=1).mean() * 100),
             }
-            subnet = SubnetConfig.from_yaml(path)
-            jobs.append(
-                SubnetJob(
-                    "scratch",
-                    subnet,
-                    config,
-                    cost=float(epochs),
-                    extra={"slug": slug, "seed": seed},
-                )
+        )
+    return rows
+
+
+def epoch_rows(table: pd.DataFrame, band: str, epochs: int, seeds: list[int]) -> list[dict]:
+    """Seed-to-seed τ of the validation accuracy after each epoch of the ``epochs``-epoch runs
+    (their metrics.csv): how the stand-alone ranking settles as training proceeds. Not the same as
+    training for fewer epochs (the schedule is the ``epochs``-epoch one), but free."""
+    per_epoch: dict[int, list[list[float]]] = {}
+    for slug in table["subnet"]:
+        curves = [
+            pd.read_csv(scratch_dir(epochs) / f"seed{s}" / slug / "metrics.csv").set_index("epoch")
+            for s in seeds
+        ]
+        for epoch in curves[0].index:
+            per_epoch.setdefault(int(epoch), []).append(
+                [float(c.loc[epoch, "val_acc"]) for c in curves]
             )
-    results = run_jobs(jobs, common.JOBS)
-    frame = pd.DataFrame(results).pivot(index="slug", columns="seed", values="test_acc")
-    frame.columns = [f"scratch_test_acc_seed{s}" for s in frame.columns]
-    return frame.reset_index().rename(columns={"slug": "subnet"})
+    return [
+        {
+            "band": band,
+            "epochs": epochs,
+            "epoch": epoch,
+            "seeds": len(seeds),
+            "split_half_tau_val": split_half_tau(np.array(rows)),
+            "pairwise_tau_val": pairwise_tau(np.array(rows)),
+        }
+        for epoch, rows in sorted(per_epoch.items())
+    ]
 
 
-def summary_row(name: str) -> dict[str, object]:
-    manifest = yaml.safe_load((rank_dir(name) / "rank.yaml").read_text())
-    metrics = pd.read_csv(common.supernet_dir(name) / "metrics.csv").iloc[-1]
-    stats = manifest["stats"]
-    return {
-        "supernet": name,
-        "training": " ".join(common.SUPERNETS[name]),
-        "train_wall_s": common.training_wall_s(name),
-        "val_acc_smallest": metrics["val_acc_smallest"],
-        "val_acc_largest": metrics["val_acc_largest"],
-        "subnets": stats["subnets"],
-        "kendall_tau": stats["kendall_tau"],
-        "kendall_p": stats["kendall_p"],
-        "spearman_rho": stats["spearman_rho"],
-        "kendall_tau_inherited_test": stats["kendall_tau_inherited_test"],
-        "kendall_tau_finetune": stats["kendall_tau_finetune"],
-        "mean_gap_pt": stats["mean_gap_pt"],
-        "mean_abs_gap_pt": stats["mean_abs_gap_pt"],
-        "mean_abs_gap_val_pt": stats["mean_abs_gap_val_pt"],
-        "mean_finetune_minus_scratch_pt": stats["mean_finetune_minus_scratch_pt"],
-        "mean_finetune_minus_inherited_pt": stats["mean_finetune_minus_inherited_pt"],
-        "rank_wall_s": manifest["wall_s"],
-    }
+def summary_rows(
+    band: tuple[str, float, int, int], epochs: int, supernets: list[str]
+) -> list[dict]:
+    """One row per ranker (each supernet, then each proxy once) from the bands' rank.yaml files."""
+    rows: list[dict] = []
+    for supernet in supernets:
+        path = rank_dir(band[0], supernet, epochs) / "rank.yaml"
+        if not path.is_file():
+            continue
+        manifest = yaml.safe_load(path.read_text())
+        stats = manifest["stats"]
+        for ranker in manifest["rankers"]:
+            name = supernet if ranker["ranker"] == "supernet" else ranker["ranker"]
+            if any(r["ranker"] == name for r in rows):
+                continue  # a proxy scores the same subnets the same way for either supernet
+            rows.append(
+                {
+                    "band": band[0],
+                    "band_mflops": f"{band[2] / 1e6:.2f}-{band[3] / 1e6:.2f}",
+                    "epochs": epochs,
+                    "ranker": name,
+                    "kind": ranker["kind"],
+                    "kendall_tau": ranker["kendall_tau"],
+                    "kendall_p": ranker["kendall_p"],
+                    "spearman_rho": ranker["spearman_rho"],
+                    "cost_s": ranker["cost_s"],
+                    "seeds": stats["seeds"],
+                    "seed_tau_split_half": stats["seed_tau_split_half"],
+                    "seed_tau_pairwise": stats["seed_tau_pairwise"],
+                    "measurable": (stats["seed_tau_split_half"] or 0) >= MEASURABLE_TAU,
+                    "subnets": stats["subnets"],
+                }
+            )
+    return rows
 
 
-def scatter(table: pd.DataFrame, summary: pd.DataFrame) -> go.Figure:
+def tau_figure(summary: pd.DataFrame) -> go.Figure:
+    names = list(dict.fromkeys(summary["ranker"]))
     fig = go.Figure()
-    for i, (name, group) in enumerate(table.groupby("supernet", sort=False)):
-        tau = float(summary.set_index("supernet").loc[name, "kendall_tau"])
+    for i, (_, group) in enumerate(summary.groupby("band", sort=False)):
+        by = group.set_index("ranker")
         fig.add_trace(
-            go.Scatter(
-                x=group["inherited_val_acc"] * 100,
-                y=group["scratch_test_acc"] * 100,
-                mode="markers+text",
-                text=[f"{f / 1e6:.0f}" for f in group["flops"]],
-                textposition="top center",
-                textfont={"size": 9},
-                name=f"{name} supernet (τ = {tau:.2f})",
-                marker={"size": 10, "color": qualitative.Plotly[i]},
-                hovertext=group["arch"],
+            go.Bar(
+                x=names,
+                y=[by.loc[n, "kendall_tau"] if n in by.index else None for n in names],
+                name=f"band {group['band_mflops'].iloc[0]} MFLOPs",
+                marker={"color": qualitative.Plotly[i]},
             )
         )
+        ceiling = group["seed_tau_split_half"].iloc[0]
+        if ceiling == ceiling:
+            fig.add_hline(
+                y=ceiling,
+                line_dash="dash",
+                line_color=qualitative.Plotly[i],
+                annotation_text=f"seeds' split-half τ {ceiling:.2f}",
+            )
     fig.update_layout(
-        title="Inherited vs stand-alone accuracy, Fashion-MNIST (labels: MFLOPs)",
-        xaxis_title="inherited-weight validation accuracy (%)",
-        yaxis_title="trained alone from scratch: test accuracy (%)",
+        title="Kendall τ with stand-alone accuracy inside two FLOP bands (Fashion-MNIST)",
+        yaxis_title="Kendall τ (mean of the stand-alone seeds)",
+        yaxis_range=[-1, 1],
+        barmode="group",
         template="plotly_white",
-        width=900,
-        height=650,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "xanchor": "left", "x": 0.0},
+        width=1000,
+        height=550,
     )
     return fig
 
 
-def gap_figure(table: pd.DataFrame, name: str) -> go.Figure:
-    rows = table[table["supernet"] == name]
-    labels = [f"{f / 1e6:.1f}" for f in rows["flops"]]
-    fig = go.Figure()
-    columns = [
-        ("inherited_test_acc", "inherited weights"),
-        ("finetune_test_acc", "fine-tuned from inherited"),
-        ("scratch_test_acc", "trained from scratch"),
-    ]
-    for column, label in columns:
-        if rows[column].notna().any():
-            fig.add_trace(go.Bar(x=labels, y=rows[column] * 100, name=label))
-    low = float(rows[[c for c, _ in columns]].min().min() * 100)
+def noise_figure(noise: pd.DataFrame, within: pd.DataFrame) -> go.Figure:
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            "split-half τ vs seeds (test)",
+            "pairwise τ vs seeds (test)",
+            "split-half τ after each epoch (val)",
+        ),
+    )
+    for i, ((band, epochs), group) in enumerate(noise.groupby(["band", "epochs"], sort=False)):
+        color = qualitative.Plotly[i % 10]
+        for col, column in ((1, "split_half_tau"), (2, "pairwise_tau")):
+            fig.add_trace(
+                go.Scatter(
+                    x=group["seeds"],
+                    y=group[column],
+                    mode="lines+markers",
+                    name=f"band {band}, {epochs} epochs",
+                    line={"color": color},
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+        curve = within[(within["band"] == band) & (within["epochs"] == epochs)]
+        fig.add_trace(
+            go.Scatter(
+                x=curve["epoch"],
+                y=curve["split_half_tau_val"],
+                mode="lines+markers",
+                line={"color": color, "dash": "dot"},
+                showlegend=False,
+            ),
+            row=1,
+            col=3,
+        )
+    fig.add_hline(y=MEASURABLE_TAU, line_dash="dot", line_color="gray")
+    fig.update_xaxes(title_text="stand-alone seeds", dtick=1, row=1, col=1)
+    fig.update_xaxes(title_text="stand-alone seeds", dtick=1, row=1, col=2)
+    fig.update_xaxes(title_text="epoch", row=1, col=3)
+    fig.update_yaxes(title_text="seed-to-seed Kendall τ", range=[-0.4, 1])
     fig.update_layout(
-        title=f"Test accuracy per subnet ({name} supernet), same recipe for fine-tune and scratch",
-        xaxis_title="subnet (MFLOPs)",
-        yaxis_title="test accuracy (%)",
-        yaxis_range=[low - 2, None],
-        barmode="group",
+        title="How reproducible is the stand-alone ranking inside a band?",
         template="plotly_white",
-        width=1000,
-        height=500,
+        width=1200,
+        height=450,
     )
     return fig
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--supernets", nargs="+", default=list(common.SUPERNETS))
+    parser.add_argument("--k", type=int, default=10, help="subnets per band")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--finetune",
-        nargs="*",
-        default=["sandwich"],
-        help="supernets to fine-tune from (default: sandwich, the better of the same-budget pair)",
-    )
-    parser.add_argument("--k", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=common.STANDALONE_EPOCHS)
-    parser.add_argument(
-        "--repeat-seeds",
+        "--epochs",
         type=int,
-        nargs="*",
-        default=[1],
-        help="train the subnets from scratch again with these seeds: the noise ceiling of tau",
+        nargs="+",
+        default=[common.STANDALONE_EPOCHS],
+        help="stand-alone lengths tried (the longest is the reference)",
+    )
+    parser.add_argument(
+        "--supernets", nargs="+", choices=RANKED, default=list(RANKED), help="supernets ranked"
     )
     parser.add_argument("--out", type=Path, default=common.OUT)
     args = parser.parse_args()
 
     start = time.perf_counter()
     checkpoints = common.ensure_supernets(args.supernets)
-    args.finetune = [n for n in args.finetune if n in args.supernets]
-    # The supernet that fine-tunes goes first: its 2k training runs keep both cores busy, and
-    # the other ranks then reuse the k scratch runs.
-    order = sorted(args.supernets, key=lambda n: n not in args.finetune)
-    for name in order:
-        cmd = rank_command(name, checkpoints[name], args.k, args.epochs, name in args.finetune)
-        result = common.run(cmd, log=rank_dir(name) / "bench.log")
-        print(result.stdout)
-    table = pd.concat(
-        [pd.read_csv(rank_dir(n) / "rank.csv").assign(supernet=n) for n in args.supernets],
-        ignore_index=True,
-    )
-    table = table[["supernet", *[c for c in table.columns if c != "supernet"]]]
-    summary = pd.DataFrame([summary_row(n) for n in args.supernets])
-    if args.repeat_seeds:
-        repeats = repeat_scratch(checkpoints[order[0]], order[0], args.repeat_seeds, args.epochs)
-        table = table.merge(repeats, on="subnet", how="left")
-        seeds = ["scratch_test_acc", *[c for c in repeats.columns if c != "subnet"]]
-        mean = table[seeds].mean(axis=1)
-        first = table[table["supernet"] == order[0]]
-        # tau between two stand-alone runs of the same subnets: what a perfect proxy would score
-        summary["kendall_tau_scratch_seeds"] = kendalltau(
-            first["scratch_test_acc"], first[seeds[1]]
-        ).statistic
-        summary["kendall_tau_vs_seed_mean"] = [
-            kendalltau(g["inherited_val_acc"], mean[g.index]).statistic
-            for _, g in table.groupby("supernet", sort=False)
-        ]
+    space = SearchSpace.from_dict(load_checkpoint(checkpoints[args.supernets[0]])["space"])
+    reference = max(args.epochs)
+    tables, summaries, noise, within = [], [], [], []
+    for band in bands(space):
+        for epochs in sorted(args.epochs):
+            # the first supernet's rank trains the stand-alone runs; the others reuse them
+            names = args.supernets if epochs == reference else args.supernets[:1]
+            for supernet in names:
+                cmd = rank_command(
+                    checkpoints[supernet], band, supernet, args.k, args.seeds, epochs
+                )
+                result = common.run(cmd, log=rank_dir(band[0], supernet, epochs) / "bench.log")
+                print(result.stdout[-2500:])
+                table = pd.read_csv(rank_dir(band[0], supernet, epochs) / "rank.csv")
+                tables.append(table.assign(band=band[0], supernet=supernet, epochs=epochs))
+            noise += noise_rows(tables[-1], band[0], epochs, args.seeds)
+            within += epoch_rows(tables[-1], band[0], epochs, args.seeds)
+            if epochs == reference:
+                summaries += summary_rows(band, epochs, args.supernets)
     wall = time.perf_counter() - start
 
+    table = pd.concat(tables, ignore_index=True)
+    table = table[
+        [
+            "band",
+            "supernet",
+            "epochs",
+            *[c for c in table.columns if c not in ("band", "supernet", "epochs")],
+        ]
+    ]
+    summary, noise_table = pd.DataFrame(summaries), pd.DataFrame(noise)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "ranking.csv", index=False)
     summary.to_csv(args.out / "ranking_summary.csv", index=False)
-    common.save_png(scatter(table, summary), args.out / "ranking.png")
-    for name in args.finetune:
-        common.save_png(gap_figure(table, name), args.out / f"ranking_gap_{name}.png")
-    shown = summary.set_index("supernet")[
-        [
-            "train_wall_s",
-            "kendall_tau",
-            "spearman_rho",
-            "kendall_tau_inherited_test",
-            *[c for c in ("kendall_tau_scratch_seeds", "kendall_tau_vs_seed_mean") if c in summary],
-            "mean_gap_pt",
-            "mean_abs_gap_pt",
-            "mean_finetune_minus_scratch_pt",
-        ]
-    ]
-    print(f"\n{args.k} subnets, stand-alone recipe: {args.epochs} epochs (targets: τ ≥ 0.8, mean")
-    print("|inherited − stand-alone| ≤ 0.5 pt; accuracies on the test split)")
-    print(shown.T.to_string(float_format=lambda v: f"{v:.3f}"))
+    noise_table.to_csv(args.out / "ranking_noise.csv", index=False)
+    within_table = pd.DataFrame(within)
+    within_table.to_csv(args.out / "ranking_noise_epochs.csv", index=False)
+    common.save_png(tau_figure(summary), args.out / "ranking.png")
+    common.save_png(noise_figure(noise_table, within_table), args.out / "ranking_noise.png")
+    shown = summary.pivot(index="ranker", columns="band", values="kendall_tau")
+    print(
+        f"\nKendall τ inside each band ({args.k} subnets, {len(args.seeds)} seeds, "
+        f"{reference} stand-alone epochs):"
+    )
+    print(shown.loc[list(dict.fromkeys(summary["ranker"]))].to_string(float_format="{:.2f}".format))
+    print("\nseed-to-seed τ (split-half) per band, epochs and seeds:")
+    print(noise_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     common.record_time(NAME, wall)
-    print(f"wrote ranking.csv, ranking_summary.csv, ranking.png to {args.out} ({wall:.0f} s)")
+    print(
+        f"wrote ranking.csv, ranking_summary.csv, ranking_noise.csv, ranking.png, "
+        f"ranking_noise.png to {args.out} ({wall:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

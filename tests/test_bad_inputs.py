@@ -967,6 +967,38 @@ CASES = [
         ("k must be an integer ≥ 3, got 2", "pass k=3 or more"),
         absent=("{run}",),
     ),
+    Case(
+        "rank-band-malformed",
+        "malformed cost band (ranking)",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "band.flops=10M"),
+        ("band.flops must be [low, high] (like [8M,10M]) or centre+-percent (like 8.9M+-10%)",),
+        absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
+    ),
+    Case(
+        "rank-band-empty",
+        "cost band holding fewer than k subnets",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "band.flops=[1k,2k]", "k=5"),
+        ("holds 0 distinct subnet(s)", "fewer than k=5", "widen the band or lower k"),
+        absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
+    ),
+    Case(
+        "rank-seeds-repeated",
+        "repeated stand-alone seeds",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "seeds=[0,0]"),
+        ("seeds must be a list of distinct non-negative integers like [0,1,2], got [0, 0]",),
+        absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
+    ),
+    Case(
+        "rank-unknown-proxy",
+        "unknown proxy",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "proxies=[flops,grasp]"),
+        ("proxies must name each of params, flops, depth, naswot, synflow, dss at most once",),
+        absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
+    ),
 ]
 
 #: How the README shows the placeholders.

@@ -7,9 +7,10 @@ call it with a config mapping and a run directory.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,32 @@ import yaml
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from supernet import Space, Subnet
+from supernet import Space, Subnet, complexity
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write, atomic_write_text
 from supernet.common.errors import CheckpointError
 
+from ..costs import resolve_latency_profile
 from ..plots import save_figure
+from .band import Band, pick_in_band
 from .jobs import SubnetJob, run_jobs, training_cost
 from .pick import pick_subnets, slug
+from .proxies import PROXIES, Batches, ProxyScores, proxy_batches, score_proxies
 from .settings import RankError, RankSettings, recipe
-from .table import rank_figure, rank_stats, rank_table, table_text, verdict
+from .table import (
+    noise_verdict,
+    proxy_comparison,
+    proxy_verdict,
+    rank_figure,
+    rank_stats,
+    rank_table,
+    ranker_stats,
+    rankers_text,
+    table_text,
+    verdict,
+)
 
-__all__ = ["MANIFEST", "RankResult", "run_ranking"]
+__all__ = ["MANIFEST", "RankResult", "run_ranking", "supernet_training_s"]
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +57,21 @@ MANIFEST = "rank.yaml"
 class RankResult:
     run_dir: Path
     table: pd.DataFrame
-    stats: dict[str, float]
+    stats: dict[str, Any]
     verdict: str
     wall_s: float
     files: list[Path] = field(default_factory=list)
+    rankers: pd.DataFrame = field(default_factory=pd.DataFrame)  # the supernet and each proxy
+    lines: list[str] = field(default_factory=list)  # the verdict, the noise and proxy verdicts
+
+
+def supernet_training_s(payload: Mapping[str, Any]) -> float:
+    """The supernet's training time from its checkpoint's metrics (NaN when not recorded)."""
+    metrics = payload.get("metrics")
+    try:
+        return float(metrics[-1]["wall_s"])  # type: ignore[index]
+    except (TypeError, KeyError, IndexError, ValueError):
+        return math.nan
 
 
 def _checkpoint(path: Path) -> Path:
@@ -82,14 +108,14 @@ def _jobs(
         s.to_yaml(path)
         base = {**common, "subnet": str(path), "resume": "auto"}
         cost = training_cost(space, s, epochs)
-        jobs.append(
-            SubnetJob(
-                "scratch",
-                s,
-                {**base, "mode": "scratch", "run_dir": str(scratch_dir / slug(s))},
-                cost=cost,
-            )
-        )
+        for seed in settings.scratch_seeds:
+            config = {
+                **base,
+                "mode": "scratch",
+                "seed": seed,
+                "run_dir": str(scratch_dir / f"seed{seed}" / slug(s)),
+            }
+            jobs.append(SubnetJob("scratch", s, config, cost=cost, extra={"seed": seed}))
         if settings.finetune:
             config = {
                 **base,
@@ -110,11 +136,67 @@ def _jobs(
     return jobs
 
 
+def _costs(
+    settings: RankSettings, space: Space, band: Band
+) -> Callable[[Subnet], dict[str, float]]:
+    """The band's costs of a subnet (latency from the calibrated profile, only when asked)."""
+    profile = None
+    if "latency_ms" in band.metrics:
+        profile = resolve_latency_profile(
+            settings.latency_profile, space, needed_by=["band.latency_ms"]
+        )
+    exact = {"params": complexity.params, "macs": complexity.macs, "flops": complexity.flops}
+
+    def costs(subnet: Subnet) -> dict[str, float]:
+        out = {}
+        for metric in band.metrics:
+            if metric == "latency_ms":
+                assert profile is not None
+                out[metric] = profile.predict_ms(space, subnet)
+            else:
+                out[metric] = float(exact[metric](space, subnet))
+        return out
+
+    return costs
+
+
+def _proxies(
+    settings: RankSettings, space: Space, subnets: list[Subnet], data: Mapping[str, Any]
+) -> ProxyScores:
+    """Every proxy's score and cost on every subnet (images only for the zero-cost ones)."""
+    started = time.perf_counter()
+    batches: Batches = []
+    if any(PROXIES[name].kind == "zero-cost" for name in settings.proxies):
+        batches = proxy_batches(
+            data, space, settings.proxy_batches, settings.proxy_batch_size, settings.seed
+        )
+    data_s = time.perf_counter() - started
+    scores = score_proxies(
+        space, subnets, settings.proxies, batches, settings.seed, threads=settings.threads
+    )
+    scores.data_s = data_s
+    return scores
+
+
+def _plain(value: Any) -> Any:
+    """NaN → None and numpy scalars → Python numbers, for YAML."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 def run_ranking(
     cfg: DictConfig | Mapping[str, Any] | RankSettings, run_dir: str | Path
 ) -> RankResult:
     """Rank ``k`` subnets of a supernet by inherited and by stand-alone accuracy (see
-    :mod:`search.rank`); writes ``rank.csv``, ``rank.yaml`` and ``rank.html`` into ``run_dir``."""
+    :mod:`search.rank`), and by every proxy; writes ``rank.csv``, ``rank.yaml`` and
+    ``rank.html`` into ``run_dir``."""
     settings = cfg if isinstance(cfg, RankSettings) else RankSettings.from_config(cfg)
     run_dir = Path(run_dir)
     started = time.perf_counter()
@@ -131,8 +213,14 @@ def run_ranking(
     train = recipe(payload.get("train") or {}, settings.train)
     sha = file_sha256(checkpoint)
     _check_run_dir(run_dir, sha)
-    subnets = pick_subnets(space, settings.k, settings.seed, settings.pool_size)
+    band = settings.band or Band()
+    if band:
+        costs = _costs(settings, space, band)
+        subnets = pick_in_band(space, settings.k, band, costs, settings.seed, settings.pool_size)
+    else:
+        subnets = pick_subnets(space, settings.k, settings.seed, settings.pool_size)
     run_dir.mkdir(parents=True, exist_ok=True)
+    proxies = _proxies(settings, space, subnets, data)
     common = {
         "space": space.to_dict(),
         "data": dict(data),
@@ -142,10 +230,14 @@ def run_ranking(
         "threads": settings.threads,
     }
     jobs = _jobs(settings, run_dir, space, subnets, common, checkpoint)
+    seeds = settings.scratch_seeds
     print(
         f"ranking {len(subnets)} subnets of {checkpoint} ({space.name or 'custom space'}, "
-        f"{data.get('name')}): {'scratch + fine-tune' if settings.finetune else 'scratch'}, "
-        f"{train.epochs} epoch(s) each, {settings.n_jobs} process(es)",
+        f"{data.get('name')}"
+        + (f"; {band.describe()}" if band else "")
+        + f"): {'scratch + fine-tune' if settings.finetune else 'scratch'}, "
+        f"{train.epochs} epoch(s) each, {len(seeds)} stand-alone seed(s), "
+        f"{settings.n_jobs} process(es)",
         file=sys.stderr,
     )
     bar = tqdm(total=len(jobs), desc="rank", unit="run", file=sys.stderr)
@@ -165,9 +257,11 @@ def run_ranking(
         results = run_jobs(jobs, settings.n_jobs, done)
     finally:
         bar.close()
-    table = rank_table(space, subnets, results)
-    stats = rank_stats(table)
-    line = verdict(stats)
+    table = rank_table(space, subnets, results, proxies)
+    stats: dict[str, Any] = dict(rank_stats(table))
+    rankers = ranker_stats(table, settings.proxies, supernet_training_s(payload))
+    stats.update(proxy_comparison(table, rankers))
+    lines = [verdict(stats), noise_verdict(stats), proxy_verdict(stats)]
     wall = time.perf_counter() - started
 
     files = [run_dir / "rank.csv"]
@@ -180,21 +274,36 @@ def run_ranking(
         "recipe": train.to_dict(),
         "k": settings.k,
         "seed": settings.seed,
+        "seeds": list(seeds),
+        "band": band.to_config(),
         "finetune": settings.finetune,
         "scratch_dir": str((settings.scratch_dir or run_dir / "scratch").resolve()),
-        "stats": {k: (None if v != v else v) for k, v in stats.items()},
-        "verdict": line,
+        "stats": _plain(stats),
+        "rankers": _plain(rankers.to_dict("records")),
+        "proxies": {
+            "names": list(settings.proxies),
+            "weights": "the standalone model at initialisation (seed = the run's seed)",
+            "images": f"{settings.proxy_batches} x {settings.proxy_batch_size} validation images",
+            "data_s": round(proxies.data_s, 2),
+        },
+        "verdict": lines[0],
+        "noise_verdict": lines[1],
+        "proxy_verdict": lines[2],
         "wall_s": round(wall, 1),
     }
     files.append(run_dir / MANIFEST)
     atomic_write_text(files[-1], yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True))
-    files += save_figure(rank_figure(table, stats), run_dir / "rank.html", png=settings.png)
+    figure = rank_figure(table, stats, rankers)
+    files += save_figure(figure, run_dir / "rank.html", png=settings.png)
     print(table_text(table))
+    print()
+    print(rankers_text(rankers))
     print(
         f"\nKendall τ {stats['kendall_tau']:.3f} (p {stats['kendall_p']:.2g}), Spearman ρ "
-        f"{stats['spearman_rho']:.3f}: inherited validation vs stand-alone test accuracy; "
+        f"{stats['spearman_rho']:.3f}: inherited validation vs stand-alone test accuracy"
+        f"{' (mean of ' + str(len(seeds)) + ' seeds)' if len(seeds) > 1 else ''}; "
         f"τ with inherited test accuracy {stats['kendall_tau_inherited_test']:.3f}"
     )
-    print(line)
+    print("\n".join(lines))
     print(f"wrote {', '.join(str(f) for f in files)} ({wall:.0f} s)")
-    return RankResult(run_dir, table, stats, line, wall, files)
+    return RankResult(run_dir, table, stats, lines[0], wall, files, rankers, lines)

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -21,6 +21,9 @@ from supernet.common.errors import UserError, quoted
 from supernet.common.resources import check_threads
 from supernet.train import ConfigError, TrainConfig
 from supernet.train.rng import seed_problem
+
+if TYPE_CHECKING:
+    from .band import Band
 
 __all__ = ["SUBNET_ONLY", "RankError", "RankSettings", "recipe"]
 
@@ -53,6 +56,17 @@ class RankSettings:
     device: str = "auto"
     png: bool = True
     train: Mapping[str, Any] = field(default_factory=dict)  # the non-null train.* overrides
+    band: Band | None = None  # None or an empty band: across the whole space
+    seeds: tuple[int, ...] = ()  # the stand-alone seeds; () means (seed,)
+    proxies: tuple[str, ...] = ()
+    proxy_batches: int = 3
+    proxy_batch_size: int = 128
+    latency_profile: str | None = None  # for band.latency_ms
+
+    @property
+    def scratch_seeds(self) -> tuple[int, ...]:
+        """The seeds every subnet is trained alone with."""
+        return self.seeds or (self.seed,)
 
     @classmethod
     def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> RankSettings:
@@ -99,6 +113,25 @@ class RankSettings:
         for key in ("finetune", "png"):
             if not isinstance(data.get(key, True), bool):
                 raise RankError(f"{key} must be true or false, got {data[key]!r}")
+        from .band import Band  # here: band.py raises RankError, defined above
+        from .proxies import DEFAULT_PROXIES, PROXIES
+
+        band = Band.from_config(data.get("band"))
+        seeds = _seeds(data.get("seeds"))
+        proxies = data.get("proxies", list(DEFAULT_PROXIES))
+        if proxies is None:
+            proxies = []
+        if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
+            raise RankError(
+                f"proxies must be a list like [{','.join(DEFAULT_PROXIES)}] (or []), "
+                f"got {proxies!r}"
+            )
+        unknown_proxies = [p for p in proxies if p not in PROXIES]
+        if unknown_proxies or len(set(proxies)) != len(proxies):
+            raise RankError(
+                f"proxies must name each of {', '.join(PROXIES)} at most once, got {proxies!r}"
+            )
+        profile = data.get("latency_profile")
         return cls(
             supernet=Path(str(data["supernet"])).expanduser(),
             k=_int("k", data.get("k", 12), 3),
@@ -111,7 +144,30 @@ class RankSettings:
             device=device,
             png=data.get("png", True),
             train={k: v for k, v in train.items() if v is not None},
+            band=band,
+            seeds=seeds,
+            proxies=tuple(proxies),
+            proxy_batches=_int("proxy_batches", data.get("proxy_batches", 3), 1),
+            proxy_batch_size=_int("proxy_batch_size", data.get("proxy_batch_size", 128), 2),
+            latency_profile=str(profile) if profile else None,
         )
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    """``None`` (the run's ``seed``) or a list of distinct non-negative integers."""
+    if value is None:
+        return ()
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and len(set(value)) == len(value)
+    )
+    if not ok:
+        raise RankError(
+            f"seeds must be a list of distinct non-negative integers like [0,1,2], got {value!r}"
+        )
+    return tuple(value)
 
 
 def recipe(supernet_train: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:

@@ -14,9 +14,11 @@ import yaml
 
 from search.rank import (
     COLUMNS,
+    DEFAULT_PROXIES,
     RankError,
     RankSettings,
     pick_subnets,
+    proxy_column,
     rank_stats,
     recipe,
     run_ranking,
@@ -156,12 +158,15 @@ def ranked(trained_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory): 
 def test_ranking_run_writes_table_stats_and_plot(ranked, trained_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
     run_dir = ranked.run_dir
     table = pd.read_csv(run_dir / "rank.csv")
-    assert list(table.columns) == COLUMNS and len(table) == 3
+    # the fixed columns, then one per stand-alone seed, then each proxy's score and seconds
+    proxy_columns = [c for name in DEFAULT_PROXIES for c in (proxy_column(name), f"proxy_{name}_s")]
+    extra = ["scratch_test_acc_seed0", *[c for c in proxy_columns if c not in COLUMNS]]
+    assert list(table.columns) == [*COLUMNS, *extra] and len(table) == 3
     assert table["flops"].is_monotonic_increasing
     net, payload = load_supernet(trained_checkpoint)
     picks = pick_subnets(net.space, 3, seed=0)
     assert table["arch"].tolist() == [str(s) for s in picks]
-    for column in [c for c in COLUMNS if c.endswith("_acc")]:
+    for column in [c for c in table.columns if c.endswith("_acc") or "_acc_seed" in c]:
         assert table[column].between(0, 1).all(), column
     # The inherited accuracies are the supernet's own, on the split the search evaluates on.
     splits = build_data(payload["data"])
@@ -170,8 +175,8 @@ def test_ranking_run_writes_table_stats_and_plot(ranked, trained_checkpoint: Pat
     np.testing.assert_allclose(table["inherited_val_acc"], direct)
     # Every subnet was trained twice, alone: from scratch and from its inherited weights.
     for s in picks:
-        for kind in ("scratch", "finetune"):
-            result = yaml.safe_load((run_dir / kind / slug(s) / "result.json").read_text())
+        for where, kind in (("scratch/seed0", "scratch"), ("finetune", "finetune")):
+            result = yaml.safe_load((run_dir / where / slug(s) / "result.json").read_text())
             assert result["mode"] == kind and result["epochs"] == 1
     manifest = yaml.safe_load((run_dir / "rank.yaml").read_text())
     assert manifest["stats"]["kendall_tau"] == pytest.approx(rank_stats(table)["kendall_tau"])
@@ -184,7 +189,7 @@ def test_scratch_runs_are_shared_and_reused(
     ranked, trained_checkpoint: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     scratch = ranked.run_dir / "scratch"
-    checkpoints = sorted(scratch.glob("*/checkpoint.pt"))
+    checkpoints = sorted(scratch.glob("seed0/*/checkpoint.pt"))
     assert len(checkpoints) == 3
     before = {p: p.stat().st_mtime_ns for p in checkpoints}
     again = run_ranking(

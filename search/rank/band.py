@@ -1,0 +1,211 @@
+"""A cost band: rank subnets of similar cost, the way a search under a budget compares them.
+
+``band.<cost>`` (``params``, ``macs``, ``flops``, ``latency_ms``) takes the amounts the budgets
+take (``2e6``, ``2M``, ``1.5G``, ``800k``; see :mod:`search.budget`) in one of two forms:
+
+- ``[low, high]``: the window itself, both ends included (``band.flops=[8M,10M]``);
+- ``centre+-percent%`` or ``centre+-amount``: a budget ± a share of it or ± an amount
+  (``band.flops=8.9M+-10%`` is ``[8.01M, 9.79M]``; ``band.params=250k+-20k``). ``±`` may stand for
+  ``+-`` in a YAML file or a quoted override.
+
+Several costs at once are intersected; the picks are spread across the first of them in the order
+``params, macs, flops, latency_ms``. :func:`pick_in_band` draws random subnets, keeps the distinct
+ones inside the band, cuts the band's occupied range into ``k`` equal-width bins and takes one
+subnet from each (an empty bin takes the unpicked subnet nearest its centre), as
+:func:`~search.rank.pick.pick_subnets` does across the whole space.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from supernet import Space, Subnet
+
+from ..budget import BudgetError, parse_amount
+from ..costs import METRICS, format_cost
+from .settings import RankError
+
+__all__ = ["Band", "BandError", "parse_window", "pick_in_band"]
+
+#: A band holding fewer than ``ENOUGH × k`` of the first ``pool_size`` draws is drawn from
+#: further, up to ``MORE_DRAWS × pool_size`` draws in all.
+ENOUGH = 4
+MORE_DRAWS = 16
+
+_CENTRED = re.compile(r"^\s*(?P<centre>[^+±]+?)\s*(?:\+-|±)\s*(?P<width>[^%]+?)\s*(?P<pct>%?)\s*$")
+
+
+class BandError(RankError):
+    """A band that is malformed, or that holds fewer than ``k`` distinct subnets."""
+
+
+def _syntax(key: str, value: object) -> BandError:
+    return BandError(
+        f"{key} must be [low, high] (like [8M,10M]) or centre+-percent (like 8.9M+-10%), "
+        f"got {value!r}"
+    )
+
+
+def _amount(key: str, value: object, whole: object) -> float:
+    try:
+        amount = parse_amount(key, value)
+    except BudgetError:
+        raise _syntax(key, whole) from None
+    if amount is None:
+        raise _syntax(key, whole)
+    return amount
+
+
+def parse_window(key: str, value: object) -> tuple[float, float] | None:
+    """``None``, ``[low, high]`` or ``"centre+-x%"`` / ``"centre+-amount"`` → (low, high)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise _syntax(key, value)
+        low, high = (_amount(key, v, value) for v in value)
+    elif isinstance(value, str):
+        match = _CENTRED.match(value)
+        if not match:
+            raise _syntax(key, value)
+        centre = _amount(key, match["centre"], value)
+        width = _amount(key, match["width"], value)
+        if match["pct"]:
+            if width >= 100:
+                raise BandError(f"{key}: ±{width:g}% reaches zero or below; use less than 100%")
+            width = centre * width / 100
+        low, high = centre - width, centre + width
+        if low <= 0:
+            raise BandError(f"{key}: {value!r} reaches zero or below; narrow it")
+    else:
+        raise _syntax(key, value)
+    if low > high:
+        raise BandError(
+            f"{key}: the low end {format_cost(key.split('.')[-1], low)} is above the high end "
+            f"{format_cost(key.split('.')[-1], high)}; write [low, high]"
+        )
+    return low, high
+
+
+@dataclass(frozen=True)
+class Band:
+    """``low <= cost <= high`` for each named cost (an empty band holds every subnet)."""
+
+    windows: tuple[tuple[str, float, float], ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> Band:
+        if config is not None and not isinstance(config, Mapping):
+            raise BandError(f"band must be a mapping like band.flops=[8M,10M], got {config!r}")
+        config = dict(config or {})
+        unknown = sorted(set(config) - set(METRICS))
+        if unknown:
+            raise BandError(
+                f"unknown band cost(s) {', '.join('band.' + u for u in unknown)}; "
+                f"the costs are {', '.join(METRICS)}"
+            )
+        windows = []
+        for metric in METRICS:
+            window = parse_window(f"band.{metric}", config.get(metric))
+            if window is not None:
+                windows.append((metric, *window))
+        return cls(tuple(windows))
+
+    def __bool__(self) -> bool:
+        return bool(self.windows)
+
+    @property
+    def metric(self) -> str:
+        """The cost the picks are spread across."""
+        return self.windows[0][0] if self.windows else "flops"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(m for m, _, _ in self.windows)
+
+    def contains(self, costs: Mapping[str, float]) -> bool:
+        return all(low <= costs[m] <= high for m, low, high in self.windows)
+
+    def describe(self) -> str:
+        return ", ".join(
+            f"{format_cost(m, low)} <= {m} <= {format_cost(m, high)}"
+            for m, low, high in self.windows
+        )
+
+    def to_config(self) -> dict[str, list[float]]:
+        return {m: [low, high] for m, low, high in self.windows}
+
+
+def pick_in_band(
+    space: Space,
+    k: int,
+    band: Band,
+    costs: Callable[[Subnet], Mapping[str, float]],
+    seed: int = 0,
+    pool_size: int = 4096,
+) -> list[Subnet]:
+    """``k`` distinct subnets inside ``band``, spread across its cost ``band.metric`` (one per
+    equal-width bin of the range the band's subnets occupy), cheapest first; deterministic.
+
+    The pool is the distinct in-band subnets among ``pool_size`` random draws (and the smallest
+    and largest subnets), drawn further while it holds fewer than ``ENOUGH × k`` of them, up to
+    ``MORE_DRAWS × pool_size`` draws or until ``pool_size`` draws in a row find no new one (the
+    band's subnets are exhausted); fewer than ``k`` is a :class:`BandError` that says how many
+    were found.
+    """
+    metric = band.metric
+    rng = random.Random(seed)
+    cache: dict[Subnet, Mapping[str, float]] = {}
+
+    def cost(s: Subnet) -> Mapping[str, float]:
+        if s not in cache:
+            cache[s] = costs(s)
+        return cache[s]
+
+    pool: dict[Subnet, None] = {}
+    for s in (space.smallest(), space.largest()):
+        if band.contains(cost(s)):
+            pool.setdefault(s)
+    draws = last_new = 0
+    limit = MORE_DRAWS * pool_size
+    while draws < pool_size or (
+        len(pool) < ENOUGH * k and draws < limit and draws - last_new < pool_size
+    ):
+        s = space.sample(rng)
+        draws += 1
+        if s not in pool and band.contains(cost(s)):
+            pool[s] = None
+            last_new = draws
+    if len(pool) < k:
+        lo, hi = cost(space.smallest())[metric], cost(space.largest())[metric]
+        raise BandError(
+            f"the band {band.describe()} holds {len(pool)} distinct subnet(s) in {draws:,} "
+            f"random draws, fewer than k={k} (this space spans {format_cost(metric, lo)} to "
+            f"{format_cost(metric, hi)}); widen the band or lower k"
+        )
+    value = {s: float(cost(s)[metric]) for s in pool}
+    low, high = min(value.values()), max(value.values())
+    width = (high - low) / k
+
+    def bin_of(s: Subnet) -> int:
+        return min(k - 1, int((value[s] - low) / width)) if width > 0 else 0
+
+    members: list[list[Subnet]] = [[] for _ in range(k)]
+    for s in pool:
+        members[bin_of(s)].append(s)
+    picked: list[Subnet | None] = [rng.choice(group) if group else None for group in members]
+    chosen = {s for s in picked if s is not None}
+    for i, s in enumerate(picked):
+        if s is None:
+            centre = low + (i + 0.5) * width
+            nearest = min(
+                (c for c in pool if c not in chosen), key=lambda c: (abs(value[c] - centre), str(c))
+            )
+            picked[i] = nearest
+            chosen.add(nearest)
+    out = [s for s in picked if s is not None]
+    return sorted(out, key=lambda s: (value[s], str(s)))

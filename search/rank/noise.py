@@ -1,0 +1,102 @@
+"""How noisy the stand-alone reference is, and whether a ranker can be told apart from that noise.
+
+With ``seeds=[s1, s2, ...]`` every subnet is trained alone once per seed and the reference is the
+mean stand-alone test accuracy. Two seed-to-seed numbers describe its noise:
+
+- ``seed_tau_pairwise``: the mean Kendall τ between the accuracies of two single seeds, over every
+  pair of seeds (how well one stand-alone run orders the subnets as another does);
+- ``seed_tau_split_half`` — *the noise ceiling*: the seeds are split into two halves (sizes
+  ⌊n/2⌋ and ⌈n/2⌉), τ is taken between the two halves' mean accuracies, and averaged over every
+  such split. It is what a ranker as good as retraining the subnets ⌊n/2⌋ times scores against an
+  independent reference, and it rises with the number of seeds as the means settle (with two
+  seeds it is the pairwise τ). The reference counts as measurable from
+  :data:`MEASURABLE_TAU`; a ranker above the ceiling orders subnets better than retraining them
+  does, which only a ranker close to the true accuracies can.
+
+:func:`difference_interval` gives a paired bootstrap interval (over subnets) of the difference of
+two rankers' τ: whether the supernet beats the best proxy, or cannot be told apart from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import kendalltau
+
+__all__ = [
+    "MEASURABLE_TAU",
+    "SIGNIFICANCE",
+    "difference_interval",
+    "pairwise_tau",
+    "split_half_tau",
+    "tau",
+]
+
+#: The split-half τ from which the stand-alone reference counts as measurable (issue 16).
+MEASURABLE_TAU = 0.6
+#: The p-value below which a ranker's τ counts as told apart from a random order.
+SIGNIFICANCE = 0.05
+
+
+def tau(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Kendall's τ-b; NaN when either side is constant or has a NaN."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.isnan(a).any() or np.isnan(b).any() or len(set(a)) < 2 or len(set(b)) < 2:
+        return math.nan
+    return float(kendalltau(a, b).statistic)
+
+
+def pairwise_tau(accuracies: np.ndarray) -> float:
+    """Mean τ between two seeds' accuracies over every pair; ``accuracies`` is subnets × seeds.
+    NaN with fewer than two seeds."""
+    n = accuracies.shape[1]
+    pairs = itertools.combinations(range(n), 2)
+    values = [tau(accuracies[:, i], accuracies[:, j]) for i, j in pairs]
+    return float(np.nanmean(values)) if values and not all(map(math.isnan, values)) else math.nan
+
+
+def split_half_tau(accuracies: np.ndarray) -> float:
+    """Mean τ between the mean accuracies of two halves of the seeds, over every split into
+    halves of ⌊n/2⌋ and ⌈n/2⌉ seeds; ``accuracies`` is subnets × seeds. NaN below two seeds."""
+    n = accuracies.shape[1]
+    if n < 2:
+        return math.nan
+    values = []
+    for half in itertools.combinations(range(n), n // 2):
+        rest = [i for i in range(n) if i not in half]
+        values.append(tau(accuracies[:, list(half)].mean(1), accuracies[:, rest].mean(1)))
+    if all(math.isnan(v) for v in values):
+        return math.nan
+    return float(np.nanmean(values))
+
+
+def difference_interval(
+    first: Sequence[float] | np.ndarray,
+    second: Sequence[float] | np.ndarray,
+    reference: Sequence[float] | np.ndarray,
+    *,
+    level: float = 0.9,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """τ(first, reference) − τ(second, reference) and its paired bootstrap interval at
+    ``level`` (subnets resampled with replacement; resamples where a τ is undefined are
+    skipped). NaNs when the difference itself is undefined."""
+    a, b, r = (np.asarray(v, dtype=float) for v in (first, second, reference))
+    diff = tau(a, r) - tau(b, r)
+    if math.isnan(diff):
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(r), len(r))
+        d = tau(a[i], r[i]) - tau(b[i], r[i])
+        if not math.isnan(d):
+            diffs.append(d)
+    if not diffs:
+        return diff, math.nan, math.nan
+    low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    return diff, float(low), float(high)

@@ -1,0 +1,152 @@
+"""python -m search.rank band=: parsing a cost window, picking k distinct subnets spread inside it,
+and the error when it holds fewer than k."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from search.costs import CostModel
+from search.rank import Band, BandError, RankSettings, pick_in_band, run_ranking
+from search.rank.band import parse_window
+from supernet import SearchSpace, complexity
+from supernet.checkpoint import load_supernet
+
+
+# -- the syntax ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "window"),
+    [
+        (["8M", "10M"], (8e6, 10e6)),
+        ([8_000_000, 1e7], (8e6, 10e6)),
+        ("8.9M+-10%", (8.01e6, 9.79e6)),
+        ("10M±5%", (9.5e6, 10.5e6)),
+        ("250k+-20k", (230e3, 270e3)),
+        (["9M", "9M"], (9e6, 9e6)),
+    ],
+)
+def test_window_forms(value: object, window: tuple[float, float]) -> None:
+    assert parse_window("band.flops", value) == pytest.approx(window)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10M", r"band.flops must be \[low, high\] \(like \[8M,10M\]\) or centre\+-percent"),
+        (["8M"], r"must be \[low, high\]"),
+        (["8M", "9M", "10M"], r"must be \[low, high\]"),
+        ("tenM+-10%", r"must be \[low, high\]"),
+        (["8X", "10M"], r"must be \[low, high\]"),
+        (["-1M", "10M"], r"must be \[low, high\]"),
+        (
+            ["10M", "8M"],
+            r"the low end 10M FLOPs is above the high end 8M FLOPs; write \[low, high\]",
+        ),
+        ("5M+-100%", r"reaches zero or below"),
+        ("5M+-6M", r"reaches zero or below"),
+        (True, r"must be \[low, high\]"),
+    ],
+)
+def test_malformed_windows(value: object, message: str) -> None:
+    with pytest.raises(BandError, match=message):
+        parse_window("band.flops", value)
+
+
+def test_band_config_and_settings() -> None:
+    band = Band.from_config({"flops": "8.9M+-10%", "params": None, "latency_ms": None})
+    assert band.metrics == ("flops",) and band.metric == "flops" and bool(band)
+    assert band.contains({"flops": 9e6}) and not band.contains({"flops": 9.8e6})
+    assert band.to_config() == {"flops": [pytest.approx(8.01e6), pytest.approx(9.79e6)]}
+    both = Band.from_config({"flops": ["1M", "2M"], "params": ["10k", "20k"]})
+    assert both.metric == "params"  # spread across the first of params, macs, flops, latency_ms
+    assert not Band.from_config({"flops": None}) and not Band.from_config(None)
+    with pytest.raises(BandError, match=r"unknown band cost.*band.flop; the costs are params"):
+        Band.from_config({"flop": ["1M", "2M"]})
+    settings = RankSettings.from_config({"supernet": "x.pt", "band": {"flops": ["1M", "2M"]}})
+    assert settings.band is not None and settings.band.metrics == ("flops",)
+    with pytest.raises(BandError, match=r"band must be a mapping like band\.flops"):
+        RankSettings.from_config({"supernet": "x.pt", "band": "1M"})
+
+
+# -- the picks -------------------------------------------------------------------------------------
+def test_picks_are_k_distinct_subnets_spread_inside_the_band() -> None:
+    space = SearchSpace.preset("fashion_mnist")
+    costs = CostModel(space)
+    band = Band.from_config({"flops": "25M+-10%"})
+    ((_, low, high),) = band.windows
+    picks = pick_in_band(space, 10, band, costs, seed=0, pool_size=1024)
+    flops = [complexity.flops(space, s) for s in picks]
+    assert len(set(picks)) == 10 and all(space.contains(s) for s in picks)
+    assert all(low <= f <= high for f in flops)
+    assert flops == sorted(flops)
+    # spread across the band, not bunched where random subnets are most common
+    assert flops[0] < low + 0.2 * (high - low) and flops[-1] > high - 0.2 * (high - low)
+    assert pick_in_band(space, 10, band, costs, seed=0, pool_size=1024) == picks
+    assert pick_in_band(space, 10, band, costs, seed=1, pool_size=1024) != picks
+
+
+def test_a_band_spread_across_params_keeps_every_cost_window() -> None:
+    space = SearchSpace.preset("fashion_mnist")
+    band = Band.from_config({"params": ["250k", "350k"], "flops": ["25M", "40M"]})
+    picks = pick_in_band(space, 5, band, CostModel(space), seed=0, pool_size=1024)
+    assert len(set(picks)) == 5
+    for s in picks:
+        assert 250e3 <= complexity.params(space, s) <= 350e3
+        assert 25e6 <= complexity.flops(space, s) <= 40e6
+
+
+def _all_subnets(space: SearchSpace) -> set[object]:
+    rng = random.Random(0)
+    return {space.sample(rng) for _ in range(5000)} | {space.smallest(), space.largest()}
+
+
+def test_a_band_with_fewer_than_k_subnets_says_how_many(digits_space: SearchSpace) -> None:
+    every = _all_subnets(digits_space)
+    assert len(every) == 40  # DIGITS_SMALL, exhaustively
+    flops = sorted({complexity.flops(digits_space, s) for s in every})
+    low, high = flops[3], flops[5]
+    inside = [s for s in every if low <= complexity.flops(digits_space, s) <= high]
+    band = Band.from_config({"flops": [low, high]})
+    costs = CostModel(digits_space)
+    picks = pick_in_band(digits_space, len(inside), band, costs, seed=0, pool_size=256)
+    assert set(picks) == set(inside)  # exactly as many as it holds: all of them
+    with pytest.raises(
+        BandError,
+        match=rf"holds {len(inside)} distinct subnet\(s\) in [\d,]+ random draws, fewer than "
+        rf"k={len(inside) + 1} \(this space spans .*\); widen the band or lower k",
+    ):
+        pick_in_band(digits_space, len(inside) + 1, band, costs, seed=0, pool_size=256)
+    below = Band.from_config({"flops": ["1", "2"]})
+    with pytest.raises(BandError, match=r"holds 0 distinct subnet\(s\)"):
+        pick_in_band(digits_space, 3, below, costs, seed=0, pool_size=256)
+
+
+# -- a whole run -----------------------------------------------------------------------------------
+def test_ranking_inside_a_band(trained_checkpoint: Path, tmp_path: Path) -> None:
+    space = load_supernet(trained_checkpoint)[0].space
+    every = _all_subnets(space)
+    flops = sorted(complexity.flops(space, s) for s in every)
+    low, high = flops[len(flops) // 4], flops[3 * len(flops) // 4]
+    result = run_ranking(
+        {
+            "supernet": str(trained_checkpoint),
+            "k": 3,
+            "band": {"flops": [low, high]},
+            "finetune": False,
+            "proxies": ["flops", "depth"],
+            "png": False,
+            "train": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0},
+        },
+        tmp_path,
+    )
+    table = pd.read_csv(tmp_path / "rank.csv")
+    assert len(table) == 3 and table["arch"].nunique() == 3
+    assert table["flops"].between(low, high).all()
+    manifest = yaml.safe_load((tmp_path / "rank.yaml").read_text())
+    assert manifest["band"] == {"flops": [low, high]}
+    assert [r["ranker"] for r in manifest["rankers"]] == ["supernet", "flops", "depth"]
+    assert result.table["arch"].tolist() == table["arch"].tolist()
