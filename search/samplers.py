@@ -1,8 +1,8 @@
 """Config → Optuna sampler: ``nsga2``, ``tpe``, ``random``, ``gp`` and ``autoformer_evolution``.
 
-Every sampler sees the budget through ``trial.set_constraint`` (Optuna 5 reads the constraints
-from the trials; ``constraints_func`` is deprecated), so NSGA-II, TPE and GP rank infeasible
-subnets by how far they miss the budget.
+Every sampler sees the budget through the trials' constraints (Optuna 5 reads them from the
+trials; ``constraints_func`` is deprecated; see :func:`search.optuna_adapter.set_constraints`), so
+NSGA-II, TPE and GP rank infeasible subnets by how far they miss the budget.
 
 ``autoformer_evolution`` reproduces the evolutionary search of AutoFormer (Chen et al., ICCV 2021,
 ``evolution.py``) on Optuna's genetic-algorithm machinery: an :class:`optuna.samplers.NSGAIISampler`
