@@ -38,7 +38,11 @@ class GPOptions:
 
 @dataclass
 class NSGA2Options:
-    population_size: Any = option(50, "trials per generation")
+    population_size: Any = option(
+        "auto",
+        "trials per generation; auto: min(50, max(4, n_trials // 5)), five generations or more "
+        "(the first generation is random)",
+    )
     crossover_prob: float = option(0.9, "probability of a crossover for a child")
     swapping_prob: float = option(0.5, "probability of taking each gene from the other parent")
     mutation_prob: float | None = option(None, "per gene; null: 1 / number of parameters")

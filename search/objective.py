@@ -10,7 +10,9 @@ deterministic, so the trial takes the earlier result and records ``duplicate_of`
 
 An infeasible subnet is never evaluated: its constraints say by how much it misses the budget,
 its user attribute ``val_acc`` is None, and it reports the worst accuracy (0.0) as objective value,
-which Optuna's constraint-aware samplers (NSGA-II, TPE, GP) rank below every feasible trial.
+which Optuna's constraint-aware samplers (NSGA-II, TPE, GP) rank below every feasible trial, and
+optuna-dashboard shows as infeasible (the constraints are stored in the form it reads, see
+:func:`search.optuna_adapter.set_constraints`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .budget import Budget
 from .continuation import RUN_ATTR, SURPLUS_ATTR, claimed_by
 from .costs import CostModel
 from .latency import LatencyProfile
+from .optuna_adapter import set_constraints
 
 __all__ = [
     "INFEASIBLE_VALUE",
@@ -180,10 +183,8 @@ class Objective:
         subnet = suggest_subnet(trial, self.space)
         cost = self.costs(subnet)
         violations = self.budget.violations(cost)
-        already = trial.constraints  # a retried trial inherits the constraints it had set
-        for name, value in violations.items():
-            if name not in already:
-                trial.set_constraint(name, value)
+        if violations:
+            set_constraints(trial, violations)  # the form Optuna and optuna-dashboard both read
         feasible = all(v <= 0 for v in violations.values())
         val_acc: float | None = None
         eval_s = 0.0

@@ -4,7 +4,8 @@ Optuna's public API has no call for some things a crash-safe, multi-process sear
 a RUNNING trial whose worker was killed (the storage's ``set_trial_state_values``, as
 ``optuna.storages.fail_stale_trials`` does), the heartbeat retry callback of the storage, a
 trial's storage id, the RDB tables (RUNNING trials that never sent a heartbeat; the trials one
-run claimed) and SQLite's transaction mode. They live here, and
+run claimed), SQLite's transaction mode, and the form of a trial's constraints that
+optuna-dashboard reads (:func:`set_constraints`). They live here, and
 ``tests/search/test_optuna_adapter.py`` pins each against the installed Optuna, so that an upgrade
 that changes them fails there, loudly, instead of silently elsewhere.
 """
@@ -23,13 +24,17 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
+    "CONSTRAINTS_ATTR",
     "OPTIMIZE_LOGGER",
     "claimed_trials",
     "configure_sqlite",
+    "constraints_of",
     "fail_trial",
     "get_trial",
     "rdb_backend",
     "retry_callback",
+    "set_constraints",
+    "set_metric_names",
     "silent_trial_ids",
     "storage_of",
     "trial_id",
@@ -134,6 +139,67 @@ def claimed_trials(study: optuna.Study, key: str, value: Any) -> list[tuple[int,
             _CLAIMED, {"study": study.study_name, "key": key, "value": json.dumps(value)}
         )
         return [(int(number), str(state)) for number, state in rows]
+
+
+#: The system attribute holding a trial's constraints as a list, the form Optuna 3 and 4 wrote
+#: (through ``constraints_func``) and optuna-dashboard (0.21) reads to mark a trial infeasible.
+#: Optuna 5 reads it too, as constraints named "0", "1", ...
+CONSTRAINTS_ATTR = "constraints"
+#: The user attribute naming them: ``{name: value}`` (the dashboard shows it beside the trial).
+NAMED_CONSTRAINTS_ATTR = "constraints"
+_NAMED_PREFIX = f"{CONSTRAINTS_ATTR}:"  # Optuna 5's ``trial.set_constraint`` keys
+
+
+def _system_attrs(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+    if isinstance(trial, optuna.Trial):
+        return trial.storage.get_trial_system_attrs(trial._trial_id)
+    return trial.system_attrs
+
+
+def set_constraints(trial: optuna.trial.BaseTrial, values: dict[str, float]) -> None:
+    """Record the trial's constraints (``<= 0``: satisfied) once, in the one form that both
+    Optuna 5 and optuna-dashboard read: a list under the system attribute
+    :data:`CONSTRAINTS_ATTR`, in the order of ``values``; their names go to the user attribute
+    :data:`NAMED_CONSTRAINTS_ATTR`. (Optuna 5's ``trial.set_constraint`` writes keys the
+    dashboard ignores, so it marks no trial infeasible; writing both forms would show every
+    constraint twice to Optuna's samplers.) A retried trial that inherited its constraints in
+    ``set_constraint``'s form, from a run of an earlier version of this tool, keeps that form.
+    Rewriting the list (a retry) is allowed."""
+    values = {name: float(value) for name, value in values.items()}
+    trial.set_user_attr(NAMED_CONSTRAINTS_ATTR, values)
+    if any(key.startswith(_NAMED_PREFIX) for key in _system_attrs(trial)):
+        return
+    listed = list(values.values())
+    if isinstance(trial, optuna.Trial):
+        trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, listed)
+        trial._cached_frozen_trial.system_attrs[CONSTRAINTS_ATTR] = listed
+    elif isinstance(trial, optuna.trial.FixedTrial):
+        trial._system_attrs[CONSTRAINTS_ATTR] = listed
+    else:
+        raise TypeError(f"cannot set constraints on a {type(trial).__name__}")
+
+
+def constraints_of(trial: FrozenTrial) -> dict[str, float]:
+    """A finished trial's constraints by name, whichever form it stored them in (this tool's
+    list with its named user attribute, or ``trial.set_constraint``'s keys)."""
+    values = trial.constraints
+    named = trial.user_attrs.get(NAMED_CONSTRAINTS_ATTR)
+    listed = trial.system_attrs.get(CONSTRAINTS_ATTR)
+    if isinstance(named, dict) and isinstance(listed, list) and len(named) == len(listed):
+        return dict(zip(named, map(float, listed), strict=True))
+    return {name: float(value) for name, value in values.items()}
+
+
+def set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    """Name the study's objectives (optuna-dashboard's plots and tables show them instead of
+    "Objective 0"); a study that has them already is left alone."""
+    import warnings
+
+    if study.metric_names == names:
+        return
+    with warnings.catch_warnings():  # marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
 
 
 def configure_sqlite(storage: RDBStorage) -> None:

@@ -43,6 +43,7 @@ from supernet.space import DEFAULT_FAMILY
 from .budget import Budget
 from .costs import format_cost
 from .objective import subnet_from_params
+from .optuna_adapter import constraints_of
 
 __all__ = [
     "CONTRACT_COLUMNS",
@@ -143,7 +144,7 @@ def _row(trial: FrozenTrial, space: Space, budget: Budget, columns: list[str]) -
     complete = trial.state == TrialState.COMPLETE
     acc = attrs.get("val_acc")
     row["val_acc"] = float(acc) if complete and acc is not None else math.nan
-    constraints = trial.constraints
+    constraints = constraints_of(trial)
     if not constraints and budget and subnet is not None:
         constraints = budget.violations(cost)
     if (constraints and any(v != v for v in constraints.values())) or subnet is None:

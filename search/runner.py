@@ -248,7 +248,9 @@ def _run_search(
         "val_size": len(data),
         "data": data_config,
     }
-    study, created = open_study(storage, study_name, settings.directions, identity)
+    study, created = open_study(
+        storage, study_name, settings.directions, identity, metric_names=settings.objectives
+    )
     with _storage_errors(storage_url):
         if created and settings.seed_trials:
             for subnet in (space.smallest(), space.largest()):

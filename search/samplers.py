@@ -1,8 +1,8 @@
 """Config → Optuna sampler: ``nsga2``, ``tpe``, ``random``, ``gp`` and ``autoformer_evolution``.
 
-Every sampler sees the budget through ``trial.set_constraint`` (Optuna 5 reads the constraints
-from the trials; ``constraints_func`` is deprecated), so NSGA-II, TPE and GP rank infeasible
-subnets by how far they miss the budget.
+Every sampler sees the budget through the trials' constraints (Optuna 5 reads them from the
+trials; ``constraints_func`` is deprecated; see :func:`search.optuna_adapter.set_constraints`), so
+NSGA-II, TPE and GP rank infeasible subnets by how far they miss the budget.
 
 ``autoformer_evolution`` reproduces the evolutionary search of AutoFormer (Chen et al., ICCV 2021,
 ``evolution.py``) on Optuna's genetic-algorithm machinery: an :class:`optuna.samplers.NSGAIISampler`
@@ -46,6 +46,7 @@ __all__ = [
     "AutoFormerChildGeneration",
     "AutoFormerEvolutionSampler",
     "TopKSelection",
+    "auto_population_size",
     "build_sampler",
     "resolve_sampler_name",
 ]
@@ -268,6 +269,30 @@ class AutoFormerEvolutionSampler(NSGAIISampler):
         return space
 
 
+def auto_population_size(n_trials: int) -> int:
+    """NSGA-II's population for a run of ``n_trials`` trials: ``min(50, max(4, n_trials // 5))``,
+    so that a run has about five generations or more. Its first generation is drawn at random
+    with the study's seed, the same draws as ``sampler=random``: with Optuna's default of 50, a
+    60-trial NSGA-II run was a random search in 50 of its trials."""
+    return min(50, max(4, n_trials // 5))
+
+
+def _population_size(value: Any, n_trials: int | None) -> int:
+    if value is None or value == "auto":
+        if n_trials is None:
+            raise UserError(
+                "search.nsga2.population_size=auto needs the run's number of trials; pass "
+                "search.nsga2.population_size=<number>"
+            )
+        return auto_population_size(n_trials)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(
+            f"search.nsga2.population_size must be auto or an integer >= 2, got {value!r}; "
+            "pass search.nsga2.population_size=auto"
+        )
+    return value
+
+
 def build_sampler(
     name: str,
     options: Mapping[str, Any] | None,
@@ -277,10 +302,16 @@ def build_sampler(
     n_objectives: int,
     seed: int | None,
     n_workers: int = 1,
+    n_trials: int | None = None,
 ) -> BaseSampler:
-    """The Optuna sampler ``name`` (see :data:`SAMPLERS`) with its ``search.<name>`` options."""
+    """The Optuna sampler ``name`` (see :data:`SAMPLERS`) with its ``search.<name>`` options.
+
+    ``n_trials``: the run's number of trials, which sizes NSGA-II's population when its
+    ``population_size`` is ``auto`` (:func:`auto_population_size`)."""
     name = resolve_sampler_name(name, n_objectives)
     opts = _options(name, options)
+    if name == "nsga2":
+        opts["population_size"] = _population_size(opts.get("population_size"), n_trials)
     try:
         return _build(name, opts, space, is_feasible, seed, n_workers)
     except (TypeError, ValueError) as exc:  # Optuna's own checks of the option values

@@ -25,7 +25,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from supernet.common.errors import OutputError, UserError
 
-from .optuna_adapter import configure_sqlite
+from .optuna_adapter import configure_sqlite, set_metric_names
 
 __all__ = [
     "STUDY_ATTR",
@@ -248,16 +248,21 @@ def open_study(
     identity: Mapping[str, Any],
     *,
     create: bool = True,
+    metric_names: Sequence[str] | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or load it when it exists and was made for the same search.
 
     Returns ``(study, created)``. ``identity`` is stored in the study's user attributes; a
     resumed study whose checkpoint, objectives, budget or validation set differ fails naming the
     difference (trials of two different searches must not mix). An empty study without them
-    (its run was killed right after creating it) counts as created now.
+    (its run was killed right after creating it) counts as created now. ``metric_names`` name
+    the objectives (optuna-dashboard shows them), also in a study created without them.
     """
     try:
-        return _open_study(storage, study_name, directions, identity, create=create)
+        study, created = _open_study(storage, study_name, directions, identity, create=create)
+        if metric_names is not None:
+            set_metric_names(study, list(metric_names))
+        return study, created
     except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError) as exc:
         failure = storage_error(exc, storage.url)
         if failure is None:

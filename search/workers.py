@@ -176,6 +176,7 @@ def run_worker(
         n_objectives=len(s.objectives),
         seed=worker_seed(s.seed, job.index, job.attempt),
         n_workers=s.n_workers,
+        n_trials=job.run_total if job.run_total is not None else s.n_trials,
     )
     storage = open_storage(
         job.storage_url,

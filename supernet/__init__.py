@@ -3,6 +3,7 @@
 Public API::
 
     from supernet import SearchSpace, SubnetConfig, Supernet, complexity, load_subnet
+    from supernet import load_preprocessing  # how raw images become an export's input
 
 ``SearchSpace.preset(name)`` / ``SearchSpace.from_yaml(path)`` return the space of the family the
 file names (``vit`` when it names none); ``Supernet(space)`` builds that family's supernet;
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from . import complexity
     from .checkpoint import load_supernet, save_checkpoint
     from .model import Supernet
-    from .saved_model import load_subnet, save_subnet
+    from .preprocessing import Preprocessing
+    from .saved_model import load_preprocessing, load_subnet, save_subnet
     from .vit.model import VisionTransformer
 
 _LAZY = {
@@ -34,6 +36,8 @@ _LAZY = {
     "load_supernet": "checkpoint",
     "save_checkpoint": "checkpoint",
     "load_subnet": "saved_model",
+    "load_preprocessing": "saved_model",
+    "Preprocessing": "preprocessing",
     "save_subnet": "saved_model",
     "VisionTransformer": "vit.model",
 }
@@ -51,6 +55,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckpointError",
     "Family",
+    "Preprocessing",
     "SearchSpace",
     "Space",
     "SpaceError",
@@ -63,6 +68,7 @@ __all__ = [
     "family_names",
     "family_of",
     "get_family",
+    "load_preprocessing",
     "load_subnet",
     "load_supernet",
     "register_family",

@@ -3,7 +3,8 @@
 A checkpoint is a plain dict saved with ``torch.save``; it is read back with
 ``torch.load(weights_only=True)``, so a crafted pickle can never run code. It always holds
 ``format``, ``version``, ``space`` (the search space as a dict) and ``model`` (the supernet's
-state dict); training adds its own entries (optimizer, scheduler, RNG states, epoch, config).
+state dict); training adds its own entries (optimizer, scheduler, RNG states, epoch, config,
+``data`` and the ``preprocessing`` it implies, which exports carry).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from .common.device import check_device
 from .common.errors import CheckpointError, quoted
 from .common.resources import check_memory
 from .model import Supernet, weight_count
+from .preprocessing import Preprocessing, PreprocessingError
 from .saved_model import check_finite
 from .space import Space, SpaceError
 
 __all__ = [
     "FORMAT",
+    "checkpoint_preprocessing",
     "file_sha256",
     "load_checkpoint",
     "load_supernet",
@@ -179,3 +182,32 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def checkpoint_preprocessing(payload: Mapping[str, Any], path: str | Path) -> Preprocessing:
+    """How raw images become the input of the checkpoint's models: its recorded
+    ``preprocessing`` or, for a checkpoint written before training recorded it, what its
+    ``data`` config implies (computed from that data, which must then be where it says)."""
+    from .data import DataError, data_preprocessing
+
+    recorded = payload.get("preprocessing")
+    if recorded is not None:
+        try:
+            return Preprocessing.from_dict(recorded)
+        except (PreprocessingError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path} holds an invalid preprocessing record ({exc}); restore it from a copy"
+            ) from None
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        raise CheckpointError(
+            f"{path} records neither its preprocessing nor its data config; use a checkpoint "
+            "written by `python -m supernet.train`"
+        )
+    try:
+        return data_preprocessing(data)
+    except DataError as exc:
+        raise CheckpointError(
+            f"{path} predates recorded preprocessing, and its training data, needed to compute "
+            f"it, cannot be read ({exc})"
+        ) from None

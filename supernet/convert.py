@@ -55,7 +55,9 @@ from .common.atomic import (
     writing,
 )
 from .common.errors import UserError
+from .data import imagefolder_preprocessing
 from .onnx_export import onnx_missing, write_onnx
+from .preprocessing import Preprocessing
 from .saved_model import save_subnet
 from .space import Space, SpaceError
 from .vit.autoformer import Conversion, convert
@@ -115,6 +117,21 @@ def _data_config(root: str, space: SearchSpace, val_size: int) -> dict[str, Any]
     }
 
 
+def _class_names(root: str) -> list[str]:
+    """ImageFolder's classes (its sorted class folders) under ``root``/train."""
+    from torchvision.datasets.folder import find_classes
+
+    return find_classes(str(Path(root) / "train"))[0]
+
+
+def autoformer_preprocessing(space: SearchSpace) -> Preprocessing:
+    """What AutoFormer's (DeiT's) evaluation feeds a retrained subnet: shorter side to 256/224 of
+    the input size, bicubic, centre crop, ImageNet's mean and std."""
+    return imagefolder_preprocessing(
+        space.img_size, interpolation="bicubic", dataset="imagenet (AutoFormer's evaluation)"
+    )
+
+
 def _costs(space: SearchSpace, subnet: Any) -> dict[str, int]:
     cost = complexity.breakdown(space, subnet)
     return {"params": int(cost.params), "macs": int(cost.macs), "flops": int(cost.flops)}
@@ -159,7 +176,16 @@ def _write_supernet(
     )
     work = staging_dir(out)
     try:
-        save_checkpoint(work / "supernet.pt", result.net, data=data, converted_from=source)
+        # python -m search evaluates on data= with this tool's ImageFolder pipeline: its exports
+        # carry that preprocessing
+        pre = imagefolder_preprocessing(data["img_size"], _class_names(data["root"]))
+        save_checkpoint(
+            work / "supernet.pt",
+            result.net,
+            data=data,
+            preprocessing=pre.to_dict(),
+            converted_from=source,
+        )
         (work / "README.md").write_text(readme + "\n")
         check_target_dir(out, overwrite, f"out={out}", "overwrite=true")  # in case it appeared
         move_into_place(work, out)
@@ -180,11 +206,12 @@ def _write_subnet(
         print(f"note: no model.onnx: {missing} not installed (pip install 'vitnas[onnx]')")
     costs = _costs(space, subnet)
     metadata: dict[str, Any] = {"source": source, "costs": costs, "space": space.to_dict()}
+    preprocessing = autoformer_preprocessing(space)
     work = staging_dir(out)
     diff = None
     try:
         if onnx != "false" and not missing:
-            diff = write_onnx(result.model, space, work / "model.onnx")
+            diff = write_onnx(result.model, space, work / "model.onnx", preprocessing)
             metadata["onnx"] = {"file": "model.onnx", "max_abs_diff": diff}
         readme = "\n".join(
             [
@@ -197,10 +224,17 @@ def _write_subnet(
                 f"{costs['flops']:,} (FLOPs = 2 x MACs)",
                 "- `supernet.load_subnet(<this directory>)` loads it; "
                 "`python -m supernet.train mode=finetune subnet=<this directory>` fine-tunes it.",
+                "",
+                *preprocessing.readme_section(diff is not None),
             ]
         )
         staged = save_subnet(
-            result.model, space, work / "subnet", metadata, {"README.md": readme + "\n"}
+            result.model,
+            space,
+            work / "subnet",
+            metadata,
+            {"README.md": readme + "\n"},
+            preprocessing=preprocessing,
         )
         if diff is not None:
             (work / "model.onnx").replace(staged / "model.onnx")

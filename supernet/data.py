@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .common.config import option
 from .common.errors import UserError
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from .space import Space
 
 __all__ = [
@@ -39,12 +40,17 @@ __all__ = [
     "DataSplits",
     "ImageReadError",
     "build_data",
+    "data_preprocessing",
+    "digits_split",
+    "imagefolder_preprocessing",
 ]
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_ROOT = Path(os.environ.get("VITNAS_DATA", Path.home() / ".cache" / "vitnas" / "data"))
 DATASETS = ("digits", "fashion_mnist", "cifar10", "cifar100", "imagefolder")
+#: scikit-learn's digits are 8x8 images of integers 0..16.
+DIGITS_MAX = 16.0
 
 
 class DataError(UserError):
@@ -181,6 +187,8 @@ class DataSplits:
     in_chans: int
     img_size: int
     augment: Callable[[torch.Tensor], torch.Tensor] = _identity
+    #: How a raw image of this data becomes a model input (what exports record).
+    preprocessing: Preprocessing | None = None
 
     def check_space(self, space: Space) -> None:
         """Fail with one message if the images or classes do not fit ``space``."""
@@ -226,10 +234,21 @@ def _tensor_splits(
     test_y: torch.Tensor,
     num_classes: int,
     config: DataConfig,
+    divide_by: float,
+    class_names: list[str] | None,
 ) -> DataSplits:
+    """``train_x`` and ``test_x``: the raw images divided by ``divide_by`` (values in [0, 1])."""
     # Normalise with training-set statistics, applied to both splits.
     mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
     std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    preprocessing = Preprocessing(
+        input_size=(train_x.shape[1], train_x.shape[2], train_x.shape[3]),
+        divide_by=divide_by,
+        mean=tuple(mean.reshape(-1).tolist()),
+        std=tuple(std.reshape(-1).tolist()),
+        class_names=None if class_names is None else tuple(class_names),
+        dataset=name,
+    )
     train_x = ((train_x - mean) / std).contiguous()
     test_x = ((test_x - mean) / std).contiguous()
     full = TensorDataset(train_x, train_y)
@@ -244,6 +263,7 @@ def _tensor_splits(
         in_chans=train_x.shape[1],
         img_size=train_x.shape[-1],
         augment=BatchAugment(config.augment, generator, fill=(-mean / std).reshape(-1)),
+        preprocessing=preprocessing,
     )
 
 
@@ -252,12 +272,21 @@ def _digits(config: DataConfig) -> DataSplits:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / DIGITS_MAX
     y = torch.tensor(digits.target, dtype=torch.long)
-    # Digits ships no test split: hold one out with a fixed seed (independent of split_seed, so
-    # changing the validation seed never moves test images into training).
-    rest, test = _split_indices(len(y), config.test_size, seed=12345)
-    return _tensor_splits("digits", x[rest], y[rest], x[test], y[test], 10, config)
+    rest, test = digits_split(len(y), config.test_size)
+    names = [str(int(n)) for n in digits.target_names]
+    return _tensor_splits(
+        "digits", x[rest], y[rest], x[test], y[test], 10, config, DIGITS_MAX, names
+    )
+
+
+def digits_split(n: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of scikit-learn's digits used for training (and validation) and for test.
+
+    Digits ships no test split: one is held out with a fixed seed (independent of split_seed, so
+    changing the validation seed never moves test images into training)."""
+    return _split_indices(n, test_size, seed=12345)
 
 
 def _root(config: DataConfig) -> Path:
@@ -313,6 +342,8 @@ def _fashion_mnist(config: DataConfig) -> DataSplits:
         test.targets.long(),
         10,
         config,
+        255.0,
+        list(train.classes),
     )
 
 
@@ -342,6 +373,8 @@ def _cifar(config: DataConfig, classes: int) -> DataSplits:
         torch.tensor(test.targets),
         classes,
         config,
+        255.0,
+        list(train.classes),
     )
 
 
@@ -360,14 +393,14 @@ def _imagefolder(config: DataConfig) -> DataSplits:
             "each with one sub-folder of images per class"
         )
     size = config.img_size or 224
-    normalize = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = [transforms.RandomResizedCrop(size, scale=(config.augment.scale_min, 1.0))]
     if config.augment.hflip:
         train_tf.append(transforms.RandomHorizontalFlip())
     train_tf += [transforms.ToTensor(), normalize]
     eval_tf = transforms.Compose(
         [
-            transforms.Resize(int(size * 256 / 224)),
+            transforms.Resize(int(size * 256 / 224)),  # as imagefolder_preprocessing says
             transforms.CenterCrop(size),
             transforms.ToTensor(),
             normalize,
@@ -393,6 +426,27 @@ def _imagefolder(config: DataConfig) -> DataSplits:
         num_classes=len(full_train.classes),
         in_chans=3,
         img_size=size,
+        preprocessing=imagefolder_preprocessing(size, full_train.classes),
+    )
+
+
+def imagefolder_preprocessing(
+    size: int,
+    class_names: Sequence[str] | None = None,
+    interpolation: str = "bilinear",
+    dataset: str = "imagefolder",
+) -> Preprocessing:
+    """ImageFolder's evaluation transform: shorter side to size x 256/224, centre crop, ToTensor
+    (8-bit / 255), ImageNet's mean and std (DeiT's and AutoFormer's, with bicubic resizing)."""
+    return Preprocessing(
+        input_size=(3, size, size),
+        divide_by=255.0,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        resize=int(size * 256 / 224),
+        interpolation=interpolation,
+        class_names=None if class_names is None else tuple(class_names),
+        dataset=dataset,
     )
 
 
@@ -407,3 +461,11 @@ def build_data(config: DataConfig | Mapping[str, Any]) -> DataSplits:
     if config.name in ("cifar10", "cifar100"):
         return _cifar(config, int(config.name.removeprefix("cifar")))
     return _imagefolder(config)
+
+
+def data_preprocessing(config: DataConfig | Mapping[str, Any]) -> Preprocessing:
+    """How a raw image of the data ``config`` describes becomes a model input (its statistics
+    are computed from the training images, so the data must be where the config says)."""
+    splits = build_data(config)
+    assert splits.preprocessing is not None  # every builder sets it
+    return splits.preprocessing

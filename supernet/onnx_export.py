@@ -4,7 +4,9 @@ The model is exported with the dynamo exporter (``torch.onnx.export(..., dynamo=
 legacy exporter lacks ``roll``, which shifted-window attention needs) with a dynamic batch, input
 ``images`` and output ``logits``, and then run on random images by onnxruntime: the largest
 absolute difference from PyTorch is returned, and :func:`write_onnx` refuses a file that differs
-by more than :data:`ONNX_TOLERANCE`.
+by more than :data:`ONNX_TOLERANCE`. :func:`write_onnx` also records the model's preprocessing in
+the file's ``metadata_props`` (onnxruntime: ``session.get_modelmeta().custom_metadata_map``): one
+key per field of :class:`~supernet.preprocessing.Preprocessing`, as JSON text, and ``formula``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 import torch
 
 from .common.errors import UserError
+from .preprocessing import Preprocessing
 from .space import Space
 
-__all__ = ["ONNX_TOLERANCE", "export_onnx", "onnx_missing", "write_onnx"]
+__all__ = ["ONNX_TOLERANCE", "add_metadata", "export_onnx", "onnx_missing", "write_onnx"]
 
 #: The largest absolute logit difference from PyTorch an exported ONNX file may show.
 ONNX_TOLERANCE = 1e-4
@@ -63,13 +66,33 @@ def onnx_missing() -> str | None:
     return ", ".join(missing) or None
 
 
-def write_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
+def add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Set ``metadata`` (string keys and values) in the ONNX file's ``metadata_props``."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [p for p in proto.metadata_props if p.key not in metadata]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+
+
+def write_onnx(
+    model: torch.nn.Module,
+    space: Space,
+    path: Path,
+    preprocessing: Preprocessing | None = None,
+) -> float:
     """:func:`export_onnx`, refusing (in one line) a file that differs from PyTorch by more than
-    :data:`ONNX_TOLERANCE`; returns the difference."""
+    :data:`ONNX_TOLERANCE`, with ``preprocessing`` in its metadata; returns the difference."""
     diff = export_onnx(model, space, path)
     if diff > ONNX_TOLERANCE:
         raise UserError(
             f"the ONNX model differs from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE:g}); "
             "export without it with onnx=false"
         )
+    if preprocessing is not None:
+        add_metadata(path, preprocessing.onnx_metadata())
     return diff

@@ -1,9 +1,13 @@
 """Saved standalone subnets: a directory with ``subnet.yaml`` and ``model.safetensors``.
 
 ``subnet.yaml`` holds the search space (``space:``, which names the model family), the
-architecture (``subnet:``) and free-form ``metadata:``; ``model.safetensors`` the weights (no
-pickle, so loading can never run code). :func:`load_subnet` rebuilds the family's standalone model
-(a :class:`~supernet.vit.VisionTransformer`, a Swin ``SwinTransformer`` ...) without a supernet.
+architecture (``subnet:``), what the model needs to be fed (``preprocessing:``, see
+:mod:`supernet.preprocessing`; exports written before it existed lack it) and free-form
+``metadata:``; ``model.safetensors`` the weights (no pickle, so loading can never run code).
+:func:`load_subnet` rebuilds the family's standalone model (a
+:class:`~supernet.vit.VisionTransformer`, a Swin ``SwinTransformer`` ...) without a supernet, with
+its preprocessing attached (``model.preprocessing``, and timm's ``model.pretrained_cfg``);
+:func:`load_preprocessing` reads the preprocessing alone.
 """
 
 from __future__ import annotations
@@ -32,12 +36,14 @@ from .common.atomic import (
 from .common.errors import CheckpointError
 from .common.yamlio import YamlError, read_yaml
 from .family import family_of
+from .preprocessing import Preprocessing, PreprocessingError
 from .space import Space, SpaceError, Subnet
 
 __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
     "check_finite",
+    "load_preprocessing",
     "load_subnet",
     "read_subnet_yaml",
     "save_subnet",
@@ -55,12 +61,14 @@ def save_subnet(
     extra_files: Mapping[str, str] | None = None,
     overwrite: bool = False,
     shown_as: str | Path | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Path:
     """Write ``model`` to ``directory`` all at once: it is built beside it, then renamed into place.
 
     An existing non-empty directory is kept unless ``overwrite``; ``extra_files`` maps file names
     to text contents written alongside (a README, say). ``shown_as``: the directory error
-    messages name (where a caller staging ``directory`` will move it).
+    messages name (where a caller staging ``directory`` will move it). ``preprocessing``: how
+    raw images become the model's input (``supernet.data.DataSplits.preprocessing``).
     """
     directory = Path(directory)
     shown = Path(shown_as) if shown_as is not None else directory
@@ -71,11 +79,10 @@ def save_subnet(
     space.validate(subnet)
     tmp = staging_dir(directory)
     try:
-        config = {
-            "space": space.to_dict(),
-            "subnet": subnet.to_dict(),
-            "metadata": dict(metadata or {}),
-        }
+        config: dict[str, Any] = {"space": space.to_dict(), "subnet": subnet.to_dict()}
+        if preprocessing is not None:
+            config["preprocessing"] = preprocessing.to_dict()
+        config["metadata"] = dict(metadata or {})
         # Errors name the file being written at its final place (a full disk, say).
         with writing(shown / CONFIG_FILE):
             (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -97,18 +104,25 @@ def save_subnet(
     return directory
 
 
-def read_subnet_yaml(directory: str | Path) -> tuple[Space, Subnet, dict[str, Any]]:
-    """The space, subnet and metadata of a saved subnet directory (or its ``subnet.yaml``)."""
+_FIX = "export it again with `python -m search.export`, or restore it from a copy"
+
+
+def _read_config(directory: str | Path) -> tuple[Path, Any]:
     path = Path(directory)
     if path.is_dir():
         path = path / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"no {CONFIG_FILE} at {path.parent}: not an exported subnet")
-    fix = "export it again with `python -m search.export`, or restore it from a copy"
     try:
-        data = read_yaml(path, "subnet file")
+        return path, read_yaml(path, "subnet file")
     except YamlError as exc:
-        raise CheckpointError(f"{exc}; {fix}") from None
+        raise CheckpointError(f"{exc}; {_FIX}") from None
+
+
+def read_subnet_yaml(directory: str | Path) -> tuple[Space, Subnet, dict[str, Any]]:
+    """The space, subnet and metadata of a saved subnet directory (or its ``subnet.yaml``)."""
+    fix = _FIX
+    path, data = _read_config(directory)
     if not isinstance(data, Mapping) or not {"space", "subnet"} <= set(data):
         raise CheckpointError(
             f"{path} is not a valid subnet file: it needs the mappings space: and subnet:; {fix}"
@@ -129,6 +143,35 @@ def read_subnet_yaml(directory: str | Path) -> tuple[Space, Subnet, dict[str, An
     return space, subnet, dict(metadata)
 
 
+def read_preprocessing(directory: str | Path) -> Preprocessing | None:
+    """The ``preprocessing:`` of a saved subnet directory (or its ``subnet.yaml``); None for an
+    export written before exports recorded it."""
+    path, data = _read_config(directory)
+    recorded = data.get("preprocessing") if isinstance(data, Mapping) else None
+    if recorded is None:
+        return None
+    try:
+        return Preprocessing.from_dict(recorded)
+    except (PreprocessingError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path} is not a valid subnet file: its preprocessing: is invalid ({exc}); {_FIX}"
+        ) from None
+
+
+def load_preprocessing(directory: str | Path) -> Preprocessing:
+    """How raw images become the input of the model exported to ``directory``: a callable
+    (raw images → float32 (N, C, H, W) tensor) that also says it in numbers
+    (:class:`~supernet.preprocessing.Preprocessing`)."""
+    found = read_preprocessing(directory)
+    if found is None:
+        raise CheckpointError(
+            f"{Path(directory)} records no preprocessing (it was exported before exports did); "
+            "export it again with `python -m search.export` (or normalise as the supernet's "
+            "training data did)"
+        )
+    return found
+
+
 def check_finite(state: Mapping[str, torch.Tensor], path: str | Path, fix: str) -> None:
     """Refuse weights holding NaN or infinity (a diverged training saved by another tool, a
     corrupted file): searching or fine-tuning them gives meaningless results."""
@@ -146,9 +189,13 @@ def check_finite(state: Mapping[str, torch.Tensor], path: str | Path, fix: str) 
 
 
 def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load an exported subnet as a ready ``nn.Module`` in eval mode. No supernet needed."""
+    """Load an exported subnet as a ready ``nn.Module`` in eval mode. No supernet needed.
+
+    ``model.preprocessing`` turns raw images into its input (None for an export that predates
+    recorded preprocessing); ``model.pretrained_cfg`` is timm's data config."""
     directory = Path(directory)
     space, subnet, _ = read_subnet_yaml(directory)
+    preprocessing = read_preprocessing(directory)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"no {WEIGHTS_FILE} in {directory}")
@@ -170,4 +217,15 @@ def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu")
             f"{weights} does not match {CONFIG_FILE} ({str(exc).splitlines()[0]}); export the "
             "subnet again, or restore both files from one copy"
         ) from None
+    attach_preprocessing(model, preprocessing, space.num_classes)
     return model.to(map_location).eval()
+
+
+def attach_preprocessing(
+    model: nn.Module, preprocessing: Preprocessing | None, num_classes: int
+) -> None:
+    """``model.preprocessing`` (None when unknown) and, when known, timm's
+    ``model.pretrained_cfg`` (what ``timm.data.resolve_model_data_config(model)`` reads)."""
+    model.preprocessing = preprocessing  # type: ignore[assignment]
+    if preprocessing is not None:
+        model.pretrained_cfg = preprocessing.pretrained_cfg(num_classes)  # type: ignore[assignment]

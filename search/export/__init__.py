@@ -16,8 +16,10 @@ Options (``key=value``):
   supernet=<path>      the searched checkpoint, if it moved (its sha256 must match)
   debug=false          show the traceback of an error
 
-The directory holds subnet.yaml (space, subnet, metadata), model.safetensors, README.md and
-model.onnx; ``supernet.load_subnet(out)`` returns a ready ``nn.Module``. It is built beside
+The directory holds subnet.yaml (space, subnet, preprocessing, metadata), model.safetensors,
+README.md and model.onnx (its metadata holds the preprocessing too); ``supernet.load_subnet(out)``
+returns a ready ``nn.Module`` and ``supernet.load_preprocessing(out)`` what turns raw images into
+its input. It is built beside
 ``out`` and renamed into place, so an error or a kill never leaves half of one.
 """
 
@@ -34,7 +36,7 @@ import pandas as pd
 import torch
 
 from supernet import Space, Subnet
-from supernet.checkpoint import file_sha256, load_supernet
+from supernet.checkpoint import checkpoint_preprocessing, file_sha256, load_supernet
 from supernet.common.atomic import (
     check_target_dir,
     move_into_place,
@@ -137,9 +139,10 @@ def export_subnet(
             f"{checkpoint} is not the checkpoint this run searched (sha256 {sha[:12]}..., "
             f"expected {manifest['checkpoint_sha256'][:12]}...); pass supernet=<the searched one>"
         )
-    net, _ = load_supernet(checkpoint)
+    net, payload = load_supernet(checkpoint)
     space = net.space
     model = net.extract(subnet)
+    preprocessing = checkpoint_preprocessing(payload, checkpoint)
 
     val_acc = None if pd.isna(row["val_acc"]) else float(row["val_acc"])
     latency = None if pd.isna(row["latency_ms"]) else float(row["latency_ms"])
@@ -178,7 +181,7 @@ def export_subnet(
     try:
         if with_onnx:
             with writing(out / "model.onnx"):
-                diff = write_onnx(model, space, work / "model.onnx")
+                diff = write_onnx(model, space, work / "model.onnx", preprocessing)
             metadata["onnx"] = {
                 "file": "model.onnx",
                 "max_abs_diff": diff,
@@ -189,8 +192,9 @@ def export_subnet(
             space,
             work / "subnet",
             metadata=metadata,
-            extra_files={"README.md": render_readme(subnet, metadata, with_onnx)},
+            extra_files={"README.md": render_readme(subnet, metadata, with_onnx, preprocessing)},
             shown_as=out,
+            preprocessing=preprocessing,
         )
         if with_onnx:
             (work / "model.onnx").replace(staged / "model.onnx")

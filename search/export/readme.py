@@ -6,11 +6,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from supernet import Subnet
+from supernet.preprocessing import Preprocessing
 
 __all__ = ["render_readme"]
 
 
-def render_readme(subnet: Subnet, meta: Mapping[str, Any], has_onnx: bool) -> str:
+def render_readme(
+    subnet: Subnet,
+    meta: Mapping[str, Any],
+    has_onnx: bool,
+    preprocessing: Preprocessing | None = None,
+) -> str:
     costs = meta["costs"]
     lines = [
         f"# Subnet {subnet}",
@@ -50,4 +56,6 @@ def render_readme(subnet: Subnet, meta: Mapping[str, Any], has_onnx: bool) -> st
             f"{meta['space']['img_size']}), output `logits`; matches PyTorch within "
             f"{meta['onnx']['max_abs_diff']:.1e}.",
         ]
+    if preprocessing is not None:
+        lines += ["", *preprocessing.readme_section(has_onnx)]
     return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ written by ``supernet.save_subnet`` / ``python -m search.export``), or a superne
 slices (``supernet=<supernet.pt> subnet=<yaml or smallest|middle|largest>``). ``mode=scratch``
 trains the same architecture from random initialisation with the same recipe. Both report test
 accuracy (``result.json``), log validation accuracy per epoch (``metrics.csv``), checkpoint every
-epoch (``checkpoint.pt``, for ``resume=true``) and export the trained model to ``<run_dir>/subnet``.
+epoch (``checkpoint.pt``, for ``resume=true``) and export the trained model to ``<run_dir>/subnet``
+with the preprocessing of the data it was trained on.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..checkpoint import check_space, load_checkpoint, load_supernet
 from ..common.atomic import atomic_write, atomic_write_text, make_dir
 from ..common.errors import CheckpointError
 from ..common.yamlio import YamlError, read_yaml
-from ..data import build_data
+from ..data import DataSplits, build_data
 from ..evaluation import EvalSet, accuracies
 from ..family import family_of
 from ..saved_model import CONFIG_FILE, WEIGHTS_FILE, load_subnet, read_subnet_yaml, save_subnet
@@ -268,6 +269,28 @@ class SubnetTask:
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def _readme(
+    mode: str, subnet: Subnet, splits: DataSplits, test_acc: float, source: SubnetSource
+) -> str:
+    """The README of ``<run_dir>/subnet``: what was trained, its accuracy, its preprocessing."""
+    how = "fine-tuned from inherited weights" if mode == "finetune" else "trained from scratch"
+    lines = [
+        f"# Subnet {subnet}",
+        "",
+        f"{how.capitalize()} on {splits.name} (`python -m supernet.train mode={mode}`; "
+        f"{source.description}): test accuracy {test_acc:.4f}.",
+        "",
+        "```python",
+        "from supernet import load_subnet",
+        "",
+        'model = load_subnet("<this directory>")  # a torch.nn.Module in eval mode',
+        "```",
+    ]
+    if splits.preprocessing is not None:
+        lines += ["", *splits.preprocessing.readme_section(has_onnx=False)]
+    return "\n".join(lines) + "\n"
+
+
 def train_subnet(config: RunConfig | Mapping[str, Any], hooks: Hooks | None = None) -> SubnetResult:
     """Fine-tune (``mode=finetune``) or train from scratch (``mode=scratch``) one subnet."""
     if not isinstance(config, RunConfig):
@@ -369,6 +392,8 @@ def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult
                 "source": source.description,
             },
             overwrite=True,
+            preprocessing=splits.preprocessing,
+            extra_files={"README.md": _readme(config.mode, subnet, splits, test_acc, source)},
         )
         result = SubnetResult(
             run_dir=run_dir,

@@ -1,9 +1,10 @@
 """Train a weight-sharing supernet: ``train_supernet(config) -> SupernetResult``.
 
 Writes ``<run_dir>/supernet.pt`` after every epoch (see :mod:`supernet.checkpoint`; besides the
-weights and space it holds ``data``, ``train``, ``epoch``, ``seed``, optimizer, scheduler, scaler
-and generator states, the metrics so far and the reference subnets) and ``<run_dir>/metrics.csv``
-with the validation accuracy of the smallest, middle and largest subnet per epoch.
+weights and space it holds ``data`` and its ``preprocessing``, ``train``, ``epoch``, ``seed``,
+optimizer, scheduler, scaler and generator states, the metrics so far and the reference subnets)
+and ``<run_dir>/metrics.csv`` with the validation accuracy of the smallest, middle and largest
+subnet per epoch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from ..checkpoint import check_space, checkpoint_space, load_checkpoint, save_checkpoint
 from ..common.atomic import make_dir
 from ..common.resources import check_memory
-from ..data import build_data
+from ..data import DataSplits, build_data
 from ..evaluation import EvalSet, accuracies
 from ..model import Supernet, weight_count
 from ..space import Space
@@ -125,6 +126,10 @@ class SupernetTask:
         )
 
 
+def _preprocessing(splits: DataSplits) -> dict[str, Any] | None:
+    return None if splits.preprocessing is None else splits.preprocessing.to_dict()
+
+
 def _as_config(config: RunConfig | Mapping[str, Any]) -> RunConfig:
     return config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
 
@@ -207,7 +212,8 @@ def _train(config: RunConfig, space: Space, env: DistEnv, hooks: Hooks | None) -
         checkpoint_name=CHECKPOINT,
         resume=payload,
         hooks=hooks,
-        extra={"mode": "supernet"},
+        # what exports of its subnets record as their preprocessing
+        extra={"mode": "supernet", "preprocessing": _preprocessing(splits)},
     )
     rows = env.broadcast_object(fitted.rows)  # rank 0 evaluated; every rank returns the result
     last = rows[-1]

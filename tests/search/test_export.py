@@ -135,3 +135,54 @@ def test_outputs_get_ordinary_permissions(searched: SearchResult, tmp_path: Path
     assert out.stat().st_mode & 0o777 == default_mode(directory=True)
     for path in [*out.iterdir(), searched.run_dir / "trials.csv", searched.run_dir / "pareto.html"]:
         assert path.stat().st_mode & 0o777 == default_mode(), path
+
+
+def test_onnx_on_raw_digits_through_the_documented_preprocessing_scores_the_tools_accuracy(
+    searched: SearchResult, tmp_path: Path
+) -> None:
+    """scikit-learn's raw digits (0..16), preprocessed with only what the export documents (the
+    ONNX file's metadata, as its README shows), through onnxruntime: the accuracy the tool's own
+    pipeline gives the PyTorch model."""
+    from sklearn.datasets import load_digits
+
+    from supernet.data import build_data, digits_split
+    from supernet.evaluation import accuracy, materialize
+
+    out = export_subnet(searched.run_dir, "best", tmp_path / "best").directory
+    session = onnxruntime.InferenceSession(
+        str(out / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["input_size"]) == [1, 8, 8] and float(meta["divide_by"]) == 16.0
+    assert json.loads(meta["class_names"]) == [str(d) for d in range(10)]
+    assert meta["formula"].startswith("x = (raw / divide_by - mean) / std")
+    # The README's onnxruntime recipe, applied to raw images.
+    readme = (out / "README.md").read_text()
+    assert "## Preprocessing" in readme and "raw pixel values / 16" in readme
+    assert "custom_metadata_map" in readme
+    digits = load_digits()
+    _, test = digits_split(len(digits.target), 0.2)
+    raw, labels = digits.images[test][:, None], digits.target[test]  # (N, 1, 8, 8), 0..16
+    c = json.loads(meta["input_size"])[0]
+    mean = np.float32(json.loads(meta["mean"])).reshape(1, c, 1, 1)
+    std = np.float32(json.loads(meta["std"])).reshape(1, c, 1, 1)
+    x = (np.float32(raw) / np.float32(meta["divide_by"]) - mean) / std
+    (logits,) = session.run(["logits"], {"images": x})
+    onnx_acc = float((logits.argmax(1) == labels).mean())
+    # The tool's pipeline: its test split, the PyTorch model.
+    images, targets = materialize(build_data({"name": "digits"}).test)
+    tool_acc = accuracy(load_subnet(out), images, targets)
+    (naive,) = session.run(["logits"], {"images": np.float32(raw) / 16})  # the issue's [0, 1]
+    naive_acc = float((naive.argmax(1) == labels).mean())
+    print(f"raw digits via ONNX {onnx_acc:.4f}, tool {tool_acc:.4f}, [0, 1] only {naive_acc:.4f}")
+    assert abs(onnx_acc - tool_acc) <= 1 / len(labels)  # within rounding: at most one image
+    assert tool_acc > 0.3  # a trained model (chance is 0.1), so a wrong preprocessing shows
+    assert naive_acc < tool_acc
+    # The preprocessing is in subnet.yaml too, and load_subnet hands it over.
+    assert read_preprocessing_record(out) == load_subnet(out).preprocessing.to_dict()
+
+
+def read_preprocessing_record(out: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((out / "subnet.yaml").read_text())["preprocessing"]

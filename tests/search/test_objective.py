@@ -17,6 +17,7 @@ from search.objective import (
     subnet_params,
     suggest_subnet,
 )
+from search.optuna_adapter import constraints_of
 from supernet import SearchSpace, complexity
 from supernet.checkpoint import load_supernet
 
@@ -78,8 +79,9 @@ def test_infeasible_trials_are_not_evaluated(objective_parts) -> None:  # type: 
     feasible = [t for t in trials if t.user_attrs["feasible"]]
     infeasible = [t for t in trials if not t.user_attrs["feasible"]]
     assert feasible and infeasible
-    for t in trials:  # every trial carries the same constraint names (GP requires it)
-        assert set(t.constraints) == {"flops_max", "params_min"}
+    for t in trials:  # every trial carries the same constraints (GP requires it)
+        assert set(constraints_of(t)) == {"flops_max", "params_min"}
+        assert list(t.constraints) == ["0", "1"]  # as Optuna reads them (the dashboard's form)
     for t in feasible:
         subnet = subnet_from_params(t.params)
         assert complexity.flops(space, subnet) <= budget.bound("flops").high  # type: ignore[union-attr]

@@ -14,12 +14,16 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from search.optuna_adapter import (
+    CONSTRAINTS_ATTR,
     OPTIMIZE_LOGGER,
     claimed_trials,
+    constraints_of,
     fail_trial,
     get_trial,
     rdb_backend,
     retry_callback,
+    set_constraints,
+    set_metric_names,
     silent_trial_ids,
     storage_of,
     trial_id,
@@ -110,3 +114,54 @@ def test_failed_trials_are_logged_through_the_optimize_logger() -> None:
     finally:
         logger.removeHandler(handler)
     assert any("failed" in str(r.msg) for r in records)
+
+
+def test_constraints_in_the_form_optuna_and_the_dashboard_both_read(study: optuna.Study) -> None:
+    """One list under the system attribute ``constraints``: Optuna 5 reads it (as "0", "1", ...)
+    for its samplers' feasibility, optuna-dashboard's serializer reads it as it is."""
+    from optuna_dashboard._serializer import serialize_frozen_trial
+
+    for values in ({"flops_max": 0.5, "params_min": -0.2}, {"flops_max": -0.1, "params_min": -1}):
+        trial = study.ask()
+        set_constraints(trial, values)
+        assert trial.constraints == {"0": values["flops_max"], "1": values["params_min"]}
+        study.tell(trial, 0.0)
+    infeasible, feasible = study.get_trials()
+    assert infeasible.system_attrs[CONSTRAINTS_ATTR] == [0.5, -0.2]
+    assert constraints_of(infeasible) == {"flops_max": 0.5, "params_min": -0.2}
+    assert constraints_of(feasible) == {"flops_max": -0.1, "params_min": -1.0}
+    assert study.best_trial.number == feasible.number  # Optuna ranks by the list's feasibility
+    served = serialize_frozen_trial(study._study_id, infeasible, {})
+    assert served["constraints"] == [0.5, -0.2]
+    # Rewritten by a retry (the same trial again): the list is replaced, not appended to.
+    again = study.ask()
+    set_constraints(again, {"flops_max": 0.5})
+    set_constraints(again, {"flops_max": 0.5})
+    assert again.constraints == {"0": 0.5}
+    # A FixedTrial (objective checks) takes them too.
+    fixed = optuna.trial.FixedTrial({})
+    set_constraints(fixed, {"flops_max": 0.5})
+    assert fixed.constraints == {"0": 0.5}
+
+
+def test_a_retry_of_an_older_runs_named_constraints_keeps_their_form(study: optuna.Study) -> None:
+    old = study.ask()
+    old.set_constraint("flops_max", 0.3)  # as this tool wrote them before
+    failed = fail_trial(study, trial_id(old))
+    retry = retry_callback(study)
+    assert failed is not None and retry is not None
+    retry(study, failed)
+    trial = study.ask()  # the retry, inheriting the named constraint
+    assert trial.constraints == {"flops_max": 0.3}
+    set_constraints(trial, {"flops_max": 0.3})
+    assert trial.constraints == {"flops_max": 0.3}  # not shown twice to the samplers
+    study.tell(trial, 0.0)
+    assert constraints_of(study.trials[-1]) == {"flops_max": 0.3}
+
+
+def test_metric_names(study: optuna.Study) -> None:
+    set_metric_names(study, ["val_acc"])
+    set_metric_names(study, ["val_acc"])  # again: left alone
+    assert optuna.load_study(study_name="pinned", storage=study._storage).metric_names == [
+        "val_acc"
+    ]

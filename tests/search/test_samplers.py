@@ -1,19 +1,24 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from search.budget import Budget
 from search.costs import CostModel
 from search.objective import subnet_from_params, suggest_subnet
+from search.runner import run_search
 from search.samplers import (
     SAMPLERS,
     AutoFormerChildGeneration,
     AutoFormerEvolutionSampler,
     TopKSelection,
+    auto_population_size,
     build_sampler,
     resolve_sampler_name,
 )
@@ -29,7 +34,13 @@ def always(_: SubnetConfig) -> bool:
 @pytest.mark.parametrize("n_objectives", [1, 2])
 def test_every_sampler_builds(name: str, n_objectives: int, digits_space: SearchSpace) -> None:
     sampler = build_sampler(
-        name, {}, space=digits_space, is_feasible=always, n_objectives=n_objectives, seed=0
+        name,
+        {},
+        space=digits_space,
+        is_feasible=always,
+        n_objectives=n_objectives,
+        seed=0,
+        n_trials=60,
     )
     assert isinstance(sampler, optuna.samplers.BaseSampler)
 
@@ -140,3 +151,48 @@ def test_evolution_generations_stay_within_budget(digits_space: SearchSpace) -> 
     assert later
     for t in later:
         assert budget.is_feasible(costs(subnet_from_params(t.params)))
+
+
+def test_nsga2_population_is_sized_to_the_run() -> None:
+    assert [auto_population_size(n) for n in (10, 20, 60, 100, 250, 1000)] == [
+        4,
+        4,
+        12,
+        20,
+        50,
+        50,
+    ]
+
+
+def test_a_60_trial_nsga2_run_is_not_a_random_search(
+    random_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    half_flops: int,
+    tmp_path: Path,
+) -> None:
+    """The README's sampler sweep (search.n_trials=60, one seed): NSGA-II's first generation is
+    random with the seed, so its first 12 trials (population auto: 60 // 5) are the random run's;
+    after it, NSGA-II proposes its own subnets."""
+    params = {}
+    for sampler in ("nsga2", "random"):
+        cfg = search_config(
+            f"supernet={random_checkpoint}",
+            f"budget.flops={half_flops}",
+            "search.n_trials=60",
+            f"search.sampler={sampler}",
+            "search.val_size=16",
+            "seed=0",
+        )
+        result = run_search(cfg, tmp_path / sampler)
+        trials = result.trials.sort_values("number")
+        params[sampler] = [
+            tuple(row)
+            for row in trials[["embed_dim", "depth", "num_heads", "mlp_ratio"]].astype(str).values
+        ]
+    nsga2, rand = params["nsga2"], params["random"]
+    assert len(nsga2) == len(rand) == 60
+    population = auto_population_size(60)
+    assert nsga2[:population] == rand[:population]  # the first generation: random draws
+    later = sum(a != b for a, b in zip(nsga2[population:], rand[population:], strict=True))
+    print(f"after the first generation, {later} of {60 - population} trials differ")
+    assert later >= (60 - population) * 3 // 4

@@ -10,6 +10,7 @@ float64), sharing nothing with the converter or this project's models.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from pathlib import Path
 
@@ -417,6 +418,10 @@ def test_command_writes_a_searchable_supernet(tmp_path: Path, capsys) -> None:
     net, payload = load_supernet(out / "supernet.pt")
     assert net.space == SMALL and payload["data"]["root"] == str(data.resolve())
     assert payload["converted_from"]["kind"] == "supernet"
+    # Searches evaluate it with this tool's ImageFolder pipeline: its exports carry that.
+    pre = payload["preprocessing"]
+    assert pre["class_names"] == [f"class{c}" for c in range(7)] and pre["resize"] == 13
+    assert pre["interpolation"] == "bilinear" and pre["input_size"] == [3, 12, 12]
     x = torch.randn(2, 3, 12, 12)
     with torch.no_grad():
         assert _diff(net.eval()(x, SMALL.largest()), _small_ref(state, x, SMALL.largest())) <= TOL
@@ -462,6 +467,12 @@ def test_command_writes_a_loadable_export_with_onnx(tmp_path: Path) -> None:
     session = onnxruntime.InferenceSession(str(out / "model.onnx"))
     (logits,) = session.run(["logits"], {"images": x.numpy()})
     assert _diff(torch.from_numpy(logits), model(x)) <= 1e-4
+    # AutoFormer's (DeiT's) evaluation transform: ImageNet's mean and std, bicubic, 256/224.
+    assert model.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert model.preprocessing.interpolation == "bicubic" and model.preprocessing.resize == 13
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["std"]) == [0.229, 0.224, 0.225] and meta["divide_by"] == "255.0"
+    assert "## Preprocessing" in (out / "README.md").read_text()
 
 
 # -- the command: errors ---------------------------------------------------------------------------

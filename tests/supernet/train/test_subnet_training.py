@@ -53,6 +53,9 @@ def test_finetune_from_supernet(tiny_run: Factory, supernet_path: Path) -> None:
     assert saved["subnet"] == middle.to_dict() and saved["params"] == result.params > 0
     model = load_subnet(result.export_dir)
     assert model.subnet == middle and _test_acc(model) == result.test_acc
+    # The export carries the preprocessing of the data it was trained on.
+    assert model.preprocessing == build_data(config["data"]).preprocessing
+    assert "## Preprocessing" in (result.export_dir / "README.md").read_text()
     assert len((result.run_dir / "metrics.csv").read_text().splitlines()) == 3
     assert sorted(p.name for p in result.run_dir.iterdir()) == [
         "checkpoint.pt",

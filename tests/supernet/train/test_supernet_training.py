@@ -65,6 +65,9 @@ def test_checkpoint_contents(tiny_run: Factory) -> None:
     assert again.val.indices != build_data({"name": "digits"}).val.indices  # type: ignore[attr-defined]
     net, _ = load_supernet(result.checkpoint, space=SearchSpace.preset("digits"))
     assert net.space == SearchSpace.preset("digits")
+    # What exports of its subnets will carry: the data's preprocessing, recorded.
+    assert payload["preprocessing"] == original.preprocessing.to_dict()  # type: ignore[union-attr]
+    assert payload["preprocessing"]["divide_by"] == 16.0
 
 
 def _train_killed(config: dict[str, Any], hooks: Hooks) -> None:
