@@ -13,6 +13,18 @@ Scenarios (all moments drawn from ``--seed``; the real command lines, as subproc
   random moments a random worker process is killed (the search replaces it).
 - ``search whole``: the whole search (its process group) is killed at random moments and the same
   command started again, which finishes the killed run.
+- ``parent killed alone``: ``kill -9`` of the search's own process only (as the OOM killer picks
+  one process), never its process group: its workers must stop with it (``orphans`` counts
+  those still alive 5 s later), and the same command finishes the run.
+- ``SIGINT`` (Ctrl-C: the terminal signals the whole process group) and ``SIGTERM`` (``kill``
+  of the parent alone): the search must stop with one line (``one_line``: its stderr ends with
+  ``interrupted`` / ``terminated``, no traceback), leave no trial RUNNING (``left_running``, read
+  right after it stopped) and no worker behind; the same command finishes the run.
+- ``full disk``: training (its second epoch), a 2-worker search, an export over an earlier one
+  and a fine-tune, each on a real small tmpfs (``mount -t tmpfs -o size=…``, root only): one
+  error line naming the file (``one_line``), no traceback, the previous file whole
+  (``previous_intact``), nothing half-written left (``leftovers``); the search is then finished
+  by the same command once the tmpfs is remounted larger (``final_complete`` / ``asked``).
 
 For the searches: ``complete_lost`` counts trials COMPLETE at a kill but not at the end,
 ``stale_running`` the trials the kills left RUNNING, ``stale_failed`` those of them FAIL at the
@@ -22,6 +34,8 @@ the trials the run completed, against ``asked``.
 
     python bench/faults.py                   # all scenarios, a few minutes
     python bench/faults.py --only train --kills 3
+    python bench/faults.py --only parent,signals,disk --kills 3   # merged into faults.csv
+    python bench/faults.py --markdown        # the README's table, from faults.csv
 
 Writes ``results/benchmarks/faults.csv`` (one row per scenario) and ``faults_kills.csv`` (one row
 per kill).
@@ -103,6 +117,11 @@ class Row:
     final_complete: int | None = None
     asked: int | None = None
     runs: int | None = None  # search run ids among the COMPLETE trials: 1 (one run, continued)
+    orphans: int | None = None  # workers still alive 5 s after their parent stopped
+    left_running: int | None = None  # trials RUNNING right after a signal stopped the search
+    one_line: str | None = None  # "n of m": stops that printed just the expected line
+    previous_intact: str | None = None  # full disk: "n of m" previous files still whole
+    leftovers: int | None = None  # full disk: temporary files or staging dirs left
     seconds: float = 0.0
 
 
@@ -418,6 +437,305 @@ def whole_scenario(
     return row, records
 
 
+# -- the parent alone, Ctrl-C, SIGTERM ----------------------------------------------------------
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            alive.append(pid)
+    return alive
+
+
+def _start_piped(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """As :func:`_start`, but stderr is kept apart (its last line is checked)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            env=ENV,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+
+def stop_scenario(
+    work: Path,
+    checkpoint: Path,
+    storage: str | None,
+    label: str,
+    kind: str,
+    kills: int,
+    rng: random.Random,
+) -> tuple[Row, list[Kill]]:
+    """``kind``: ``parent killed alone`` (SIGKILL to the parent's pid), ``SIGINT`` (to the
+    process group, as Ctrl-C) or ``SIGTERM`` (to the parent's pid). Each stop is followed by the
+    same command, which must finish the run."""
+    started = time.perf_counter()
+    slug = kind.split()[0].lower()
+    run, log, asked = work / f"{slug}-{label}", work / f"{slug}-{label}.log", 40
+    url = storage or default_storage_url(run)
+    observer = Observer(url, run)
+    row = Row(kind, label, orphans=0, left_running=0)
+    records: list[Kill] = []
+    command = _search_args(checkpoint, run, asked, storage, f"{slug}-{label}")
+    expected = {"SIGINT": "interrupted", "SIGTERM": "terminated"}.get(kind)
+    clean = 0
+    for number in range(1, kills + 1):
+        process = _start_piped(command, log)
+        t0 = time.perf_counter()
+        if not observer.wait_complete(process, len(observer.complete) + rng.randint(2, 8)):
+            raise SystemExit(f"the search ended before stop {number}; see {log}")
+        time.sleep(rng.uniform(0.0, 0.3))
+        workers = child_pids(process.pid)
+        observer.note(set())  # remember what is COMPLETE now
+        if kind == "SIGINT":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(
+                process.pid, signal.SIGKILL if kind == "parent killed alone" else signal.SIGTERM
+            )
+        _, err = process.communicate(timeout=300)
+        time.sleep(5)
+        orphans = _alive(workers)
+        for pid in orphans:  # (so that the next start is not disturbed)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        text = err.decode(errors="replace")
+        lines = text.strip().splitlines()
+        if expected is not None:
+            clean += bool(lines) and lines[-1] == expected and "Traceback" not in text
+        running = [t.number for t in observer.trials() if t.state == TrialState.RUNNING]
+        row.kills += 1
+        row.orphans += len(orphans)  # type: ignore[operator]
+        row.left_running += len(running)  # type: ignore[operator]
+        records.append(
+            Kill(
+                kind,
+                label,
+                number,
+                slug,
+                round(time.perf_counter() - t0, 3),
+                {
+                    "trials_complete": len(observer.complete),
+                    "status": process.returncode,
+                    "orphans": len(orphans),
+                    "left_running": len(running),
+                },
+            )
+        )
+    _wait(_start(command, log), log)
+    row.resumes = row.kills
+    if expected is not None:
+        row.one_line = f"{clean} of {row.kills}"
+    observer.finish(row, asked)
+    # (What a stop left RUNNING is counted per stop above, in left_running.)
+    row.stale_running = row.stale_failed = row.retryable = row.retried = None
+    row.seconds = round(time.perf_counter() - started, 1)
+    return row, records
+
+
+# -- a real full disk ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def _tmpfs(where: Path, size: str) -> Iterator[Path]:
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _one_error(result: subprocess.CompletedProcess[str], fragment: str) -> bool:
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    return (
+        result.returncode == 2
+        and "Traceback" not in result.stderr
+        and len(errors) == 1
+        and lines[-1] == errors[0]
+        and fragment in errors[0]
+        and "no space left on the device" in errors[0]
+    )
+
+
+def _hidden(where: Path) -> int:
+    return sum(1 for p in where.rglob(".*") if ".hydra" not in p.parts)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, env=ENV, capture_output=True, text=True
+    )
+
+
+def disk_scenario(work: Path) -> tuple[Row, list[Kill]]:
+    """Training, search, export and fine-tune writing onto small real tmpfs mounts."""
+    import hashlib
+
+    started = time.perf_counter()
+    row, records = Row("full disk", "real tmpfs", leftovers=0), []
+    ok = intact = 0
+    base = work / "disk-inputs"
+    trained = base / "train"
+    _wait(
+        _start(
+            [
+                "supernet.train",
+                f"hydra.run.dir={trained}",
+                "data.train_subset=64",
+                "train.epochs=1",
+            ],
+            work / "disk.log",
+        ),
+        work / "disk.log",
+    )
+    checkpoint = trained / "supernet.pt"
+    searched = base / "search"
+    small = [
+        "search.sampler=random",
+        "search.progress=false",
+        "search.plots_png=false",
+        "search.threads=1",
+    ]
+    _wait(
+        _start(
+            [
+                "search",
+                f"supernet={checkpoint}",
+                f"hydra.run.dir={searched}",
+                "search.n_trials=4",
+                *small,
+            ],
+            work / "disk.log",
+        ),
+        work / "disk.log",
+    )
+
+    def record(what: str, good: bool, kept: bool, where: Path, detail: str) -> None:
+        nonlocal ok, intact
+        ok += good
+        intact += kept
+        row.kills += 1
+        row.leftovers += _hidden(where)  # type: ignore[operator]
+        records.append(
+            Kill(
+                "full disk",
+                "real tmpfs",
+                row.kills,
+                what,
+                0.0,
+                {"one_line": good, "previous_intact": kept, "error": detail[:300]},
+            )
+        )
+
+    # 1. training: the second epoch's checkpoint does not fit
+    with _tmpfs(work / "disk-train", "4m") as disk:
+        result = _cli(
+            "supernet.train",
+            f"hydra.run.dir={disk}/run",
+            "data.train_subset=64",
+            "train.epochs=2",
+            "train.batch_size=32",
+        )
+        epoch = _epoch(disk / "run")
+        record(
+            "training, epoch 2",
+            _one_error(result, f"{disk}/run/supernet.pt"),
+            epoch == 1,
+            disk,
+            result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "",
+        )
+    # 2. a fine-tune: its second checkpoint does not fit
+    with _tmpfs(work / "disk-finetune", "400k") as disk:
+        result = _cli(
+            "supernet.train",
+            f"hydra.run.dir={disk}/ft",
+            "mode=finetune",
+            f"supernet={checkpoint}",
+            "subnet=smallest",
+            "data.train_subset=64",
+            "train.epochs=2",
+        )
+        try:
+            kept = (
+                int(
+                    load_checkpoint(
+                        disk / "ft" / "checkpoint.pt", expected_format="vitnas-subnet-training"
+                    )["epoch"]
+                )
+                == 1
+            )
+        except CheckpointError:
+            kept = False
+        record(
+            "fine-tune, epoch 2",
+            _one_error(result, f"{disk}/ft/checkpoint.pt"),
+            kept,
+            disk,
+            result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "",
+        )
+    # 3. an export over an earlier one
+    with _tmpfs(work / "disk-export", "300k") as disk:
+        out = disk / "best"
+        first = _cli("search.export", str(searched), "trial=0", f"out={out}", "onnx=false")
+        if first.returncode != 0:
+            raise SystemExit(f"the first export failed: {first.stderr[-2000:]}")
+        before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+        result = _cli("search.export", str(searched), "trial=1", f"out={out}", "overwrite=true")
+        after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
+        record(
+            "export over an earlier one",
+            _one_error(result, f"{out}/model"),
+            before == after,
+            disk,
+            result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "",
+        )
+    # 4. a 2-worker search; then the same command with room again
+    with _tmpfs(work / "disk-search", "400k") as disk:
+        run, asked = disk / "search", 24
+        args = [
+            "search",
+            f"supernet={checkpoint}",
+            f"hydra.run.dir={run}",
+            f"search.n_trials={asked}",
+            "search.n_workers=2",
+            *small,
+        ]
+        result = _cli(*args)
+        url = default_storage_url(run)
+        try:
+            study = optuna.load_study(study_name=None, storage=url)
+            done = {t.number for t in study.trials if t.state == TrialState.COMPLETE}
+            kept = True
+        except Exception:  # (a damaged database: what this must never be)
+            done, kept = set(), False
+        record(
+            "search, 2 workers",
+            _one_error(result, f"{run}/study.db"),
+            kept,
+            disk,
+            result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "",
+        )
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        again = _cli(*args)
+        study = optuna.load_study(study_name=None, storage=url)
+        complete = {t.number for t in study.trials if t.state == TrialState.COMPLETE}
+        row.complete_lost = len(done - complete)
+        row.final_complete = len(complete) if again.returncode == 0 else -1
+        row.running_left = sum(t.state == TrialState.RUNNING for t in study.trials)
+        row.asked = asked
+    row.one_line = f"{ok} of {row.kills}"
+    row.previous_intact = f"{intact} of {row.kills}"
+    row.seconds = round(time.perf_counter() - started, 1)
+    return row, records
+
+
 # -- main ---------------------------------------------------------------------------------------
 def _write(path: Path, rows: list[dict[str, Any]]) -> None:
     columns = list(dict.fromkeys(k for r in rows for k in r))
@@ -431,26 +749,135 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write(path, write)
 
 
+SCENARIOS = ("train", "search", "parent", "signals", "disk")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _merge(path: Path, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``rows`` replace the rows of ``path`` with the same ``keys``; the others are kept."""
+    new = {tuple(str(r[k]) for k in keys) for r in rows}
+    kept = [r for r in _read_rows(path) if tuple(str(r[k]) for k in keys) not in new]
+    return kept + rows
+
+
+_KILL_COLUMNS = [
+    ("scenario", "scenario"),
+    ("storage", "storage"),
+    ("kills", "kills"),
+    ("resumes", "resumes"),
+    ("mid_write", "killed mid-write"),
+    ("corrupt_checkpoints", "corrupt checkpoints"),
+    ("weights_equal", "final weights equal"),
+    ("orphans", "orphaned workers"),
+    ("complete_lost", "COMPLETE lost"),
+    ("stale_running", "left RUNNING → FAIL"),
+    ("retried", "retried (of retryable)"),
+    ("running_left", "still RUNNING"),
+    ("final_complete", "final COMPLETE / asked"),
+]
+_STOP_COLUMNS = [
+    ("scenario", "scenario"),
+    ("storage", "storage"),
+    ("kills", "stops"),
+    ("one_line", "one error line"),
+    ("previous_intact", "previous file whole"),
+    ("orphans", "orphaned workers"),
+    ("left_running", "left RUNNING by the stop"),
+    ("leftovers", "temp files left"),
+    ("complete_lost", "COMPLETE lost"),
+    ("running_left", "still RUNNING"),
+    ("final_complete", "final COMPLETE / asked"),
+]
+_NAMES = {
+    "train": "training",
+    "search whole": "whole search",
+    "SIGINT": "Ctrl-C (SIGINT to the group)",
+    "SIGTERM": "SIGTERM (parent alone)",
+}
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key) or ""
+    if value in ("", "-", "None", "nan"):
+        return "–"
+    if key == "weights_equal":
+        return "yes (every tensor)" if value == "True" else "NO"
+    if key == "resumes":
+        how = {"train": "resume=auto", "search workers": "replaced"}.get(row["scenario"], "reruns")
+        return f"{value} ({how})"
+    if key == "stale_running":
+        return f"{value} → {row.get('stale_failed') or 0}"
+    if key == "retried":
+        return f"{value} of {row.get('retryable') or 0}"
+    if key == "final_complete":
+        return f"{value} / {row.get('asked')}"
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(title for _, title in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    for row in rows:
+        storage = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(row["storage"])
+        cells = [_cell(row, key) for key, _ in columns]
+        cells[0] = _NAMES.get(row["scenario"], row["scenario"])
+        cells[1] = storage or _cell(row, "storage")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(path: Path) -> str:
+    """The README's two tables of fault scenarios (kills; stops and full disks), from
+    ``faults.csv``."""
+    rows = _read_rows(path)
+    stops = ("SIGINT", "SIGTERM", "full disk")
+    kills = [r for r in rows if r["scenario"] not in stops]
+    others = [r for r in rows if r["scenario"] in stops]
+    lines = _table(kills, _KILL_COLUMNS)
+    if others:
+        lines += ["", *_table(others, _STOP_COLUMNS)]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=5, help="kills per scenario")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=["train", "search"], default=None)
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated scenarios among {', '.join(SCENARIOS)} (rows merged into --out)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "faults.csv")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--markdown", action="store_true", help="print the README table")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(args.out), end="")
+        return
+    only = set(SCENARIOS if args.only is None else args.only.split(","))
+    if only - set(SCENARIOS):
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="vitnas-faults-"))
     rows: list[Row] = []
     kills: list[Kill] = []
     try:
-        if args.only in (None, "train"):
+        if "train" in only:
             row, records = train_scenario(work / "train", args.kills, rng)
             rows.append(row)
             kills += records
             print(f"train: {asdict(row)}", flush=True)
-        if args.only in (None, "search"):
+        if only & {"search", "parent", "signals"}:
             torch.manual_seed(1)
             checkpoint = work / "supernet.pt"
             save_checkpoint(checkpoint, Supernet(SPACE), data={"name": "digits"}, train={})
@@ -461,11 +888,31 @@ def main() -> None:
                 else:
                     print("PostgreSQL server binaries not found: SQLite only", flush=True)
                 for label, storage in backends:
-                    for scenario in (workers_scenario, whole_scenario):
+                    runs: list[Any] = []
+                    if "search" in only:
+                        runs += [workers_scenario, whole_scenario]
+                    kinds = (["parent killed alone"] if "parent" in only else []) + (
+                        ["SIGINT", "SIGTERM"] if "signals" in only else []
+                    )
+                    for kind in kinds:
+                        runs.append(
+                            lambda w, c, s, lbl, k, r, kind=kind: stop_scenario(
+                                w, c, s, lbl, kind, k, r
+                            )
+                        )
+                    for scenario in runs:
                         row, records = scenario(work, checkpoint, storage, label, args.kills, rng)
                         rows.append(row)
                         kills += records
                         print(f"{row.scenario} {label}: {asdict(row)}", flush=True)
+        if "disk" in only:
+            if os.geteuid() != 0:
+                print("full disk: skipped (mounting a tmpfs needs root)", flush=True)
+            else:
+                row, records = disk_scenario(work)
+                rows.append(row)
+                kills += records
+                print(f"full disk: {asdict(row)}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -474,12 +921,13 @@ def main() -> None:
     table = pd.DataFrame([asdict(r) for r in rows], dtype=object).fillna("-")
     print()
     print(table.to_string(index=False))
-    _write(args.out, [asdict(r) for r in rows])
+    merged = _merge(args.out, [asdict(r) for r in rows], ("scenario", "storage"))
+    _write(args.out, merged)
     detail = args.out.with_name(args.out.stem + "_kills.csv")
     per_kill = [
         {**{k: v for k, v in asdict(r).items() if k != "detail"}, **r.detail} for r in kills
     ]
-    _write(detail, per_kill)
+    _write(detail, _merge(detail, per_kill, ("scenario", "storage", "kill")))
     print(f"\nwritten: {args.out}, {detail}")
 
 
