@@ -50,7 +50,7 @@ from supernet.common.resources import ResourceError, available_memory, format_by
 from .continuation import claimed_by
 from .costs import CostModel
 from .objective import Objective, ValData, load_val_data, worker_name
-from .optuna_adapter import OPTIMIZE_LOGGER, retry_callback, trial_id
+from .optuna_adapter import OPTIMIZE_LOGGER, get_trial, retry_callback, trial_id
 from .samplers import build_sampler
 from .settings import SearchSettings
 from .stale import fail_and_retry, fail_silent_trials, settle_interrupted
@@ -89,8 +89,9 @@ def resolve_device(name: str) -> torch.device:
 
 class _QuietFailures(logging.Filter):
     """Drop Optuna's two warnings (one with a traceback) about a trial failed by Ctrl-C or
-    SIGTERM, or by the storage itself (a full disk): the command says ``interrupted``, or the
-    storage's failure, once; an interrupted trial is queued again."""
+    SIGTERM, by the storage itself (a full disk), or by another process meanwhile: the command
+    says ``interrupted``, the storage's failure, or :func:`_failed_elsewhere`'s line, once; such
+    a trial is queued again."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -100,7 +101,7 @@ class _QuietFailures(logging.Filter):
         text = str(record.msg)
         number = text.split(" ")[1] if text.startswith("Trial ") else ""
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, KeyboardInterrupt) or (
+        if isinstance(exc, KeyboardInterrupt | optuna.exceptions.UpdateFinishedTrialError) or (
             exc is not None and storage_error(exc, "") is not None
         ):
             self.dropped.add(number)
@@ -204,19 +205,59 @@ def run_worker(
         return objective(trial)
 
     callbacks.append(lambda study, trial: interrupts.raise_pending())
+    finished = 0
+
+    def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal finished
+        finished += 1
+
+    callbacks.append(count)
+    started = time.monotonic()
     try:
         with interrupts.installed():
-            study.optimize(
-                guarded,
-                n_trials=job.n_trials,
-                timeout=s.timeout,
-                callbacks=callbacks,
-                gc_after_trial=False,
-            )
+            while finished < job.n_trials:
+                timeout = None if s.timeout is None else s.timeout - (time.monotonic() - started)
+                if timeout is not None and timeout <= 0:
+                    break
+                interrupts.current = None
+                try:
+                    study.optimize(
+                        guarded,
+                        n_trials=job.n_trials - finished,
+                        timeout=timeout,
+                        callbacks=callbacks,
+                        gc_after_trial=False,
+                    )
+                    break
+                except (ValueError, AssertionError):
+                    if not _failed_elsewhere(study, interrupts.current, s.grace_period):
+                        raise
+                    finished += 1  # the trial is spent; its retry evaluates the subnet again
     except KeyboardInterrupt:
         settle_interrupted(study, interrupts.current)
         raise
     return objective
+
+
+def _failed_elsewhere(study: optuna.Study, current: int | None, grace_period: object) -> bool:
+    """Whether the trial this worker was evaluating was finished by another process: another
+    worker's heartbeat check failed it as stale (``search.grace_period`` shorter than this
+    machine took between two heartbeats) while it ran, so Optuna could not record its result.
+    The worker logs it and goes on; the retry of the failed trial evaluates the subnet again."""
+    if current is None:
+        return False
+    trial = get_trial(study, current)
+    if not trial.state.is_finished():
+        return False
+    logging.getLogger(OPTIMIZE_LOGGER).warning(
+        "trial %d was failed by another worker's heartbeat check while this worker evaluated "
+        "it (no heartbeat for search.grace_period=%ss on a loaded machine?); its result is "
+        "dropped and its retry evaluates the subnet again; raise search.grace_period if this "
+        "repeats",
+        trial.number,
+        grace_period,
+    )
+    return True
 
 
 class _Interrupts:

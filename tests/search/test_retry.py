@@ -74,3 +74,55 @@ def test_killed_worker_trial_is_retried(
     table = result.trials.set_index("number")
     assert table.loc[retry.number, "retried_from"] == 0
     assert table.loc[0, "state"] == "FAIL"
+
+
+def test_worker_survives_its_trial_failed_by_another_process(
+    random_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a loaded machine another worker's heartbeat check can fail a trial that is still being
+    evaluated; Optuna then refuses the result ('Cannot tell a FAIL trial'). The worker must log
+    it and go on (the retry evaluates the subnet again), not crash and lose its other trials."""
+    from search.objective import Objective
+    from search.stale import fail_and_retry
+    from search.storage import open_storage
+
+    evaluate = Objective.evaluate
+    failed: list[int] = []
+
+    def evaluate_while_failed_elsewhere(self: Objective, subnet: object) -> float:
+        if not failed:  # the first evaluation: a second process fails the trial meanwhile
+            url = f"sqlite:///{tmp_path / 'study.db'}"
+            (name,) = optuna.get_all_study_names(url)
+            storage = open_storage(url, heartbeat_interval=60, grace_period=120, max_retry=3)
+            other = optuna.load_study(study_name=name, storage=storage)
+            running = [t for t in other.trials if t.state == TrialState.RUNNING]
+            assert len(running) == 1
+            failed.extend(fail_and_retry(other, [running[0]._trial_id]))
+        return evaluate(self, subnet)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Objective, "evaluate", evaluate_while_failed_elsewhere)
+    result = run_search(
+        search_config(
+            f"supernet={random_checkpoint}", "search.sampler=random", "search.n_trials=4"
+        ),
+        tmp_path,
+    )
+    assert len(failed) == 1
+    study = optuna.load_study(
+        study_name=yaml.safe_load((tmp_path / "study.yaml").read_text())["study_name"],
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+    )
+    assert study.trials[0].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == study.trials[0].params
+    assert "was failed by another worker's heartbeat check" in caplog.text
+    assert "Traceback" not in caplog.text  # one line, not Optuna's traceback
+    # The worker went on: the run has its 4 trials, the failed one and 3 evaluated after it.
+    assert len(study.trials) == 4
+    assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 3
+    assert (result.trials["state"] == "COMPLETE").sum() == 3
