@@ -972,7 +972,10 @@ CASES = [
         "malformed cost band (ranking)",
         "search.rank",
         ("hydra.run.dir={run}", "supernet={checkpoint}", "band.flops=10M"),
-        ("band.flops must be [low, high] (like [8M,10M]) or centre+-percent (like 8.9M+-10%)",),
+        (
+            "band.flops must be [low, high] (like [8M,10M]) or centre+-percent (like 8.9M+-10%)",
+            "pass band.flops=[8M,10M]",
+        ),
         absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
     ),
     Case(
@@ -988,7 +991,10 @@ CASES = [
         "repeated stand-alone seeds",
         "search.rank",
         ("hydra.run.dir={run}", "supernet={checkpoint}", "seeds=[0,0]"),
-        ("seeds must be a list of distinct non-negative integers like [0,1,2], got [0, 0]",),
+        (
+            "seeds must be a list of distinct non-negative integers, got [0, 0]",
+            "pass seeds=[0,1,2]",
+        ),
         absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
     ),
     Case(
@@ -996,7 +1002,10 @@ CASES = [
         "unknown proxy",
         "search.rank",
         ("hydra.run.dir={run}", "supernet={checkpoint}", "proxies=[flops,grasp]"),
-        ("proxies must name each of params, flops, depth, naswot, synflow, dss at most once",),
+        (
+            "proxies must name each of params, flops, depth, naswot, synflow, dss at most once",
+            "pass a list of them",
+        ),
         absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
     ),
 ]

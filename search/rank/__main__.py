@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from supernet.common.cli import hydra_main, user_errors
 
+from . import config as _config  # noqa: F401  (registers rank_schema)
 from .runner import run_ranking
 
 

@@ -46,7 +46,7 @@ class BandError(RankError):
 def _syntax(key: str, value: object) -> BandError:
     return BandError(
         f"{key} must be [low, high] (like [8M,10M]) or centre+-percent (like 8.9M+-10%), "
-        f"got {value!r}"
+        f"got {value!r}; pass {key}=[8M,10M] or {key}=8.9M+-10%"
     )
 
 
@@ -100,7 +100,7 @@ class Band:
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Band:
         if config is not None and not isinstance(config, Mapping):
-            raise BandError(f"band must be a mapping like band.flops=[8M,10M], got {config!r}")
+            raise BandError(f"band must be a mapping, got {config!r}; pass band.flops=[8M,10M]")
         config = dict(config or {})
         unknown = sorted(set(config) - set(METRICS))
         if unknown:

@@ -86,16 +86,21 @@ class RankSettings:
             )
         train = data.get("train") or {}
         if not isinstance(train, Mapping):
-            raise RankError(f"train must be a mapping of recipe options, got {train!r}")
+            raise RankError(
+                f"train must be a mapping of recipe options, got {train!r}; "
+                "pass train.<option>=<value>"
+            )
         bad = sorted(set(train) & set(SUBNET_ONLY))
         if any(train[k] is not None for k in bad):
             raise RankError(
-                f"train.{bad[0]} is a supernet training option; a subnet trains alone here"
+                f"train.{bad[0]} is a supernet training option and a subnet trains alone here; "
+                f"leave train.{bad[0]} out"
             )
         unknown_train = sorted(set(train) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown_train:
             raise RankError(
-                f"unknown recipe option(s) {', '.join('train.' + u for u in unknown_train)}"
+                f"unknown recipe option(s) {', '.join('train.' + u for u in unknown_train)}; "
+                "python -m search.rank --help lists the train.* options"
             )
         device = data.get("device", "auto")
         if not isinstance(device, str) or not device:
@@ -112,7 +117,10 @@ class RankSettings:
             raise RankError(problem)
         for key in ("finetune", "png"):
             if not isinstance(data.get(key, True), bool):
-                raise RankError(f"{key} must be true or false, got {data[key]!r}")
+                raise RankError(
+                    f"{key} must be true or false, got {data[key]!r}; "
+                    f"pass {key}=true or {key}=false"
+                )
         from .band import Band  # here: band.py raises RankError, defined above
         from .proxies import DEFAULT_PROXIES, PROXIES
 
@@ -124,12 +132,13 @@ class RankSettings:
         if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
             raise RankError(
                 f"proxies must be a list like [{','.join(DEFAULT_PROXIES)}] (or []), "
-                f"got {proxies!r}"
+                f"got {proxies!r}; pass proxies=[{','.join(DEFAULT_PROXIES)}]"
             )
         unknown_proxies = [p for p in proxies if p not in PROXIES]
         if unknown_proxies or len(set(proxies)) != len(proxies):
             raise RankError(
-                f"proxies must name each of {', '.join(PROXIES)} at most once, got {proxies!r}"
+                f"proxies must name each of {', '.join(PROXIES)} at most once, got {proxies!r}; "
+                f"pass a list of them, like proxies=[{','.join(DEFAULT_PROXIES)}]"
             )
         profile = data.get("latency_profile")
         return cls(
@@ -165,7 +174,8 @@ def _seeds(value: Any) -> tuple[int, ...]:
     )
     if not ok:
         raise RankError(
-            f"seeds must be a list of distinct non-negative integers like [0,1,2], got {value!r}"
+            f"seeds must be a list of distinct non-negative integers, got {value!r}; pass "
+            "seeds=[0,1,2] (or seeds=null for [seed])"
         )
     return tuple(value)
 
