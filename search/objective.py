@@ -96,7 +96,7 @@ def load_val_data(data_config: Mapping[str, Any], space: Space, val_size: int | 
     """The checkpoint's validation split, in memory; ``val_size`` keeps its first images (the
     split is a seeded shuffle, so they are a fixed random sample). Never the test split."""
     splits = build_data(data_config)
-    splits.check_space(space)
+    splits.check_fits(space)
     images, labels = materialize(splits.val)
     if val_size is not None:
         if val_size > len(labels):

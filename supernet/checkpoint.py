@@ -132,7 +132,7 @@ def checkpoint_space(payload: Mapping[str, Any], path: str | Path = "checkpoint"
         ) from None
 
 
-def check_space(found: Space, expected: Space, path: str | Path) -> None:
+def check_same_space(found: Space, expected: Space, path: str | Path) -> None:
     """Fail naming every field in which a checkpoint's space differs from the requested one."""
     diff = found.differences(expected)
     if diff:
@@ -158,7 +158,7 @@ def load_supernet(
     payload = load_checkpoint(path, map_location)
     found = checkpoint_space(payload, path)
     if space is not None:
-        check_space(found, space, path)
+        check_same_space(found, space, path)
     count = weight_count(found)
     check_memory(
         4 * count,

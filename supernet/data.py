@@ -6,7 +6,7 @@ tensors and augmented a batch at a time (:class:`BatchAugment`), which is far fa
 cores than per-image PIL transforms; ImageFolder data uses torchvision transforms per image.
 
     splits = build_data({"name": "digits"})
-    splits.check_space(space)          # image size, channels and classes must match the space
+    splits.check_fits(space)          # image size, channels and classes must match the space
     x, y = next(iter(DataLoader(splits.train, batch_size=64)))
     x = splits.augment(x)              # training batches only
 """
@@ -190,7 +190,7 @@ class DataSplits:
     #: How a raw image of this data becomes a model input (what exports record).
     preprocessing: Preprocessing | None = None
 
-    def check_space(self, space: Space) -> None:
+    def check_fits(self, space: Space) -> None:
         """Fail with one message if the images or classes do not fit ``space``."""
         have = (self.img_size, self.in_chans, self.num_classes)
         want = (space.img_size, space.in_chans, space.num_classes)

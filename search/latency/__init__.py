@@ -24,7 +24,7 @@ from .features import FEATURES, feature_matrix, latency_features
 from .fit import fit_nnls, kendall_tau, mape
 from .measure import LatencyMeasurement, measure_latency
 from .profile import DEFAULT_PROFILE_DIR, LatencyProfile, calibrate_command, find_profile
-from .report import scatter_figure, write_report
+from .report import scatter_figure, write_latency_report
 
 __all__ = [
     "DEFAULT_PROFILE_DIR",
@@ -50,5 +50,5 @@ __all__ = [
     "parse_device",
     "scatter_figure",
     "steady_allocator",
-    "write_report",
+    "write_latency_report",
 ]

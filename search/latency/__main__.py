@@ -32,7 +32,7 @@ from .calibrate import calibrate
 from .errors import LatencyError, ProfileError
 from .measure import measure_latency
 from .profile import find_profile
-from .report import write_report
+from .report import write_latency_report
 
 COMMANDS = ("calibrate", "measure")
 
@@ -82,7 +82,7 @@ def _calibrate(cfg: DictConfig, space: Space) -> None:
         steady_allocator=cfg.steady_allocator,
         progress=cfg.progress,
     )
-    paths, notices = write_report(result, out)
+    paths, notices = write_latency_report(result, out)
     print(result.summary())
     for kind, path in paths.items():
         print(f"  {kind}: {path}")

@@ -127,7 +127,7 @@ class LatencyProfile:
     def vector(self) -> np.ndarray:
         return np.array([self.coefficients[n] for n in feature_names(self.space)], dtype=float)
 
-    def check_space(self, space: Space) -> None:
+    def check_applies_to(self, space: Space) -> None:
         """Raise :class:`ProfileError` unless ``space`` is the one this profile was fitted on."""
         differences = self.space.differences(space)
         if differences:
@@ -142,7 +142,7 @@ class LatencyProfile:
 
     def predict_many(self, space: Space, subnets: Sequence[Subnet]) -> np.ndarray:
         """Predicted latencies (ms) of a batch of ``batch_size`` images, one per subnet."""
-        self.check_space(space)
+        self.check_applies_to(space)
         return feature_matrix(space, subnets, self.batch_size) @ self.vector
 
     def predict_ms(self, space: Space, subnet: Subnet) -> float:

@@ -11,7 +11,7 @@ from supernet.common.atomic import atomic_write
 
 from .calibrate import Calibration
 
-__all__ = ["REPORT_FILES", "scatter_figure", "write_report"]
+__all__ = ["REPORT_FILES", "scatter_figure", "write_latency_report"]
 
 #: File names written into the output directory.
 REPORT_FILES = {
@@ -73,7 +73,7 @@ def _write_png(fig: go.Figure, path: Path) -> str | None:
     return None
 
 
-def write_report(
+def write_latency_report(
     calibration: Calibration, out_dir: str | Path
 ) -> tuple[dict[str, Path], list[str]]:
     """Write the profile, the measurements CSV and the plot (HTML, PNG when possible) atomically.

@@ -67,7 +67,7 @@ def _inherited(job: SubnetJob) -> dict[str, Any]:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         net, _ = load_supernet(cfg["supernet"], map_location=device)
         splits = build_data(cfg["data"])
-        splits.check_space(net.space)
+        splits.check_fits(net.space)
         size = int(cfg.get("eval_batch_size", 512))
         _CACHE.clear()  # one supernet at a time per process
         _CACHE[key] = (net.eval(), EvalSet(splits.val, size), EvalSet(splits.test, size))

@@ -198,7 +198,7 @@ def proxy_batches(
     """``batches`` batches of ``batch_size`` images (fewer if the split is smaller): a seeded
     sample of the validation split of ``data``, without augmentation."""
     splits = build_data(data)
-    splits.check_space(space)
+    splits.check_fits(space)
     n = len(splits.val)  # type: ignore[arg-type]
     take = min(n, batches * batch_size)
     order = np.random.default_rng(seed).permutation(n)[:take]

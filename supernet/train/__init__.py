@@ -21,7 +21,7 @@ from typing import Any
 
 from .config import MODES, PRECISIONS, STRATEGIES, ConfigError, RunConfig, TrainConfig
 from .loop import Hooks, TrainingError
-from .sampling import Sampler, reference_subnets
+from .sampling import SubnetSampler, reference_subnets
 from .subnet_training import SubnetResult, train_subnet
 from .supernet_training import SupernetResult, train_supernet
 
@@ -32,8 +32,8 @@ __all__ = [
     "ConfigError",
     "Hooks",
     "RunConfig",
-    "Sampler",
     "SubnetResult",
+    "SubnetSampler",
     "SupernetResult",
     "TrainConfig",
     "TrainingError",

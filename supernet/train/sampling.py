@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..space import Space, Subnet
 from .rng import python_state, set_python_state
 
-__all__ = ["Sampler", "reference_subnets"]
+__all__ = ["SubnetSampler", "reference_subnets"]
 
 
 def reference_subnets(space: Space) -> dict[str, Subnet]:
@@ -29,7 +29,7 @@ def reference_subnets(space: Space) -> dict[str, Subnet]:
 
 
 @dataclass
-class Sampler:
+class SubnetSampler:
     """Draws each step's subnets. ``state()`` / ``load_state()`` go into checkpoints."""
 
     space: Space

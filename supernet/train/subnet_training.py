@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import complexity
-from ..checkpoint import check_space, load_checkpoint, load_supernet
+from ..checkpoint import check_same_space, load_checkpoint, load_supernet
 from ..common.atomic import atomic_write, atomic_write_text, make_dir
 from ..common.errors import CheckpointError
 from ..common.yamlio import YamlError, read_yaml
@@ -209,7 +209,7 @@ def _check_same_subnet(
         saved_subnet = saved_space.subnet_from_dict(payload["subnet"])
     except (KeyError, SpaceError) as exc:
         raise CheckpointError(f"{path} holds no valid space or subnet ({exc})") from None
-    check_space(saved_space, space, path)
+    check_same_space(saved_space, space, path)
     if payload.get("mode") != mode or saved_subnet != subnet:
         raise CheckpointError(
             f"cannot resume {path} as mode={mode} {subnet}: it trains "
@@ -318,7 +318,7 @@ def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult
     elif not config.resume and (run_dir / RESULT_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
     splits = build_data(config.data)
-    splits.check_space(space)
+    splits.check_fits(space)
 
     seed_everything(config.seed)
     model = family_of(space).build_model(space, subnet, drop_path_rate=train.drop_path)

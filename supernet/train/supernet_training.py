@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import check_space, checkpoint_space, load_checkpoint, save_checkpoint
+from ..checkpoint import check_same_space, checkpoint_space, load_checkpoint, save_checkpoint
 from ..common.atomic import make_dir
 from ..common.resources import check_memory
 from ..data import DataSplits, build_data
@@ -32,7 +32,7 @@ from .config import RunConfig, TrainConfig
 from .distributed import DistEnv
 from .loop import Amp, Hooks, fit
 from .resume import check_same_settings, resume_path
-from .sampling import Sampler, reference_subnets
+from .sampling import SubnetSampler, reference_subnets
 
 __all__ = ["CHECKPOINT", "SupernetResult", "SupernetTask", "seed_everything", "train_supernet"]
 
@@ -65,7 +65,7 @@ class SupernetTask:
         self,
         net: Supernet,
         config: TrainConfig,
-        sampler: Sampler,
+        sampler: SubnetSampler,
         val: EvalSet | None,
         data: Mapping[str, Any],
     ) -> None:
@@ -168,10 +168,10 @@ def _train(config: RunConfig, space: Space, env: DistEnv, hooks: Hooks | None) -
     payload = None
     if path is not None:
         payload = load_checkpoint(path)
-        check_space(checkpoint_space(payload, path), space, path)
+        check_same_space(checkpoint_space(payload, path), space, path)
         check_same_settings(payload, path, data=config.data, train=train, seed=config.seed)
     splits = build_data(config.data)
-    splits.check_space(space)
+    splits.check_fits(space)
 
     seed_everything(config.seed)  # the same initial weights on every rank
     net = Supernet(space, drop_path_rate=train.drop_path)
@@ -182,7 +182,7 @@ def _train(config: RunConfig, space: Space, env: DistEnv, hooks: Hooks | None) -
     torch.manual_seed(config.seed + 1 + env.rank)  # stochastic depth differs between ranks
 
     val = EvalSet(splits.val, train.eval_batch_size, train.num_workers) if env.is_main else None
-    sampler = Sampler(space, train.strategy, train.num_random, config.seed)
+    sampler = SubnetSampler(space, train.strategy, train.num_random, config.seed)
     data_dict = dataclasses.asdict(config.data)
     task = SupernetTask(net, train, sampler, val, data_dict)
     if env.is_main:

@@ -36,7 +36,7 @@ from search.latency import (
     mape,
     measure_latency,
     steady_allocator,
-    write_report,
+    write_latency_report,
 )
 from search.latency.__main__ import _argv_with_command
 from supernet import SearchSpace, SubnetConfig, complexity
@@ -307,7 +307,7 @@ def test_profile_measures_under_its_own_conditions(calibration, spread_space) ->
 
 
 def test_report_files(calibration, tmp_path) -> None:
-    paths, notices = write_report(calibration, tmp_path / "report")
+    paths, notices = write_latency_report(calibration, tmp_path / "report")
     assert LatencyProfile.load(paths["profile"]) == calibration.profile
     table = pd.read_csv(paths["table"])
     assert len(table) == 28 and {"measured_ms", "predicted_ms", "split"} <= set(table.columns)

@@ -25,7 +25,7 @@ def test_digits_splits_are_disjoint_and_seeded() -> None:
     assert _indices(a.val) == _indices(b.val) and _indices(a.val) != _indices(c.val)
     # The test split does not move with the validation seed.
     assert torch.equal(a.test.tensors[0], c.test.tensors[0])  # type: ignore[attr-defined]
-    a.check_space(SearchSpace.preset("digits"))
+    a.check_fits(SearchSpace.preset("digits"))
     x, y = a.train[0]
     assert x.shape == (1, 8, 8) and y.dtype == torch.long
 
@@ -49,7 +49,7 @@ def test_bad_options() -> None:
 def test_space_mismatch_message() -> None:
     splits = build_data({"name": "digits"})
     with pytest.raises(DataError, match=r"gives 8x8 images with 1 channel.*expects 28x28"):
-        splits.check_space(SearchSpace.preset("fashion_mnist"))
+        splits.check_fits(SearchSpace.preset("fashion_mnist"))
 
 
 def test_batch_augment_shifts_and_flips() -> None:
@@ -91,7 +91,7 @@ def test_fashion_mnist_from_debian_files(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", debian)
     splits = build_data({"name": "fashion_mnist", "root": str(tmp_path / "root"), "val_size": 8})
     assert (len(splits.train), len(splits.val), len(splits.test)) == (32, 8, 10)
-    splits.check_space(SearchSpace.preset("fashion_mnist"))
+    splits.check_fits(SearchSpace.preset("fashion_mnist"))
     assert not list((tmp_path / "root" / "FashionMNIST" / "raw").glob(".*tmp"))
 
 

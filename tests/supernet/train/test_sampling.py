@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from supernet import SearchSpace, Supernet
-from supernet.train import Sampler, TrainConfig, reference_subnets
+from supernet.train import SubnetSampler, TrainConfig, reference_subnets
 from supernet.train.loop import Amp
 from supernet.train.supernet_training import SupernetTask
 
@@ -24,14 +24,14 @@ def test_reference_subnets() -> None:
 
 
 def test_sandwich_and_uniform_draws(tiny_space: SearchSpace) -> None:
-    sandwich = Sampler(tiny_space, "sandwich", num_random=3, seed=5)
+    sandwich = SubnetSampler(tiny_space, "sandwich", num_random=3, seed=5)
     steps = [sandwich.step() for _ in range(20)]
     for subnets in steps:
         assert len(subnets) == 5
         assert subnets[0] == tiny_space.largest() and subnets[1] == tiny_space.smallest()
         assert all(tiny_space.contains(s) for s in subnets[2:])
     assert len({s for step in steps for s in step[2:]}) > 10  # the random ones vary
-    uniform = Sampler(tiny_space, "uniform", num_random=0, seed=5)
+    uniform = SubnetSampler(tiny_space, "uniform", num_random=0, seed=5)
     draws = [uniform.step() for _ in range(50)]
     assert all(len(d) == 1 for d in draws)
     # Exactly the space's own uniform draws with the seeded generator.
@@ -40,12 +40,12 @@ def test_sandwich_and_uniform_draws(tiny_space: SearchSpace) -> None:
 
 
 def test_sampler_state_round_trip(tiny_space: SearchSpace) -> None:
-    a = Sampler(tiny_space, "uniform", 0, seed=1)
+    a = SubnetSampler(tiny_space, "uniform", 0, seed=1)
     for _ in range(7):
         a.step()
     state = a.state()
     expected = [a.step() for _ in range(10)]
-    b = Sampler(tiny_space, "uniform", 0, seed=99)
+    b = SubnetSampler(tiny_space, "uniform", 0, seed=99)
     b.load_state(state)
     assert [b.step() for _ in range(10)] == expected
 
@@ -58,12 +58,12 @@ def test_sandwich_step_gradients(tiny_space: SearchSpace, distill: bool) -> None
     net = Supernet(tiny_space)
     x, y = torch.randn(6, 2, 8, 8), torch.randint(0, 5, (6,))
     config = TrainConfig(strategy="sandwich", num_random=1, distill=distill, label_smoothing=0.1)
-    task = SupernetTask(net, config, Sampler(tiny_space, "sandwich", 1, seed=3), None, {})
+    task = SupernetTask(net, config, SubnetSampler(tiny_space, "sandwich", 1, seed=3), None, {})
     reported = task.train_step(x, y, Amp.build("fp32", torch.device("cpu")))
     got = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
 
     net.zero_grad(set_to_none=True)
-    subnets = Sampler(tiny_space, "sandwich", 1, seed=3).step()
+    subnets = SubnetSampler(tiny_space, "sandwich", 1, seed=3).step()
     teacher_logits = net(x, subnets[0])
     losses = [F.cross_entropy(teacher_logits, y, label_smoothing=0.1)]
     soft = teacher_logits.detach().softmax(-1)
