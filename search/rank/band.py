@@ -27,6 +27,7 @@ from supernet import Space, Subnet
 
 from ..budget import BudgetError, parse_amount
 from ..costs import METRICS, format_cost
+from .pick import stratified
 from .settings import RankError
 
 __all__ = ["Band", "BandError", "parse_window", "pick_in_band"]
@@ -188,24 +189,4 @@ def pick_in_band(
             f"{format_cost(metric, hi)}); widen the band or lower k"
         )
     value = {s: float(cost(s)[metric]) for s in pool}
-    low, high = min(value.values()), max(value.values())
-    width = (high - low) / k
-
-    def bin_of(s: Subnet) -> int:
-        return min(k - 1, int((value[s] - low) / width)) if width > 0 else 0
-
-    members: list[list[Subnet]] = [[] for _ in range(k)]
-    for s in pool:
-        members[bin_of(s)].append(s)
-    picked: list[Subnet | None] = [rng.choice(group) if group else None for group in members]
-    chosen = {s for s in picked if s is not None}
-    for i, s in enumerate(picked):
-        if s is None:
-            centre = low + (i + 0.5) * width
-            nearest = min(
-                (c for c in pool if c not in chosen), key=lambda c: (abs(value[c] - centre), str(c))
-            )
-            picked[i] = nearest
-            chosen.add(nearest)
-    out = [s for s in picked if s is not None]
-    return sorted(out, key=lambda s: (value[s], str(s)))
+    return stratified(pool, value, k, rng, min(value.values()), max(value.values()))

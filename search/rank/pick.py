@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable, Mapping
 
 from supernet import Space, Subnet, complexity
 
 from .settings import RankError
 
-__all__ = ["pick_subnets", "slug"]
+__all__ = ["pick_subnets", "slug", "stratified"]
 
 
 def slug(subnet: Subnet) -> str:
@@ -38,12 +39,27 @@ def pick_subnets(space: Space, k: int, seed: int = 0, pool_size: int = 4096) -> 
             f"k={k} but only {len(pool)} distinct subnets were found in this space "
             f"(pool_size={pool_size}); lower k or raise pool_size"
         )
-    flops = {s: complexity.flops(space, s) for s in pool}
+    flops = {s: float(complexity.flops(space, s)) for s in pool}
     low, high = flops[space.smallest()], flops[space.largest()]
+    return stratified(pool, flops, k, rng, low, high)
+
+
+def stratified(
+    pool: Iterable[Subnet],
+    value: Mapping[Subnet, float],
+    k: int,
+    rng: random.Random,
+    low: float,
+    high: float,
+) -> list[Subnet]:
+    """``k`` distinct subnets of ``pool`` (at least ``k``), one drawn from each of ``k``
+    equal-width bins of ``value`` over [``low``, ``high``]; a bin left empty takes the unpicked
+    subnet nearest its centre. Sorted by value (then name): deterministic for ``rng``'s seed."""
+    pool = list(pool)
     width = (high - low) / k
 
     def bin_of(s: Subnet) -> int:
-        return min(k - 1, int((flops[s] - low) / width)) if width > 0 else 0
+        return min(k - 1, max(0, int((value[s] - low) / width))) if width > 0 else 0
 
     members: list[list[Subnet]] = [[] for _ in range(k)]
     for s in pool:
@@ -54,8 +70,8 @@ def pick_subnets(space: Space, k: int, seed: int = 0, pool_size: int = 4096) -> 
         if s is None:
             centre = low + (i + 0.5) * width
             nearest = min(
-                (c for c in pool if c not in chosen), key=lambda c: (abs(flops[c] - centre), str(c))
+                (c for c in pool if c not in chosen), key=lambda c: (abs(value[c] - centre), str(c))
             )
             picked[i] = nearest
             chosen.add(nearest)
-    return sorted((s for s in picked if s is not None), key=lambda s: (flops[s], str(s)))
+    return sorted((s for s in picked if s is not None), key=lambda s: (value[s], str(s)))
