@@ -25,6 +25,7 @@ import pandas as pd
 import plotly.express as px
 import torch
 
+from search.plots import write_html
 from supernet import SearchSpace, Supernet, complexity
 from supernet.space import PRESETS_DIR
 from supernet.swin import SwinSubnet
@@ -172,7 +173,7 @@ def main() -> None:
         hover_data=["subnet", "pool", "pos_embed", "rel_pos", "flops_diff", "params_diff"],
         title="Analytic FLOPs vs FlopCounterMode (every point on the diagonal)",
     )
-    fig.write_html(args.out / "cost_model.html", include_plotlyjs=True)
+    write_html(fig, args.out / "cost_model.html")  # plotly.js once, as plotly.min.js beside it
     print(f"wrote {args.out}/cost_model.csv, cost_model_presets.csv, cost_model.html")
     if (table["flops_diff"] != 0).any() or (table["params_diff"] != 0).any():
         raise SystemExit("cost model disagrees with the counters")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from supernet.common.cli import hydra_main, user_errors
@@ -24,13 +25,25 @@ from .runner import job_overrides, run_search
 @user_errors
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     result = run_search(
         cfg,
-        Path(hydra_cfg.runtime.output_dir),
+        run_dir,
         overrides=job_overrides(list(hydra_cfg.overrides.task), cfg),
+        plotlyjs_dir=_sweep_root(run_dir),
     )
     best = result.best
     return None if best is None else float(best["val_acc"])
+
+
+def _sweep_root(run_dir: Path) -> Path | None:
+    """In a --multirun, the sweep dir when it holds ``run_dir``: its jobs' plots share one
+    plotly.min.js there (where ``python -m search.report`` writes its plot too)."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    root = Path(hydra_cfg.sweep.dir).resolve()
+    return root if run_dir.resolve().is_relative_to(root) else None
 
 
 def cli() -> None:

@@ -1,20 +1,28 @@
 """Plotly figures: accuracy vs cost with the Pareto front, and the optimisation history.
 
-Every figure is written as self-contained HTML (plotly.js inlined: opens offline, mails as one
-file) and as PNG when kaleido and a Chromium are available; otherwise one notice line says how to
-get PNGs.
+Over-budget trials (never evaluated, so they have no accuracy) are drawn in a strip of their own
+below the accuracy axis, labelled "over budget", never on it.
+
+Every figure is written as HTML that opens offline: plotly.js is not inlined (4.8 MB a file) but
+written once, as ``plotly.min.js``, into the HTML's directory (or a directory above it that the
+caller names, a sweep's root) and referenced by a relative path; and as PNG when kaleido and a
+Chromium are available, otherwise one notice line says how to get PNGs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
 
 from supernet.common.atomic import atomic_write
 
@@ -22,13 +30,26 @@ from .budget import Budget
 from .costs import UNITS
 from .results import pareto_mask
 
-__all__ = ["history_figure", "pareto_figure", "report_figure", "save_figure"]
+__all__ = [
+    "PLOTLY_JS",
+    "history_figure",
+    "pareto_figure",
+    "report_figure",
+    "save_figure",
+    "write_html",
+    "write_plotlyjs",
+]
 
 _SCALES = {"params": 1e6, "macs": 1e6, "flops": 1e6, "latency_ms": 1.0}
 # kaleido and the browser driver it uses log every step at INFO, which Hydra apps print.
 for _name in ("kaleido", "choreographer", "logistro"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 _PNG_NOTICE_SHOWN = False
+#: The file name plotly.js is written under, beside (or above) the HTML that loads it.
+PLOTLY_JS = "plotly.min.js"
+#: The tick label of the strip that holds over-budget trials.
+OVER_BUDGET = "over budget"
+_ACC_TITLE = "validation accuracy (inherited weights)"
 
 
 def axis_title(metric: str) -> str:
@@ -70,30 +91,79 @@ def _front(frame: pd.DataFrame, cost: str) -> tuple[list[float], list[float]]:
     return (front[cost] / _SCALES[cost]).tolist(), front["val_acc"].tolist()
 
 
-def _budget_lines(fig: go.Figure, budget: Budget | None, cost: str) -> None:
+def _budget_lines(
+    fig: go.Figure, budget: Budget | None, cost: str, rows: Sequence[int] = (1,), col: int = 1
+) -> None:
+    """The budget's bounds on ``cost`` as dashed vertical lines in the subplots at ``rows``,
+    ``col`` (labelled in the first)."""
     bound = budget.bound(cost) if budget else None
     if bound is None:
         return
     for value, label in ((bound.high, "budget"), (bound.low, "lower bound")):
-        if value is not None:
+        if value is None:
+            continue
+        for i, row in enumerate(rows):
+            label_kw = {"annotation_text": label, "annotation_position": "top"} if i == 0 else {}
             fig.add_vline(
                 x=value / _SCALES[cost],
                 line_dash="dash",
                 line_color="gray",
-                annotation_text=label,
-                annotation_position="top",
+                row=row,
+                col=col,
+                exclude_empty_subplots=False,
+                **label_kw,
             )
+
+
+def _canvas(with_strip: bool) -> go.Figure:
+    """One accuracy plot, with (when ``with_strip``) a thin strip below it, sharing its x axis,
+    for the over-budget trials: they have no accuracy, so they never sit on the accuracy axis."""
+    if not with_strip:
+        return make_subplots(rows=1, cols=1)
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.88, 0.12], vertical_spacing=0.03
+    )
+    fig.update_yaxes(
+        row=2,
+        col=1,
+        tickvals=[0],
+        ticktext=[OVER_BUDGET],
+        range=[-1, 1],
+        showgrid=False,
+        zeroline=False,
+        fixedrange=True,
+    )
+    return fig
+
+
+def _over_budget_trace(x: pd.Series, frame: pd.DataFrame, name: str) -> go.Scatter:
+    return go.Scatter(
+        x=x,
+        y=[0] * len(frame),
+        mode="markers",
+        name=name,
+        marker={"color": "gray", "symbol": "x", "size": 7, "opacity": 0.6},
+        hovertext=_hover(frame),
+        hoverinfo="text",
+    )
+
+
+def _axis_titles(fig: go.Figure, x_title: str, with_strip: bool) -> None:
+    fig.update_xaxes(title_text=x_title, row=2 if with_strip else 1, col=1)
+    fig.update_yaxes(title_text=_ACC_TITLE, row=1, col=1)
 
 
 def pareto_figure(
     frame: pd.DataFrame, cost: str = "flops", budget: Budget | None = None, title: str = ""
 ) -> go.Figure:
     """Validation accuracy vs ``cost``: feasible trials, the Pareto front, and over-budget
-    subnets (never evaluated) as crosses along the bottom; hover shows the architecture."""
+    subnets (never evaluated) as crosses in a strip below the accuracy axis; hover shows the
+    architecture."""
     done = frame[frame["state"] == "COMPLETE"]
     ok = done[done["feasible"].fillna(False) & done["val_acc"].notna()]
     over = done[~done["feasible"].fillna(True)]
-    fig = go.Figure()
+    strip = len(over) > 0
+    fig = _canvas(strip)
     fig.add_trace(
         go.Scatter(
             x=ok[cost] / _SCALES[cost],
@@ -103,7 +173,9 @@ def pareto_figure(
             marker={"color": qualitative.Plotly[0], "size": 8, "opacity": 0.7},
             hovertext=_hover(ok),
             hoverinfo="text",
-        )
+        ),
+        row=1,
+        col=1,
     )
     xs, ys = _front(ok, cost)
     fig.add_trace(
@@ -115,26 +187,17 @@ def pareto_figure(
             line={"color": qualitative.Plotly[1], "width": 2, "shape": "hv"},
             marker={"size": 10, "symbol": "diamond"},
             hoverinfo="skip",
-        )
+        ),
+        row=1,
+        col=1,
     )
-    if len(over):
-        floor = ok["val_acc"].min() if len(ok) else 0.0
-        fig.add_trace(
-            go.Scatter(
-                x=over[cost] / _SCALES[cost],
-                y=[floor] * len(over),
-                mode="markers",
-                name=f"over budget, not evaluated ({len(over)})",
-                marker={"color": "gray", "symbol": "x", "size": 7, "opacity": 0.6},
-                hovertext=_hover(over),
-                hoverinfo="text",
-            )
-        )
-    _budget_lines(fig, budget, cost)
+    if strip:
+        name = f"over budget, not evaluated ({len(over)})"
+        fig.add_trace(_over_budget_trace(over[cost] / _SCALES[cost], over, name), row=2, col=1)
+    _budget_lines(fig, budget, cost, rows=(1, 2) if strip else (1,))
+    _axis_titles(fig, axis_title(cost), strip)
     fig.update_layout(
         title=title or f"validation accuracy vs {UNITS.get(cost, cost)}",
-        xaxis_title=axis_title(cost),
-        yaxis_title="validation accuracy (inherited weights)",
         template="plotly_white",
         hovermode="closest",
     )
@@ -142,12 +205,13 @@ def pareto_figure(
 
 
 def history_figure(frame: pd.DataFrame, title: str = "") -> go.Figure:
-    """Accuracy of every evaluated trial by trial number, the best so far, and over-budget
-    trials as crosses (they cost no evaluation)."""
+    """Accuracy of every evaluated trial by trial number, the best so far (a step line), and
+    over-budget trials (they cost no evaluation) as crosses in a strip below the accuracy axis."""
     frame = frame.sort_values("number")
     ok = frame[frame["val_acc"].notna()]
     over = frame[(frame["state"] == "COMPLETE") & ~frame["feasible"].fillna(True)]
-    fig = go.Figure()
+    strip = len(over) > 0
+    fig = _canvas(strip)
     fig.add_trace(
         go.Scatter(
             x=ok["number"],
@@ -156,91 +220,114 @@ def history_figure(frame: pd.DataFrame, title: str = "") -> go.Figure:
             name="feasible trial",
             hovertext=_hover(ok),
             hoverinfo="text",
-        )
+        ),
+        row=1,
+        col=1,
     )
     fig.add_trace(
-        go.Scatter(x=ok["number"], y=ok["val_acc"].cummax(), mode="lines", name="best so far")
+        go.Scatter(
+            x=ok["number"],
+            y=ok["val_acc"].cummax(),
+            mode="lines",
+            name="best so far",
+            line={"shape": "hv"},  # it changes only at a better trial: a staircase
+        ),
+        row=1,
+        col=1,
     )
-    if len(over):
-        floor = ok["val_acc"].min() if len(ok) else 0.0
-        fig.add_trace(
-            go.Scatter(
-                x=over["number"],
-                y=[floor] * len(over),
-                mode="markers",
-                name="over budget (not evaluated)",
-                marker={"color": "gray", "symbol": "x"},
-                hovertext=_hover(over),
-                hoverinfo="text",
-            )
-        )
-    fig.update_layout(
-        title=title or "optimisation history",
-        xaxis_title="trial",
-        yaxis_title="validation accuracy (inherited weights)",
-        template="plotly_white",
-    )
+    if strip:
+        name = f"over budget, not evaluated ({len(over)})"
+        fig.add_trace(_over_budget_trace(over["number"], over, name), row=2, col=1)
+    _axis_titles(fig, "trial", strip)
+    fig.update_layout(title=title or "optimisation history", template="plotly_white")
     return fig
 
 
 def report_figure(
-    frames: Mapping[str, pd.DataFrame],
+    panels: Mapping[str, Mapping[str, pd.DataFrame]],
     cost: str = "flops",
     title: str = "",
-    styles: Mapping[str, tuple[int, int]] | None = None,
+    budgets: Mapping[str, Sequence[Budget]] | None = None,
 ) -> go.Figure:
-    """One plot across runs: per label (a budget and sampler, seeds pooled), its feasible trials
-    (faint) and the Pareto front of all of them. ``styles`` gives each label a (colour, dash)
-    index, e.g. a colour per budget and a dash per sampler; by default every label a colour.
-
-    Labels are drawn last to first, so that fronts listed first (small budgets, whose fronts
-    the larger budgets' fronts cover) stay visible; the legend keeps the given order."""
-    fig = go.Figure()
+    """One subplot per panel (a budget, seeds pooled): per series in it (e.g. a sampler) its
+    feasible trials (faint) and the Pareto front of all of them, and the panel's budget lines
+    (``budgets[panel]``). A series keeps its colour across panels; the accuracy axes are shared.
+    Each panel's title counts its feasible and its over-budget (not drawn) trials."""
+    names = list(panels)
+    n_cols = min(len(names), 3) or 1
+    n_rows = max(math.ceil(len(names) / n_cols), 1)
+    titles = []
+    for name in names:
+        done = pd.concat(list(panels[name].values()) or [pd.DataFrame()], ignore_index=True)
+        if "state" in done:
+            done = done[done["state"] == "COMPLETE"]
+            n_ok = int((done["feasible"].fillna(False) & done["val_acc"].notna()).sum())
+            n_over = int((~done["feasible"].fillna(True)).sum())
+            titles.append(f"{name}<br>{n_ok} feasible, {n_over} over budget (not drawn)")
+        else:
+            titles.append(name)
+    fig = make_subplots(
+        rows=n_rows,
+        cols=n_cols,
+        subplot_titles=titles or None,
+        shared_yaxes="all",
+        horizontal_spacing=0.06,
+        vertical_spacing=0.18 / n_rows if n_rows > 1 else 0.0,
+    )
     palette = qualitative.Plotly + qualitative.D3
-    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
-    items = list(frames.items())
-    for rank, (label, frame) in reversed(list(enumerate(items))):
-        color_index, dash_index = (styles or {}).get(label, (rank, 0))
-        color = palette[color_index % len(palette)]
-        ok = frame[frame["feasible"].fillna(False) & frame["val_acc"].notna()]
-        fig.add_trace(
-            go.Scatter(
-                x=ok[cost] / _SCALES[cost],
-                y=ok["val_acc"],
-                mode="markers",
-                name=label,
-                legendgroup=label,
-                showlegend=False,
-                marker={"color": color, "size": 6, "opacity": 0.35},
-                hovertext=_hover(ok),
-                hoverinfo="text",
+    series = list(dict.fromkeys(label for frames in panels.values() for label in frames))
+    for index, name in enumerate(names):
+        row, col = index // n_cols + 1, index % n_cols + 1
+        # drawn last to first so that the series listed first stay on top
+        for label, frame in reversed(list(panels[name].items())):
+            color = palette[series.index(label) % len(palette)]
+            legend = index == next(i for i, n in enumerate(names) if label in panels[n])
+            ok = frame[frame["feasible"].fillna(False) & frame["val_acc"].notna()]
+            fig.add_trace(
+                go.Scatter(
+                    x=ok[cost] / _SCALES[cost],
+                    y=ok["val_acc"],
+                    mode="markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=False,
+                    marker={"color": color, "size": 6, "opacity": 0.35},
+                    hovertext=_hover(ok),
+                    hoverinfo="text",
+                ),
+                row=row,
+                col=col,
             )
-        )
-        xs, ys = _front(ok, cost)
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines+markers",
-                name=label,
-                legendgroup=label,
-                legendrank=rank,
-                line={
-                    "color": color,
-                    "width": 2,
-                    "dash": dashes[dash_index % len(dashes)],
-                    "shape": "hv",
-                },
-                marker={"size": 9, "symbol": "diamond"},
-                hoverinfo="skip",
+            xs, ys = _front(ok, cost)
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    legendrank=series.index(label),
+                    showlegend=legend,
+                    line={"color": color, "width": 2, "shape": "hv"},
+                    marker={"size": 9, "symbol": "diamond"},
+                    hoverinfo="skip",
+                ),
+                row=row,
+                col=col,
             )
-        )
+        seen: list[dict[str, float | None]] = []
+        for budget in (budgets or {}).get(name, ()):
+            if budget.to_config() not in seen:
+                seen.append(budget.to_config())
+                _budget_lines(fig, budget, cost, rows=(row,), col=col)
+        fig.update_xaxes(title_text=axis_title(cost), row=row, col=col)
+    for row in range(1, n_rows + 1):
+        fig.update_yaxes(title_text=_ACC_TITLE, row=row, col=1)
     fig.update_layout(
         title=title or f"validation accuracy vs {UNITS.get(cost, cost)}, all runs",
-        xaxis_title=axis_title(cost),
-        yaxis_title="validation accuracy (inherited weights)",
         template="plotly_white",
         legend_title="runs (seeds pooled)",
+        height=max(450, 380 * n_rows),
     )
     return fig
 
@@ -252,11 +339,51 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:120] if lines else type(exc).__name__
 
 
-def save_figure(fig: go.Figure, html_path: str | Path, png: bool = True) -> list[Path]:
-    """Write self-contained HTML, plus a PNG beside it when kaleido can render one."""
-    global _PNG_NOTICE_SHOWN
+def write_plotlyjs(directory: str | Path) -> Path:
+    """``<directory>/plotly.min.js``, the plotly.js of the installed plotly, written unless an
+    identical copy is there (atomically: parallel sweep jobs may share one)."""
+    path = Path(directory) / PLOTLY_JS
+    source = get_plotlyjs().encode()
+    try:
+        if path.stat().st_size == len(source) and path.read_bytes() == source:
+            return path
+    except OSError:
+        pass
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(source))
+    return path
+
+
+def write_html(
+    fig: go.Figure, html_path: str | Path, plotlyjs_dir: str | Path | None = None
+) -> Path:
+    """Write ``fig`` as HTML that loads plotly.js from ``<plotlyjs_dir>/plotly.min.js`` (default:
+    the HTML's own directory) by a path relative to the HTML, so it opens offline, from
+    ``file://`` as from a web server, as long as the two files move together."""
     html_path = Path(html_path)
-    atomic_write(html_path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True))
+    script = write_plotlyjs(plotlyjs_dir if plotlyjs_dir is not None else html_path.parent)
+    src = Path(os.path.relpath(script.resolve(), html_path.parent.resolve())).as_posix()
+    html = fig.to_html(include_plotlyjs=src, full_html=True)
+    tag = f'<script charset="utf-8" src="{src}"></script>'
+    # A file moved without its plotly.min.js says so instead of showing a blank page.
+    missing = (
+        "<script>if (!window.Plotly) document.write('<p>This plot needs plotly.js at "
+        f"{src} (relative to this file); copy {PLOTLY_JS} along with it.</p>');</script>"
+    )
+    html = html.replace(tag, tag + missing, 1)
+    atomic_write(html_path, lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
+    return html_path
+
+
+def save_figure(
+    fig: go.Figure,
+    html_path: str | Path,
+    png: bool = True,
+    plotlyjs_dir: str | Path | None = None,
+) -> list[Path]:
+    """Write the HTML (see :func:`write_html`), plus a PNG beside it when kaleido can render
+    one."""
+    global _PNG_NOTICE_SHOWN
+    html_path = write_html(fig, html_path, plotlyjs_dir)
     written = [html_path]
     if not png:
         return written

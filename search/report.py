@@ -8,7 +8,9 @@ concatenated into one DataFrame with a ``run`` column and one column per overrid
 (``budget.flops``, ``search.sampler``, ``seed`` ...), written as ``report.csv`` and
 ``report.parquet``. The summary has one row per combination of the overrides that vary between
 runs, seeds pooled: runs, trials, feasible share, best validation accuracy (mean and spread over
-seeds) and the best subnet. ``report_pareto.html`` draws every run's Pareto front in one plot.
+seeds) and the best subnet. ``report_pareto.html`` has one panel per budget (the varying
+``budget.*`` overrides) with its budget line and, per value of the other overrides (a sampler),
+the pooled Pareto front; plotly.js is written once beside it, as ``plotly.min.js``.
 
 Options: out=<dir> (default: the one path given, else ./report), cost=flops|macs|params|
 latency_ms (default: the runs' cost axis), png=true, debug=false.
@@ -16,6 +18,7 @@ latency_ms (default: the runs' cost axis), png=true, debug=false.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ import pandas as pd
 from supernet.common.cli import parse_args, run_cli
 from supernet.common.errors import UserError, quoted
 
-from .budget import BudgetError, parse_amount
+from .budget import Budget, BudgetError, parse_amount
 from .costs import METRICS, format_cost
 from .plots import report_figure, save_figure
 from .results import (
@@ -183,6 +186,46 @@ def _cost_axis(runs: Sequence[Path], requested: str | None) -> str:
     return max(set(axes), key=axes.count) if axes else "flops"
 
 
+def _is_budget(key: str) -> bool:
+    return key == "budget" or key.startswith("budget.")
+
+
+def _panels(
+    trials: pd.DataFrame, varying: Sequence[str], runs: Sequence[Path], root: Path | None
+) -> tuple[dict[str, dict[str, pd.DataFrame]], dict[str, list[Budget]]]:
+    """The plot's panels: one per budget (the varying ``budget*`` overrides; one panel when
+    none varies), each holding a series per value of the other varying overrides (seeds
+    pooled), and each panel's budgets as its runs' manifests record them."""
+    keys, groups = _groups(trials, varying)
+    budget_keys = [k for k in keys if _is_budget(k)]
+    per_run: dict[str, Budget] = {}
+    for run in runs:
+        if (run / MANIFEST).is_file():
+            recorded = read_manifest(run, required=()).get("budget")
+            # a manifest from another version: no line rather than no report
+            with contextlib.suppress(BudgetError):
+                if isinstance(recorded, dict):
+                    per_run[_label(run, root)] = Budget.from_config(recorded)
+    panels: dict[str, dict[str, pd.DataFrame]] = {}
+    budgets: dict[str, list[Budget]] = {}
+    order = sorted(
+        groups,
+        key=lambda g: tuple(
+            _natural(v) for k, v in zip(keys, g[0], strict=True) if k in budget_keys
+        ),
+    )
+    for values, frame in order:
+        pairs = [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
+        panel = ", ".join(p for k, p in zip(keys, pairs, strict=True) if k in budget_keys)
+        series = ", ".join(p for k, p in zip(keys, pairs, strict=True) if k not in budget_keys)
+        panel = panel or "all runs"
+        panels.setdefault(panel, {})[series or "Pareto front"] = frame
+        for run in frame["run"].unique():
+            if run in per_run:
+                budgets.setdefault(panel, []).append(per_run[run])
+    return panels, budgets
+
+
 def write_report(
     paths: Sequence[str | Path],
     out: str | Path | None = None,
@@ -198,18 +241,10 @@ def write_report(
     axis = _cost_axis(runs, cost)
     summary = report_summary(trials, varying)
     files = write_table(trials, out / "report")
-    keys, groups = _groups(trials, varying)
-    frames, styles = {}, {}
-    firsts = list(dict.fromkeys(values[0] for values, _ in groups))
-    rests = list(dict.fromkeys(values[1:] for values, _ in groups))
-    for values, frame in groups:
-        label = ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
-        frames[label] = frame
-        # a colour per value of the first varying override (the budget), a dash per the rest
-        styles[label] = (firsts.index(values[0]), rests.index(values[1:]))
+    panels, budgets = _panels(trials, varying, runs, root)
     files += save_figure(
         report_figure(
-            frames, axis, title=f"validation accuracy vs {axis}: {len(runs)} runs", styles=styles
+            panels, axis, title=f"validation accuracy vs {axis}: {len(runs)} runs", budgets=budgets
         ),
         out / "report_pareto.html",
         png=png,

@@ -10,8 +10,10 @@ subnet's short name, ``D48-L3-H[1/2/4]-M[2/4/3]`` for a ViT), ``measured_latency
 ``search.measure_latency=true``: the evaluated subnet timed as the profile was), ``violation``
 (the worst relative budget overrun, 0 when feasible), ``duration_s`` (the whole trial),
 ``eval_s`` (its evaluation), ``retried_from`` (the trial a heartbeat retry replaces),
-``datetime_start``, ``datetime_complete``, ``study``, ``family``, and one column per command-line
-override of the run (``budget.flops``, ``search.sampler``, ``seed``).
+``duplicate_of`` (for a subnet proposed again: the trial whose accuracy it reuses, as it was not
+evaluated twice; empty otherwise), ``datetime_start``, ``datetime_complete``, ``study``,
+``family``, and one column per command-line override of the run (``budget.flops``,
+``search.sampler``, ``seed``).
 
 The architecture columns are the family's (``Subnet.to_row``): for a ViT ``embed_dim`` and
 ``depth`` are integers and ``num_heads`` and ``mlp_ratio`` JSON lists; for a Swin subnet every
@@ -80,6 +82,7 @@ EXTRA_COLUMNS = [
     "duration_s",
     "eval_s",
     "retried_from",
+    "duplicate_of",
     "datetime_start",
     "datetime_complete",
     "study",
@@ -156,6 +159,7 @@ def _row(trial: FrozenTrial, space: Space, budget: Budget, columns: list[str]) -
     row["duration_s"] = (end - start).total_seconds() if start and end else math.nan
     row["eval_s"] = float(attrs["eval_s"]) if "eval_s" in attrs else math.nan
     row["retried_from"] = trial.system_attrs.get("failed_trial")
+    row["duplicate_of"] = attrs.get("duplicate_of")
     row["datetime_start"] = start
     row["datetime_complete"] = end
     return row
@@ -178,7 +182,7 @@ def trials_frame(
     for column in ("latency_ms", "measured_latency_ms", "val_acc", "violation"):
         frame[column] = frame[column].astype(float)
     integers = [c for c, v in space.smallest().to_row().items() if isinstance(v, int)]
-    for column in (*integers, "params", "macs", "flops", "retried_from"):
+    for column in (*integers, "params", "macs", "flops", "retried_from", "duplicate_of"):
         frame[column] = frame[column].astype("Float64").astype("Int64")
     frame["feasible"] = frame["feasible"].astype("boolean")
     frame["pareto"] = pareto_mask(
@@ -204,7 +208,9 @@ class TrialsTableError(UserError):
 
 #: Columns a trials table must hold to be read back (export, report).
 REQUIRED_COLUMNS = [*CONTRACT_COLUMNS, "arch"]
-_INT_COLUMNS = ("params", "macs", "flops", "retried_from")
+_INT_COLUMNS = ("params", "macs", "flops", "retried_from", "duplicate_of")
+#: Columns newer than some tables on disk: read as empty when absent.
+_ADDED_COLUMNS = ("duplicate_of",)
 _FLOAT_COLUMNS = ("latency_ms", "val_acc")
 _BOOL_COLUMNS = ("feasible", "pareto")
 
@@ -237,6 +243,9 @@ def _check_table(frame: pd.DataFrame, path: Path, required: Sequence[str]) -> pd
     if missing:
         raise _table_error(path, f"it lacks the column(s) {', '.join(missing)}")
     frame = frame.reset_index(drop=True)
+    for column in _ADDED_COLUMNS:
+        if column not in frame:
+            frame[column] = pd.array([pd.NA] * len(frame), dtype="Int64")
     families = set(frame["family"].dropna()) if "family" in frame else set()
     if len(families) > 1 or not families <= set(family_names()):
         shown = ", ".join(sorted(map(str, families)))
@@ -293,7 +302,8 @@ def read_trials(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
 
     A table that is damaged (a ``required`` column missing, garbage in a numeric column, a
     broken JSON list, a COMPLETE trial without its costs) is a :class:`TrialsTableError` naming
-    the file and the first bad value (export and report require :data:`REQUIRED_COLUMNS`)."""
+    the file and the first bad value (export and report require :data:`REQUIRED_COLUMNS`).
+    A table written before ``duplicate_of`` existed reads with that column empty."""
     path = Path(path)
     if path.is_dir():
         path = (

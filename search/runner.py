@@ -198,20 +198,26 @@ def run_search(
     cfg: DictConfig | Mapping[str, Any] | SearchSettings,
     run_dir: str | Path,
     overrides: Mapping[str, Any] | None = None,
+    plotlyjs_dir: str | Path | None = None,
 ) -> SearchResult:
     """Run (or resume) the search ``cfg`` describes, writing its outputs to ``run_dir``.
 
     ``overrides`` (the command line's ``key=value`` pairs) become columns of the trials table.
+    The plots load plotly.js from ``<plotlyjs_dir>/plotly.min.js`` (default: ``run_dir``; a
+    sweep's jobs share one copy at the sweep's root).
     """
     settings = cfg if isinstance(cfg, SearchSettings) else SearchSettings.from_config(cfg)
     run_dir = Path(run_dir)
     make_dir(run_dir)
     with _run_dir_lock(run_dir):
-        return _run_search(settings, run_dir, overrides)
+        return _run_search(settings, run_dir, overrides, plotlyjs_dir)
 
 
 def _run_search(
-    settings: SearchSettings, run_dir: Path, overrides: Mapping[str, Any] | None
+    settings: SearchSettings,
+    run_dir: Path,
+    overrides: Mapping[str, Any] | None,
+    plotlyjs_dir: str | Path | None = None,
 ) -> SearchResult:
     manifest_path = run_dir / MANIFEST
     configure_logging(settings.verbose)
@@ -340,11 +346,13 @@ def _run_search(
             pareto_figure(frame, settings.cost_axis, budget, title=f"{study_name}"),
             run_dir / "pareto.html",
             png=settings.plots_png,
+            plotlyjs_dir=plotlyjs_dir,
         )
         files += save_figure(
             history_figure(frame, title=f"{study_name}: history"),
             run_dir / "history.html",
             png=settings.plots_png,
+            plotlyjs_dir=plotlyjs_dir,
         )
     except OSError:
         if failures:  # what stopped the workers (a full disk, say) comes first

@@ -85,7 +85,9 @@ def write_latency_report(
     calibration.profile.save(paths["profile"])
     atomic_write(paths["table"], lambda tmp: calibration.table.to_csv(tmp, index=False))
     fig = scatter_figure(calibration)
-    atomic_write(paths["html"], lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
+    from ..plots import write_html  # here: search.plots imports this package (via costs)
+
+    write_html(fig, paths["html"])  # plotly.js once, as plotly.min.js beside it
     notices = []
     notice = _write_png(fig, paths["png"])
     if notice:

@@ -65,6 +65,14 @@ def test_sweep_report_export(cli: Cli, trained_checkpoint: Path, tmp_path: Path)
         "2 runs, 12 trials" in report.stdout
         and "varying between runs: budget.flops" in report.stdout
     )
+    # One plotly.js for the sweep, at its root; every HTML (jobs', report's) loads it from there.
+    assert [p.relative_to(sweep) for p in sweep.rglob("plotly.min.js")] == [Path("plotly.min.js")]
+    htmls = sorted(p.relative_to(sweep).as_posix() for p in sweep.rglob("*.html"))
+    assert len(htmls) == 5 and "report_pareto.html" in htmls
+    for job in ("0", "1"):
+        for name in ("pareto.html", "history.html"):
+            html = (sweep / job / name).read_text()
+            assert 'src="../plotly.min.js"' in html and len(html) < 200_000
     table = pd.read_csv(sweep / "report.csv")
     assert len(table) == 12 and sorted(table["budget.flops"].unique()) == ["150k", "300k"]
     for flops, group in table.groupby("budget.flops"):

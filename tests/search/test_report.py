@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from omegaconf import DictConfig
 
-from search.report import find_runs, write_report
+from search.plots import report_figure
+from search.report import _panels, find_runs, write_report
 from search.runner import run_search
 from supernet.common.errors import UserError
 
@@ -28,15 +29,32 @@ def test_report_combines_runs(
             "search.n_trials=6",
             "search.sampler=random",
         )
-        run_search(cfg, root / str(job), overrides=overrides)
+        run_search(cfg, root / str(job), overrides=overrides, plotlyjs_dir=root)
+    # a job written before the duplicate_of column existed
+    old = pd.read_csv(root / "2" / "trials.csv").drop(columns="duplicate_of")
+    old.to_csv(root / "2" / "trials.csv", index=False)
     report = write_report([root], png=False)
+    # one plotly.js for the whole sweep, at its root: the jobs' plots and the report load it
+    assert sorted(p.name for p in root.rglob("*") if p.suffix in (".html", ".js")) == [
+        "history.html",
+        "history.html",
+        "history.html",
+        "pareto.html",
+        "pareto.html",
+        "pareto.html",
+        "plotly.min.js",
+        "report_pareto.html",
+    ]
+    assert 'src="../plotly.min.js"' in (root / "0" / "history.html").read_text()
     assert sorted(p.name for p in root.iterdir() if p.is_file()) == [
+        "plotly.min.js",
         "report.csv",
         "report.parquet",
         "report_pareto.html",
     ]
     table = pd.read_parquet(root / "report.parquet")
     assert len(table) == 18 and table["run"].tolist() == ["0"] * 6 + ["1"] * 6 + ["2"] * 6
+    assert "duplicate_of" in table and table["duplicate_of"].iloc[12:].isna().all()
     assert report.varying == ["budget.flops", "seed"]
     # Seeds pooled: one summary row per budget.
     assert report.summary["budget.flops"].tolist() == [str(half_flops), "1M"]
@@ -45,7 +63,14 @@ def test_report_combines_runs(
     best = first[first["feasible"]]["val_acc"].max()
     assert report.summary["best_val_acc"].iloc[0] == pytest.approx(best)
     html = (root / "report_pareto.html").read_text()
-    # One colour and one front per budget, the seeds' trials pooled (as in the summary).
+    assert 'src="plotly.min.js"' in html and len(html) < 300_000
+    # One panel per budget, the seeds' trials pooled (as in the summary), with its budget line.
+    panels, budgets = _panels(report.trials, report.varying, find_runs([root]), root)
+    fig = report_figure(panels, "flops", budgets=budgets)
+    titles = [a.text.split("<br>")[0] for a in fig.layout.annotations if "<br>" in a.text]
+    assert titles == [f"budget.flops={half_flops}", "budget.flops=1M"]
+    assert {(s.xref, s.x0) for s in fig.layout.shapes} == {("x", half_flops / 1e6), ("x2", 1.0)}
+    assert {t.xaxis for t in fig.data} == {"x", "x2"}
     assert f"budget.flops={half_flops}" in html and "budget.flops=1M" in html
     assert "seed=0" not in html
 

@@ -6,13 +6,23 @@ import random
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
 from search.budget import Budget
+from search.costs import CostModel
+from search.objective import Objective, load_val_data, subnet_params
 from search.plots import pareto_figure
-from search.results import CONTRACT_COLUMNS, pareto_mask, read_trials, write_table
+from search.results import (
+    CONTRACT_COLUMNS,
+    pareto_mask,
+    read_trials,
+    trials_frame,
+    write_table,
+)
 from search.runner import SearchResult
+from supernet.checkpoint import load_supernet
 
 
 def brute_force_front(acc: list[float], cost: list[float]) -> list[bool]:
@@ -69,7 +79,7 @@ def test_table_round_trip_is_atomic(tmp_path: Path) -> None:
 def test_search_table_contract(searched: SearchResult, half_flops: int) -> None:
     frame = read_trials(searched.run_dir / "trials.csv")
     assert list(frame.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
-    for extra in ("duration_s", "eval_s", "arch", "violation", "budget.flops"):
+    for extra in ("duration_s", "eval_s", "arch", "violation", "duplicate_of", "budget.flops"):
         assert extra in frame.columns
     assert len(frame) == 16 and frame["number"].tolist() == list(range(16))
     assert set(frame["state"]) == {"COMPLETE"}
@@ -93,10 +103,43 @@ def test_search_table_contract(searched: SearchResult, half_flops: int) -> None:
     )
 
 
-def test_plots_are_self_contained(searched: SearchResult) -> None:
+def test_repeated_subnet_names_the_trial_it_reuses(
+    trained_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A subnet proposed again is not evaluated again: its row's ``duplicate_of`` is the trial
+    whose accuracy it reuses, in the frame, in trials.csv/.parquet and read back as Int64."""
+    net, payload = load_supernet(trained_checkpoint)
+    space = net.space
+    data = load_val_data(payload["data"], space, val_size=32)
+    objective = Objective(net, data, Budget(), CostModel(space), batch_size=32)
+    study = optuna.create_study(direction="maximize")
+    for subnet in (space.smallest(), space.largest(), space.smallest()):
+        study.enqueue_trial(subnet_params(subnet))
+    study.optimize(objective, n_trials=3)
+    frame = trials_frame(study, space, Budget())
+    assert frame["duplicate_of"].tolist() == [pd.NA, pd.NA, 0]
+    assert frame.loc[2, "val_acc"] == frame.loc[0, "val_acc"] and frame.loc[2, "eval_s"] == 0
+    for path in write_table(frame, tmp_path / "trials"):
+        back = read_trials(path)
+        assert back["duplicate_of"].dtype == "Int64"
+        assert back["duplicate_of"].tolist() == [pd.NA, pd.NA, 0]
+
+
+def test_older_table_without_duplicate_of_is_read(searched: SearchResult, tmp_path: Path) -> None:
+    """A trials.csv written before the column existed reads with it empty."""
+    old = pd.read_csv(searched.run_dir / "trials.csv").drop(columns="duplicate_of")
+    old.to_csv(tmp_path / "trials.csv", index=False)
+    frame = read_trials(tmp_path / "trials.csv")
+    assert frame["duplicate_of"].dtype == "Int64" and frame["duplicate_of"].isna().all()
+
+
+def test_plots_share_one_plotlyjs(searched: SearchResult) -> None:
+    """The run's plots open offline without inlining plotly.js each: one plotly.min.js in the
+    run dir, loaded by a relative path."""
+    assert (searched.run_dir / "plotly.min.js").stat().st_size > 3_000_000
     for name in ("pareto.html", "history.html"):
         html = (searched.run_dir / name).read_text()
-        assert "<script" in html and '<script src="http' not in html and len(html) > 1_000_000
+        assert '<script charset="utf-8" src="plotly.min.js">' in html and len(html) < 200_000
     html = (searched.run_dir / "pareto.html").read_text()
     assert "over budget, not evaluated" in html and "Pareto front" in html
 
