@@ -8,7 +8,6 @@ get PNGs.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from supernet.common.atomic import atomic_write
+from supernet.common.console import say
 
 from .budget import Budget
 from .costs import UNITS
@@ -277,9 +277,10 @@ def save_figure(fig: go.Figure, html_path: str | Path, png: bool = True) -> list
                 if isinstance(exc, ImportError)
                 else f"kaleido could not render ({_first_line(exc)})"
             )
-            print(
+            say(
+                logging.getLogger(__name__),
                 f"note: HTML plots only, no PNG: {reason}; `pip install kaleido` and "
                 "`apt-get install chromium` enable PNGs",
-                file=sys.stderr,
+                stderr=True,
             )
     return written

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _check_jobs(sweep: Path, budgets: dict[str, str]) -> None:
-    """Every job of the sweep wrote its tables."""
+    """Every job of the sweep wrote its tables and a log holding the search's summary."""
     for job, flops in budgets.items():
         run = sweep / job
         trials = pd.read_csv(run / "trials.csv")
@@ -30,6 +30,8 @@ def _check_jobs(sweep: Path, budgets: dict[str, str]) -> None:
         assert f"flops={flops}" in (run / ".hydra" / "overrides.yaml").read_text().replace(
             "budget.", ""
         )
+        log = (run / "search.log").read_text()
+        assert "3 trials in the study" in log and f"tables and plots in {run}" in log, log
 
 
 @pytest.mark.slow
@@ -51,6 +53,8 @@ def test_joblib_sweep_runs_two_jobs_in_parallel(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     _check_jobs(sweep, {"0": "150k", "1": "300k"})
+    # No progress bar off a terminal (tqdm draws "NN%|"; text mode turns its \r into \n).
+    assert "%|" not in result.stderr + result.stdout
 
 
 @pytest.mark.slow
