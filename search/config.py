@@ -95,7 +95,9 @@ class SearchOptions:
     grace_period: int | None = option(120, "a trial silent this long is failed and retried")
     max_retry: int | None = option(3, "retries of one trial whose worker died")
     seed_trials: bool = option(True, "enqueue the smallest and largest subnets first")
-    progress: bool = option(True, "tqdm progress bar")
+    progress: Any = option(
+        "auto", "auto (a bar on a terminal; elsewhere a log line a minute) | true (the bar) | false"
+    )
     verbose: bool = option(False, "Optuna's per-trial log lines")
     plots_png: bool = option(True, "also write PNGs when kaleido + Chromium are available")
     tpe: TPEOptions = option(TPEOptions(), "")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from supernet.common.atomic import atomic_write
+from supernet.common.console import say
 
 from .budget import Budget
 from .costs import UNITS
@@ -404,9 +404,10 @@ def save_figure(
                 if isinstance(exc, ImportError)
                 else f"kaleido could not render ({_first_line(exc)})"
             )
-            print(
+            say(
+                logging.getLogger(__name__),
                 f"note: HTML plots only, no PNG: {reason}; `pip install kaleido` and "
                 "`apt-get install chromium` enable PNGs",
-                file=sys.stderr,
+                stderr=True,
             )
     return written

@@ -10,8 +10,8 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import logging
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +22,11 @@ from typing import Any
 import pandas as pd
 import yaml
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from supernet import Space
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write_text, make_dir
+from supernet.common.console import Progress, say
 from supernet.common.errors import CheckpointError, UserError
 from supernet.common.yamlio import YamlError, read_yaml
 
@@ -55,6 +55,8 @@ __all__ = [
     "read_manifest",
     "run_search",
 ]
+
+log = logging.getLogger(__name__)
 
 #: What a run directory records about its search (read by export and report).
 MANIFEST = "study.yaml"
@@ -286,33 +288,40 @@ def _run_search(
     }
     files = [_write_manifest(run_dir, manifest)]
     to_run = max(settings.n_trials - done - running, 0)
-    print(
+    say(
+        log,
         f"study {study_name!r} ({'new' if created else 'resumed'}, "
-        f"{len(study.trials)} trials so far) in {safe_url(storage_url)}\n"
+        f"{len(study.trials)} trials so far) in {safe_url(storage_url)}",
+        stderr=True,
+    )
+    say(
+        log,
         f"space {space.name or '(unnamed)'}, budget: {budget.describe()}, objectives: "
         f"{', '.join(settings.objectives)}, sampler: {settings.sampler_name}, "
         f"{len(data)} validation images, {settings.n_workers} worker(s)",
-        file=sys.stderr,
+        stderr=True,
     )
     if run.continued:
-        print(
+        say(
+            log,
             f"continuing this directory's unfinished run {run.id}: {done} of its "
             f"{run.n_trials} trials were done, {to_run} to go"
             + (f" ({running} still running in another process)" if running else ""),
-            file=sys.stderr,
+            stderr=True,
         )
 
     # 3. The trials.
-    bar = tqdm(
+    bar = Progress(
+        settings.progress,
         total=to_run,
         desc="search",
         unit="trial",
-        disable=not settings.progress or to_run == 0,
-        file=sys.stderr,
+        logger=log,
+        enabled=to_run > 0,
     )
 
     def progress(done: int) -> None:
-        bar.update(done - bar.n)
+        bar.update_to(done)
 
     failures: list[str] = []
     started = time.perf_counter()
@@ -360,7 +369,8 @@ def _run_search(
                 "; ".join(failures) + "; the tables could not be written either"
             ) from None
         raise
-    print(
+    say(
+        log,
         summary_text(
             frame,
             cost_axis=settings.cost_axis,
@@ -368,9 +378,11 @@ def _run_search(
             budget=budget,
             elapsed_s=elapsed,
             new_trials=count_finished(study) - before,
-        )
+        ),
     )
-    print(f"tables and plots in {run_dir}  (dashboard: optuna-dashboard {safe_url(storage_url)})")
+    say(
+        log, f"tables and plots in {run_dir}  (dashboard: optuna-dashboard {safe_url(storage_url)})"
+    )
     # Finished: every trial asked for is done and none of the run's is still running (a timeout
     # also finishes a run).
     complete = completed_by(study, run.id) >= run.n_trials and not running_in(study, run.id)

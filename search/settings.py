@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from supernet import Space
 from supernet.common.config import load
+from supernet.common.console import progress_mode
 from supernet.common.device import check_device
 from supernet.common.errors import UserError, quoted
 from supernet.common.resources import ResourceError, check_threads, cpu_cores
@@ -97,7 +98,7 @@ class SearchSettings:
     grace_period: int | None = 120
     max_retry: int | None = 3
     seed_trials: bool = True
-    progress: bool = True
+    progress: str = "auto"  # auto | true | false (supernet.common.console)
     verbose: bool = False
     plots_png: bool = True
     seed: int | None = 0
@@ -253,7 +254,7 @@ class SearchSettings:
                 "search.max_retry", s.get("max_retry", 3), allow_none=True, allow_zero=True
             ),
             seed_trials=bool(s.get("seed_trials", True)),
-            progress=bool(s.get("progress", True)),
+            progress=progress_mode(s.get("progress", "auto"), "search.progress"),
             verbose=bool(s.get("verbose", False)),
             plots_png=bool(s.get("plots_png", True)),
             seed=seed,

@@ -43,6 +43,7 @@ from optuna.trial import TrialState
 from supernet import Supernet
 from supernet.checkpoint import load_supernet
 from supernet.common.cli import Terminated, one_line
+from supernet.common.console import say
 from supernet.common.device import resolve_device as common_resolve_device
 from supernet.common.errors import UserError
 from supernet.common.resources import ResourceError, available_memory, format_bytes, process_memory
@@ -59,6 +60,8 @@ from .storage import open_storage, storage_error
 __all__ = ["FINISHED", "WorkerJob", "count_finished", "run_worker", "run_workers", "worker_seed"]
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -511,7 +514,7 @@ def run_workers(
                     if left <= 0 or (
                         run_id and run_total and claimed_by(study, run_id) >= run_total
                     ):
-                        print(f"note: {what}", file=sys.stderr)
+                        say(_log, f"note: {what}", stderr=True)
                     elif restarts == 0:
                         failures.append(
                             f"{what}; not restarted (search.worker_restarts="
@@ -523,7 +526,7 @@ def run_workers(
                             worker.job, n_trials=left, attempt=worker.job.attempt + 1
                         )
                         workers[i] = _Process.start(job, env)
-                        print(f"note: {what}; restarted for the other {left}", file=sys.stderr)
+                        say(_log, f"note: {what}; restarted for the other {left}", stderr=True)
             if all(w.process.poll() is not None and w.reported for w in workers):
                 break
             if settings.grace_period and time.monotonic() - checked > settings.grace_period:

@@ -79,6 +79,17 @@ CASES = [
         absent=("{run}/supernet.pt",),
     ),
     Case(
+        "train-progress-value",
+        "progress setting that is not auto, true or false",
+        "supernet.train",
+        ("hydra.run.dir={run}", "train.progress=sometimes", *TINY),
+        (
+            "train.progress must be auto, true or false, got 'sometimes'",
+            "pass values in those ranges",
+        ),
+        absent=("{run}/supernet.pt",),
+    ),
+    Case(
         "train-unknown-preset",
         "unknown space preset",
         "supernet.train",

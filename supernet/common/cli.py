@@ -261,11 +261,35 @@ def _hydra_message(exc: Exception) -> str:
         return config_message(cause)
     if isinstance(exc, MissingConfigException) and exc.options is not None:
         missing = exc.missing_cfg_file or str(exc).splitlines()[0]
+        plugin = _missing_plugin(missing, exc.options)
+        if plugin is not None:
+            return plugin
         return f"no config {missing}; the choices are {', '.join(exc.options)}"
     text = str(exc)
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({str(cause).splitlines()[0]})"
     return text.replace("\n", " ").strip()
+
+
+#: The Hydra launchers of the ``launchers`` extra: config name → the package that provides it.
+LAUNCHER_PLUGINS = {
+    "joblib": "hydra-joblib-launcher",
+    "submitit_local": "hydra-submitit-launcher",
+    "submitit_slurm": "hydra-submitit-launcher",
+}
+
+
+def _missing_plugin(missing: str, options: Sequence[str]) -> str | None:
+    """``hydra/launcher=joblib`` (or a submitit launcher) without its plugin installed: which
+    package provides it and how to install it."""
+    group, _, name = missing.removesuffix(".yaml").rpartition("/")
+    if group != "hydra/launcher" or name not in LAUNCHER_PLUGINS or name in options:
+        return None
+    return (
+        f"no Hydra launcher {name!r}: its plugin ({LAUNCHER_PLUGINS[name]}) is not installed; "
+        "pip install 'vitnas[launchers]' (the launchers installed now: "
+        f"{', '.join(options)})"
+    )
 
 
 def _run_dir_message(exc: OSError) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.config import option, register
+from ..common.console import progress_mode
 from ..common.errors import UserError, quoted
 from ..common.resources import check_threads
 from ..common.validate import is_int, is_number
@@ -22,6 +23,7 @@ from ..space import Space, SpaceError
 from .rng import seed_problem
 
 __all__ = [
+    "DISPLAY_ONLY",
     "MODES",
     "PRECISIONS",
     "STRATEGIES",
@@ -32,6 +34,8 @@ __all__ = [
 
 STRATEGIES = ("uniform", "sandwich")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Training options that change what is shown, not what is trained (a resume may change them).
+DISPLAY_ONLY = frozenset({"progress"})
 MODES = ("supernet", "finetune", "scratch")
 
 
@@ -84,6 +88,11 @@ class TrainConfig:
     precision: str = option("auto", "auto: bf16 (else fp16) autocast on CUDA, fp32 on CPU | ...")
     num_workers: int = option(0, "DataLoader workers (imagefolder wants several)")
     eval_batch_size: int = option(512, "evaluation batch")
+    progress: Any = option(
+        "auto",
+        "progress within an epoch: auto (a bar on a terminal; elsewhere a log line a minute) "
+        "| true (the bar) | false",
+    )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], min_epochs: int = 1) -> TrainConfig:
@@ -145,6 +154,10 @@ class TrainConfig:
             "eval_batch_size",
             "a positive integer",
         )
+        try:
+            progress_mode(self.progress, "train.progress")
+        except UserError as exc:
+            problems.append(str(exc).split(";")[0])
         if not problems and self.min_lr > self.lr:
             problems.append(f"train.min_lr ({self.min_lr}) is above train.lr ({self.lr})")
         if problems:

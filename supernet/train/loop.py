@@ -3,7 +3,8 @@
 What differs between the two is a :class:`Task`: which forward/backward passes a step makes,
 what validation reports, and how the model is checkpointed. The loop owns the rest: the sharded,
 seeded data order, augmentation, AdamW with warmup + cosine, autocast, gradient averaging across
-ranks, clipping, progress bar, a checkpoint and a metrics row after every epoch, and resume.
+ranks, clipping, progress within an epoch (``train.progress``: a bar on a terminal, sparse log
+lines elsewhere), a checkpoint and a metrics row after every epoch, and resume.
 
 Resume is exact on the CPU: the data order is a function of (seed, epoch), and every generator the
 loop or the task draws from is saved at each epoch's end and restored on resume, so a run killed at
@@ -30,9 +31,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 from ..common.atomic import atomic_write_text, remove_stale_temps
+from ..common.console import Progress
 from ..common.errors import UserError
 from ..data import BatchAugment, DataSplits
 from . import rng
@@ -255,29 +256,27 @@ class _Trainer:
         self.task.model.train()
         start = time.perf_counter()
         loss_sum, images = 0.0, 0
-        bar = tqdm(
-            self.loader,
+        bar = Progress(
+            self.config.progress,
             total=self.steps,
             desc=f"epoch {epoch + 1}/{self.config.epochs}",
             unit="batch",
-            leave=False,
-            dynamic_ncols=True,
-            disable=True if not self.env.is_main else None,  # None: off when not a terminal
+            logger=log,
+            enabled=self.env.is_main,
         )
-        for step, (x, y) in enumerate(bar):
-            try:
-                loss = self.step(x, y)
-            except _Diverged as diverged:
-                bar.close()
-                diverged.epoch, diverged.step = epoch + 1, step + 1
-                raise
-            loss_sum += loss
-            images += len(y) * self.env.world_size
-            rate = images / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{rate:.0f}", refresh=False)
-            if hooks.on_step is not None:
-                hooks.on_step(epoch, step, loss)
-        bar.close()
+        with bar:
+            for step, (x, y) in enumerate(self.loader):
+                try:
+                    loss = self.step(x, y)
+                except _Diverged as diverged:
+                    diverged.epoch, diverged.step = epoch + 1, step + 1
+                    raise
+                loss_sum += loss
+                images += len(y) * self.env.world_size
+                rate = images / max(time.perf_counter() - start, 1e-9)
+                bar.update(1, loss=f"{loss:.3f}", img_s=f"{rate:.0f}")
+                if hooks.on_step is not None:
+                    hooks.on_step(epoch, step, loss)
         mean = self.env.mean(loss_sum / self.steps)
         if not math.isfinite(mean):  # a distributed run whose loss diverged on some rank
             diverged = _Diverged(f"the mean training loss became {mean}", [])

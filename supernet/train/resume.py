@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import DataConfig, DataError
-from .config import ConfigError, TrainConfig
+from .config import DISPLAY_ONLY, ConfigError, TrainConfig
 
 __all__ = ["check_same_settings", "resume_path"]
 
@@ -92,7 +92,7 @@ def check_same_settings(
     diff = [
         f"{k}: checkpoint {before[k]!r}, requested {now[k]!r}"
         for k in now
-        if before.get(k) != now[k]
+        if before.get(k) != now[k] and k.removeprefix("train.") not in DISPLAY_ONLY
     ]
     if diff:
         raise ConfigError(
