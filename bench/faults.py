@@ -450,6 +450,10 @@ def _alive(pids: list[int]) -> list[int]:
     return alive
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_piped(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     """As :func:`_start`, but stderr is kept apart (its last line is checked)."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -461,6 +465,7 @@ def _start_piped(args: list[str], log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_default_sigint,  # Ctrl-C acts as at a terminal, however this was started
         )
 
 

@@ -307,7 +307,12 @@ class _Interrupts:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        # A signal the process ignores (SIGINT in a background job of a script) stays ignored.
+        previous = {
+            s: handler
+            for s in (signal.SIGINT, signal.SIGTERM)
+            if (handler := signal.getsignal(s)) is not signal.SIG_IGN
+        }
         for number in previous:
             signal.signal(number, self.handler)
         try:
@@ -383,7 +388,10 @@ def worker_process_main() -> None:
     written as one line to stdout, which the parent reads; everything else goes to stderr.
     """
     signal.signal(signal.SIGTERM, _stop_once)
-    signal.signal(signal.SIGINT, _stop_once)
+    # A search started with SIGINT ignored (a background job of a script: `python -m search &`)
+    # ignores Ctrl-C in its parent; its workers do too, or they would stop and be restarted.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _stop_once)
     _die_with_parent()
     report = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything printed goes to stderr: stdout is the parent's error channel

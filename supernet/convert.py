@@ -252,9 +252,12 @@ def convert_autoformer(path: str | Path, opts: ConvertOptions) -> Conversion:
     out, path = Path(opts.out), Path(path)
     onnx = str(opts.onnx).lower()
     if onnx not in ("auto", "true", "false"):
-        raise UserError(f"onnx must be auto, true or false, got {opts.onnx!r}")
+        raise UserError(f"onnx must be auto, true or false, got {opts.onnx!r}; pass onnx=auto")
     if opts.val_size < 1:
-        raise UserError(f"val_size must be a positive number of images, got {opts.val_size}")
+        raise UserError(
+            f"val_size must be a positive number of images, got {opts.val_size}; pass "
+            "val_size=10000 (or fewer, for a quicker search)"
+        )
     with writing(out):
         remove_stale_staging(out)  # what a conversion killed half-way left
     check_target_dir(out, opts.overwrite, f"out={out}", "overwrite=true")
@@ -265,9 +268,9 @@ def convert_autoformer(path: str | Path, opts: ConvertOptions) -> Conversion:
     if result.kind == "supernet":
         if not opts.data:
             raise UserError(
-                f"{path} is a supernet checkpoint: pass data=<ImageFolder root with train/ and "
-                "val/>, the images python -m search will evaluate its subnets on (or subnet=<name> "
-                "to export one subnet)"
+                f"{path} is a supernet checkpoint, and a supernet needs the images python -m "
+                "search will evaluate its subnets on; pass data=<ImageFolder root with train/ and "
+                "val/> (or subnet=<name> to export one subnet)"
             )
         data = _data_config(opts.data, space, opts.val_size)
     elif opts.data:

@@ -672,7 +672,7 @@ CASES = [
         "option out of range",
         "supernet.convert",
         ("autoformer", "{af_supernet}", "out={run}", "val_size=0"),
-        ("val_size must be a positive number of images, got 0",),
+        ("val_size must be a positive number of images, got 0", "pass val_size=10000"),
         absent=("{run}",),
     ),
     Case(
@@ -723,7 +723,7 @@ CASES = [
         "AutoFormer supernet without the images to search it on",
         "supernet.convert",
         ("autoformer", "{af_supernet}", "out={run}", "space={af_space}"),
-        ("is a supernet checkpoint: pass data=<ImageFolder root with train/ and val/>",),
+        ("is a supernet checkpoint", "pass data=<ImageFolder root with train/ and val/>"),
         absent=("{run}",),
     ),
     Case(

@@ -62,6 +62,10 @@ def started() -> Iterator[list[subprocess.Popen[str]]]:
         process.wait()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(command: list[str], started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         command,
@@ -71,6 +75,9 @@ def _start(command: list[str], started: list[subprocess.Popen[str]]) -> subproce
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, so the test can kill all of it
+        # Ctrl-C as at a terminal, even when the tests themselves run with SIGINT ignored (a
+        # background job of a non-interactive shell, as CI may start them)
+        preexec_fn=_default_sigint,
     )
     started.append(process)
     return process
@@ -290,6 +297,40 @@ def test_ctrl_c_stops_a_search_in_one_line_and_leaves_nothing_running(
     assert not [t.number for t in load().get_trials() if t.state == TrialState.RUNNING]
     assert _manifest_run(tmp_path)["finished"] is False
     _rerun_finishes(command, load, tmp_path, asked=16)
+
+
+@pytest.mark.slow
+def test_a_search_started_with_sigint_ignored_ignores_it_in_its_workers_too(
+    random_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A background job of a script (`python -m search ... &`) starts with SIGINT ignored, and
+    so its parent ignores the terminal's Ctrl-C; its workers must too, rather than stop and be
+    restarted: the run goes on and ends with exactly n_trials, no worker noted as killed."""
+    command = _command(random_checkpoint, tmp_path, 12)
+    process = subprocess.Popen(
+        command,
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        load = _loader(default_storage_url(tmp_path), "digits_small/val_acc/nobudget/random/seed0")
+        _wait_for_complete(load, process, tmp_path, 3)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, err[-3000:]
+    assert "killed by SIGINT" not in err and "interrupted" not in err, err[-3000:]
+    trials = load().get_trials()
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 12
+    assert _manifest_run(tmp_path)["finished"] is True
 
 
 @pytest.mark.slow

@@ -425,7 +425,9 @@ def test_cli_user_error_is_one_line(tmp_path) -> None:
     run = _cli("calibrate", "space=digits", "batch_size=0", f"hydra.run.dir={tmp_path}/h",
                cwd=tmp_path)  # fmt: skip
     assert run.returncode == 2
-    assert run.stderr.strip() == "error: batch_size must be an integer >= 1, got 0"
+    assert run.stderr.strip() == (
+        "error: batch_size must be an integer >= 1, got 0; pass batch_size=1"
+    )
     assert not (tmp_path / "latency_profiles").exists()
 
 

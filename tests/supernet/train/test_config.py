@@ -31,7 +31,7 @@ def test_defaults_are_one_source_of_truth() -> None:
     uniform = run_config(_compose("train=uniform"), "/tmp/x", []).train
     assert uniform == dataclasses.replace(TrainConfig(), strategy="uniform")
     with pytest.raises(Exception, match="num_random"):  # a sandwich option: not in uniform
-        _compose("train=uniform", "train.num_random=3")
+        run_config(_compose("train=uniform", "train.num_random=3"), "/tmp/x", [])
 
 
 @pytest.mark.parametrize("data", ["digits", "fashion_mnist", "cifar10", "cifar100", "imagefolder"])
