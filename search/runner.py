@@ -171,6 +171,27 @@ def _previous_manifest(path: Path) -> Mapping[str, Any] | None:
     return data if isinstance(data, Mapping) else None
 
 
+def _check_same_search(
+    previous: Mapping[str, Any] | None, run_dir: Path, study_name: str, now: Mapping[str, Any]
+) -> None:
+    """A run directory holds one search: a command whose settings name another study (another
+    budget, objective, sampler, seed, checkpoint or storage) is refused before anything is
+    written, or its tables and manifest would replace those of the search already there."""
+    if previous is None or previous.get("study_name") in (None, study_name):
+        return
+    changed = [
+        f"{key} {previous.get(key)!r} -> {value!r}"
+        for key, value in now.items()
+        if key in previous and previous.get(key) != value
+    ]
+    raise UserError(
+        f"{run_dir} holds the search of study {previous.get('study_name')!r}, and this "
+        f"command's settings make another study, {study_name!r}"
+        + (f" ({', '.join(changed)})" if changed else "")
+        + "; give it its own hydra.run.dir, or repeat the first search's settings to continue it"
+    )
+
+
 @contextlib.contextmanager
 def _run_dir_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on the run directory while a search runs in it: two searches in
@@ -249,6 +270,19 @@ def _run_search(
         max_retry=settings.max_retry,
     )
     study_name = settings.study_name or default_study_name(settings, space, budget)
+    _check_same_search(
+        _previous_manifest(manifest_path),
+        run_dir,
+        study_name,
+        {
+            "checkpoint_sha256": sha,
+            "budget": budget.to_config(),
+            "objectives": list(settings.objectives),
+            "sampler": settings.sampler_name,
+            "seed": settings.seed,
+            "storage": safe_url(storage_url),
+        },
+    )
     identity = {
         "checkpoint_sha256": sha,
         "objectives": list(settings.objectives),

@@ -64,3 +64,28 @@ def test_a_finished_run_is_recorded_and_its_trials_carry_its_id(
     assert [t.user_attrs[RUN_ATTR] for t in study.trials] == [run.id] * 3
     again = run_search(cfg, tmp_path)  # finished: the same command adds three more
     assert len(again.trials) == 6
+
+
+def test_another_search_in_a_run_dir_is_refused_before_anything_is_written(
+    random_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """A run dir holds one search: the same dir with another budget (another study) would
+    replace its manifest and tables, so it is refused, naming the difference."""
+    import pytest
+
+    from supernet.common.errors import UserError
+
+    first = ("search.sampler=random", "search.n_trials=3", f"supernet={random_checkpoint}")
+    run_search(search_config(*first, "budget.flops=1M"), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(UserError) as refused:
+        run_search(search_config(*first, "budget.flops=2M"), tmp_path)
+    message = str(refused.value)
+    assert "holds the search of study" in message and "budget" in message
+    assert "give it its own hydra.run.dir" in message
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    studies = optuna.get_all_study_names(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(studies) == 1
+    # the first search's own settings continue it
+    again = run_search(search_config(*first, "budget.flops=1M"), tmp_path)
+    assert len(again.trials) == 6
