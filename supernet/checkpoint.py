@@ -10,7 +10,6 @@ state dict); training adds its own entries (optimizer, scheduler, RNG states, ep
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from .common.atomic import atomic_write
 from .common.device import check_device
 from .common.errors import CheckpointError, quoted
 from .common.resources import check_memory
+from .common.torchfile import ReadError, load_torch_file
 from .model import Supernet, weight_count
 from .preprocessing import Preprocessing, PreprocessingError
 from .saved_model import check_finite
@@ -74,18 +74,11 @@ def load_checkpoint(
         else:
             raise CheckpointError(f"{path} is a directory without a supernet.pt checkpoint")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
+        payload = load_torch_file(path, map_location=map_location, what="checkpoint")
+    except ReadError as exc:
         raise CheckpointError(
-            f"refusing to load {path}: it holds objects other than tensors and plain data, "
-            "which could run code when unpickled; use a checkpoint written by `python -m "
-            "supernet.train`"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: the file is truncated or corrupt "
-            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); restore it "
-            "from a copy, or remove it and train again"
+            f"{exc}; use a checkpoint written by `python -m supernet.train` (a damaged one: "
+            "restore it from a copy, or remove it and train again)"
         ) from None
     what = "supernet" if expected_format == FORMAT else f"{expected_format!r}"
     if not isinstance(payload, Mapping) or payload.get("format") != expected_format:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from typing import Any
 import torch
 
 from ..common.errors import CheckpointError
+from ..common.torchfile import ReadError, load_torch_file
 from ..space import PRESETS_DIR, Space, SpaceError
 from .model import VisionTransformer
 from .space import SearchSpace, SubnetConfig
@@ -127,19 +127,11 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ConversionError(f"AutoFormer checkpoint not found: {path}")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+        payload = load_torch_file(path, safe_globals=[argparse.Namespace])
+    except ReadError as exc:
         raise ConversionError(
-            f"refusing to load {path}: it holds objects other than tensors and plain data, "
-            "which could run code when unpickled; give a checkpoint saved by AutoFormer "
-            "(a state dict, or a dict with one under 'model')"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConversionError(
-            f"cannot read {path}: the file is truncated or corrupt ({first}); download or copy "
-            "it again"
+            f"{exc}; give a checkpoint saved by AutoFormer (a state dict, or a dict with one "
+            "under 'model'; a damaged download: download or copy it again)"
         ) from None
     if isinstance(payload, Mapping) and isinstance(payload.get("model"), Mapping):
         payload = payload["model"]

@@ -555,7 +555,7 @@ def test_command_option_errors(tmp_path: Path) -> None:
     data = _image_folder(tmp_path / "nine", 9, 12, per_class=1)
     cases = [
         (ConvertOptions(space=str(space_file)), "give out=<dir>"),
-        (base, "is a supernet checkpoint: pass data=<ImageFolder root"),
+        (base, "is a supernet checkpoint, and a supernet needs"),
         (dataclasses.replace(base, data=str(tmp_path)), "needs " + str(tmp_path / "train")),
         (dataclasses.replace(base, data=str(data)), "has 9 class folder(s) but the checkpoint"),
         (dataclasses.replace(base, subnet="largest", data=str(data)), "data= is for a supernet"),

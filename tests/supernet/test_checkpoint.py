@@ -186,3 +186,35 @@ def test_stale_staging_is_tidied(tiny_space: SearchSpace, tmp_path: Path) -> Non
     assert remove_stale_staging(target) == []
     assert not (tmp_path / ".export.old").exists()
     torch.testing.assert_close(load_subnet(target).state_dict(), model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello world\n",
+        "epoch,train_loss\n1,0.5\n",
+        "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n",
+        "<html><body>404</body></html>",
+        "e",
+        "test",
+        "bad gateway",
+    ],
+)
+def test_a_text_file_given_as_checkpoint_is_named_a_text_file(tmp_path: Path, text: str) -> None:
+    """torch's weights-only unpickler raises IndexError or KeyError on some texts; the loader
+    says what the file is instead, in one line."""
+    path = tmp_path / "supernet.pt"
+    path.write_text(text)
+    with pytest.raises(CheckpointError, match=r"is a text file \(it starts .*use a checkpoint"):
+        load_checkpoint(path)
+
+
+def test_garbage_after_a_pickle_protocol_byte_is_one_checkpoint_error(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(0)
+    path = tmp_path / "supernet.pt"
+    for _ in range(200):
+        path.write_bytes(b"\x80" + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))))
+        with pytest.raises(CheckpointError, match="cannot read checkpoint|refusing to load"):
+            load_checkpoint(path)
