@@ -198,8 +198,38 @@ def write_table(frame: pd.DataFrame, path_stem: str | Path) -> list[Path]:
     stem = Path(path_stem)
     csv, parquet = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
     atomic_write(csv, lambda tmp: frame.to_csv(tmp, index=False))
-    atomic_write(parquet, lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(parquet, lambda tmp: _parquet_safe(frame).to_parquet(tmp, index=False))
     return [csv, parquet]
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column of mixed Python types (runs of two families in one report:
+    a ViT's ``embed_dim`` 64 beside a Swin's ``[24, 48]``, written as JSON text) as text, the
+    one type Parquet can store them all as; as in the CSV, a reader decodes them per family."""
+    mixed = [
+        column
+        for column in frame.columns
+        if frame[column].dtype == object
+        and len({type(v) for v in frame[column] if not _missing(v)}) > 1
+    ]
+    if not mixed:
+        return frame
+    out = frame.copy()
+    for column in mixed:
+        out[column] = [
+            None if _missing(v) else v if isinstance(v, str) else json.dumps(v, default=_plain)
+            for v in frame[column]
+        ]
+    return out
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar or array as the Python value JSON can write."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)  # type: ignore[union-attr]
 
 
 class TrialsTableError(UserError):

@@ -80,3 +80,28 @@ def test_find_runs_errors(tmp_path: Path) -> None:
         find_runs([tmp_path])
     with pytest.raises(UserError, match="not found"):
         find_runs([tmp_path / "missing"])
+
+
+def test_report_of_a_vit_and_a_swin_run_side_by_side(
+    random_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """The two families at equal cost in one report: their architecture columns differ in type
+    (a ViT's embed_dim 64, a Swin's per-stage [24, 48]); the report and its Parquet hold both."""
+    import torch
+
+    from supernet import SearchSpace, Supernet
+    from supernet.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    swin = tmp_path / "swin.pt"
+    space = SearchSpace.preset("swin_digits")
+    save_checkpoint(swin, Supernet(space), data={"name": "digits"}, train={}, epoch=0)
+    for name, checkpoint in (("vit", random_checkpoint), ("swin", swin)):
+        cfg = search_config(f"supernet={checkpoint}", "search.n_trials=3", "search.sampler=random")
+        run_search(cfg, tmp_path / "sweep" / name)
+    report = write_report([tmp_path / "sweep"], png=False)
+    assert set(report.trials["family"]) == {"vit", "swin"}
+    stored = pd.read_parquet(tmp_path / "sweep" / "report.parquet")
+    assert len(stored) == len(report.trials) == 6
+    swin_rows = stored[stored["family"] == "swin"]
+    assert all(str(v).startswith("[") for v in swin_rows["embed_dim"])
