@@ -36,6 +36,7 @@ from .costs import CostModel
 from .objective import load_val_data, subnet_params
 from .plots import history_figure, pareto_figure, save_figure
 from .results import summary_text, trials_frame, write_table
+from .samplers import build_sampler
 from .settings import SearchSettings
 from .stale import fail_dead_workers, fail_silent_trials
 from .storage import default_storage_url, open_storage, open_study, safe_url, storage_error
@@ -254,6 +255,16 @@ def _run_search(
     costs = CostModel(space, profile.predict_ms if profile is not None else None)
     budget = settings.budget
     budget.check(space, costs)
+    build_sampler(  # its options are checked here, before anything is written
+        settings.sampler,
+        settings.sampler_options,
+        space=space,
+        is_feasible=lambda subnet: True,
+        n_objectives=len(settings.objectives),
+        seed=settings.seed,
+        n_workers=settings.n_workers,
+        n_trials=settings.n_trials,
+    )
     data = load_val_data(data_config, space, settings.val_size)
     check_worker_memory(settings.n_workers)
     checkpoint = settings.supernet

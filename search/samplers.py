@@ -315,7 +315,16 @@ def build_sampler(
     try:
         return _build(name, opts, space, is_feasible, seed, n_workers)
     except (TypeError, ValueError) as exc:  # Optuna's own checks of the option values
-        raise UserError(f"search.{name}: {exc}") from None
+        raise UserError(
+            f"search.{name}: {str(exc).rstrip('.')}; pass a value in range (python -m search "
+            f"--help lists search.{name}.* with their defaults)"
+        ) from None
+
+
+def _count(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{key}` must be an integer >= 0, got {value!r}")
+    return value
 
 
 def _build(
@@ -334,7 +343,7 @@ def _build(
         if name == "tpe":
             return TPESampler(
                 seed=seed,
-                n_startup_trials=int(opts.get("n_startup_trials", 10)),
+                n_startup_trials=_count("n_startup_trials", opts.get("n_startup_trials", 10)),
                 multivariate=bool(opts.get("multivariate", True)),
                 group=bool(opts.get("multivariate", True)),  # conditional (define-by-run) layers
                 constant_liar=n_workers > 1,
@@ -342,7 +351,7 @@ def _build(
         if name == "gp":
             return GPSampler(
                 seed=seed,
-                n_startup_trials=int(opts.get("n_startup_trials", 10)),
+                n_startup_trials=_count("n_startup_trials", opts.get("n_startup_trials", 10)),
                 deterministic_objective=True,  # inherited-weight accuracy has no noise
                 warn_independent_sampling=False,
             )

@@ -374,6 +374,35 @@ CASES = [
         absent=("{run}/study.db", "{pwned}"),
     ),
     Case(
+        "search-text-checkpoint",
+        "a text file given as checkpoint (a log, a CSV)",
+        "search",
+        ("hydra.run.dir={run}", "supernet={text_file}"),
+        ("is a text file (it starts", "use a checkpoint written by"),
+        absent=("{run}/study.db", "{run}/trials.csv"),
+    ),
+    Case(
+        "search-sampler-option-out-of-range",
+        "sampler option out of range",
+        "search",
+        (
+            "hydra.run.dir={run}",
+            "supernet={checkpoint}",
+            "search.sampler=nsga2",
+            "search.nsga2.population_size=1",
+        ),
+        ("search.nsga2: `population_size` must be greater than or equal to 2", "pass a value"),
+        absent=("{run}/study.db", "{run}/study.yaml"),
+    ),
+    Case(
+        "search-startup-trials-negative",
+        "negative TPE start-up trials",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.tpe.n_startup_trials=-1"),
+        ("`n_startup_trials` must be an integer >= 0, got -1", "pass a value in range"),
+        absent=("{run}/study.db", "{run}/study.yaml"),
+    ),
+    Case(
         "search-budget-below-smallest",
         "budget below the smallest subnet",
         "search",
@@ -1028,6 +1057,7 @@ SHOWN = {
     "checkpoint": "<supernet.pt>",
     "truncated": "<truncated.pt>",
     "crafted": "<crafted.pt>",
+    "text_file": "<metrics.csv>",
     "foreign": "<other tool's .pt>",
     "mismatched": "<.pt: 28x28 space, digits data>",
     "search_run": "<search run>",
@@ -1197,6 +1227,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     torch.save({"model": _autoformer_state(16, 2, 2, 8, 12, 4, 3, 5)}, root / "af_supernet.pth")
     torch.save({"model": _autoformer_state(40, 3, 1, 16, 8, 2, 1, 10)}, root / "af_outside.pth")
     torch.save({"model": {"cls_token": "zeros"}}, root / "af_not_tensors.pth")
+    (root / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")  # tab-completed by mistake
     # A refused command must leave the run directories' Hydra config copies as they were.
     for run_dir in (run.run_dir, searched.run_dir):
         (run_dir / ".hydra").mkdir(exist_ok=True)
@@ -1209,6 +1240,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "checkpoint": str(checkpoint),
         "truncated": str(truncated),
         "crafted": str(root / "crafted.pt"),
+        "text_file": str(root / "metrics.csv"),
         "foreign": str(root / "foreign.pt"),
         "mismatched": str(root / "mismatched.pt"),
         "search_run": str(searched.run_dir),

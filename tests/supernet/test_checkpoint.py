@@ -216,5 +216,5 @@ def test_garbage_after_a_pickle_protocol_byte_is_one_checkpoint_error(tmp_path: 
     path = tmp_path / "supernet.pt"
     for _ in range(200):
         path.write_bytes(b"\x80" + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))))
-        with pytest.raises(CheckpointError, match="cannot read checkpoint|refusing to load"):
+        with pytest.raises(CheckpointError, match=r"cannot read checkpoint|refusing to load"):
             load_checkpoint(path)
