@@ -54,6 +54,8 @@ __all__ = [
     "verdict",
 ]
 
+#: The two-sided p of Kendall's τ below which an agreement is not put down to chance.
+SIGNIFICANT_P = 0.05
 #: τ from which a supernet's ranking counts as reliable (the issue's target; weight-sharing
 #: papers report 0.5 to 0.8).
 RELIABLE_TAU = 0.8
@@ -216,7 +218,13 @@ def verdict(stats: Mapping[str, float]) -> str:
             f"verdict: Kendall τ undefined over {n} subnets (an accuracy column is constant); "
             "train longer or pick subnets further apart"
         )
-    if tau >= RELIABLE_TAU:
+    p = stats.get("kendall_p", math.nan)
+    if tau >= PARTLY_RELIABLE_TAU and not p <= SIGNIFICANT_P:
+        trust = (
+            f"inconclusive: over so few subnets a τ this high arises by chance (p = {p:.2f}); "
+            "rank more subnets (k=8 or more)"
+        )
+    elif tau >= RELIABLE_TAU:
         trust = "reliable: inherited weights rank subnets as stand-alone training does"
     elif tau >= PARTLY_RELIABLE_TAU:
         trust = "partly reliable: the coarse order holds, close subnets swap places"

@@ -123,16 +123,29 @@ def test_stats_and_verdict() -> None:
     assert math.isnan(same["kendall_tau_finetune"]) and math.isnan(
         same["mean_finetune_minus_scratch_pt"]
     )
-    line = verdict(same)
-    assert line.startswith("verdict: Kendall τ = 1.00") and "reliable:" in line
+    line = verdict(same)  # 4 subnets: even a perfect order has p = 0.08
+    assert line.startswith("verdict: Kendall τ = 1.00") and "inconclusive:" in line
+    assert "p = 0.08" in line and "rank more subnets" in line
     assert "7.75 pt above stand-alone" in line
+    six = rank_stats(
+        _table([0.80, 0.82, 0.85, 0.90, 0.91, 0.93], [0.70, 0.75, 0.80, 0.81, 0.82, 0.9])
+    )
+    assert six["kendall_p"] < 0.05 and "reliable:" in verdict(six)
+    assert "inconclusive" not in verdict(six)
 
     reversed_ = rank_stats(_table([0.80, 0.82, 0.85, 0.90], [0.81, 0.80, 0.75, 0.70]))
     assert reversed_["kendall_tau"] == pytest.approx(-1.0)
     assert "unreliable" in verdict(reversed_)
     one_swap = rank_stats(_table([0.80, 0.82, 0.85, 0.90], [0.70, 0.80, 0.75, 0.81]))
     assert one_swap["kendall_tau"] == pytest.approx(4 / 6)  # 5 concordant pairs, 1 discordant
-    assert "partly reliable" in verdict(one_swap)
+    assert "inconclusive" in verdict(one_swap)  # p = 0.33 over 4 subnets
+    pairs_swapped = rank_stats(  # 10 subnets, neighbours swapped in pairs: τ 0.78, p 0.001
+        _table(
+            [0.80, 0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89],
+            [0.71, 0.70, 0.73, 0.72, 0.75, 0.74, 0.77, 0.76, 0.79, 0.78],
+        )
+    )
+    assert "partly reliable" in verdict(pairs_swapped)
 
     flat = rank_stats(_table([0.8, 0.8, 0.8], [0.7, 0.75, 0.8]))
     assert math.isnan(flat["kendall_tau"]) and "undefined" in verdict(flat)
