@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import UserError, quoted
@@ -108,11 +108,14 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def options_help(schema: type, prefix: str = "") -> str:
-    """Every option of ``schema`` as ``key=default  help``, one per line, nested ones dotted."""
+def options_help(schema: type, prefix: str = "", composed: Any = None) -> str:
+    """Every option of ``schema`` as ``key=default  help``, one per line, nested ones dotted.
+
+    ``composed``: the app's composed config (its presets applied), whose values are the
+    defaults shown; a config group (``space``) shows the preset chosen."""
     rows = []
     for key, default, text in _fields(schema, prefix):
-        shown = _shown(default)
+        shown = _shown(_composed_default(composed, key, default))
         rows.append((f"{key}={shown}", text))
     width = min(max((len(k) for k, _ in rows), default=0), 38)
     return "\n".join(
@@ -121,8 +124,26 @@ def options_help(schema: type, prefix: str = "") -> str:
     )
 
 
+def _composed_default(composed: Any, key: str, default: Any) -> Any:
+    if composed is None:
+        return default
+    try:
+        choices = OmegaConf.select(composed, "hydra.runtime.choices")
+        if choices is not None and key in choices and choices[key] is not None:
+            return choices[key]  # a config group: the preset it picked
+        value = OmegaConf.select(composed, key, default=default, throw_on_missing=False)
+        if isinstance(value, DictConfig | ListConfig):
+            return OmegaConf.to_container(value, resolve=True)
+        return value
+    except OmegaConfBaseException:
+        return default
+
+
+def _options_resolver(name: str, _root_: Any = None) -> str:
+    return options_help(_SCHEMAS[name], composed=_root_).replace("$", "$$")
+
+
 # `--help` templates list an app's options with ${vitnas.options:<schema name>}; Hydra fills the
-# template with string.Template, so a literal $ is written $$.
-OmegaConf.register_new_resolver(
-    "vitnas.options", lambda name: options_help(_SCHEMAS[name]).replace("$", "$$"), replace=True
-)
+# template with string.Template, so a literal $ is written $$. The defaults shown are the
+# composed config's (``_root_``): what a run without overrides gets.
+OmegaConf.register_new_resolver("vitnas.options", _options_resolver, replace=True)

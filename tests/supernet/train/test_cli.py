@@ -57,3 +57,18 @@ def test_user_errors_are_one_line_unless_debug(tmp_path: Path) -> None:
     assert missing.returncode == 2, missing.stderr
     assert missing.stderr.startswith("error: ImageFolder data needs ")
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_help_shows_the_defaults_a_run_gets(tmp_path: Path) -> None:
+    """--help lists each option with the value a run without that override gets: the presets'
+    values (digits' crop padding 1), the chosen preset of a group (space=digits), and the
+    command line's own overrides."""
+    out = _run("--help", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.split() == ["space=digits", *line.split()[1:]] for line in lines)
+    assert any(line.strip().startswith("data.augment.crop_padding=1 ") for line in lines)
+    assert not any(line.strip().startswith("space=null") for line in lines)
+    chosen = _run("space=swin_digits", "train.epochs=7", "--help", cwd=tmp_path)
+    assert any(line.strip().startswith("space=swin_digits ") for line in chosen.stdout.splitlines())
+    assert any(line.strip().startswith("train.epochs=7 ") for line in chosen.stdout.splitlines())
