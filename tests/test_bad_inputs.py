@@ -374,6 +374,14 @@ CASES = [
         absent=("{run}/study.db", "{pwned}"),
     ),
     Case(
+        "search-space-override",
+        "space= given to a search (the space is the checkpoint's)",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "space=digits"),
+        ("unknown option space", "comes from its supernet checkpoint", "drop space="),
+        absent=("{run}",),
+    ),
+    Case(
         "search-text-checkpoint",
         "a text file given as checkpoint (a log, a CSV)",
         "search",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -250,6 +251,14 @@ def _hydra_message(exc: Exception) -> str:
         return (
             f"cannot parse the override {exc.override!r}; quote a value that holds special "
             "characters, as in key='a<=b' (Hydra's override grammar)"
+        )
+    group = re.search(r"Could not override '([^']+)'\. No match in the defaults list", str(exc))
+    if group is not None:
+        key = group.group(1)
+        extra = " (a search's space comes from its supernet checkpoint)" if key == "space" else ""
+        return (
+            f"unknown option {key}: this command has no {key} to choose{extra}; drop {key}=, "
+            "or check its spelling (--help lists the options)"
         )
     cause = exc.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in struct" in str(cause):
