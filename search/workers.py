@@ -232,14 +232,27 @@ def run_worker(
                         gc_after_trial=False,
                     )
                     break
-                except (ValueError, AssertionError):
-                    if not _failed_elsewhere(study, interrupts.current, s.grace_period):
+                except (ValueError, AssertionError) as exc:
+                    if not _cannot_tell(exc) or not _failed_elsewhere(
+                        study, interrupts.current, s.grace_period
+                    ):
                         raise
                     finished += 1  # the trial is spent; its retry evaluates the subnet again
     except KeyboardInterrupt:
         settle_interrupted(study, interrupts.current)
         raise
     return objective
+
+
+def _cannot_tell(exc: BaseException) -> bool:
+    """Whether ``exc`` is Optuna refusing to record a result for a trial that is finished
+    already ("Cannot tell a FAIL trial", raised as such or, when the objective had returned, as
+    the context of the assertion that follows it in Optuna's bookkeeping), not an error of the
+    objective itself (which Optuna re-raises after recording the failure)."""
+    for error in (exc, exc.__context__):
+        if isinstance(error, ValueError) and str(error).startswith("Cannot tell a "):
+            return True
+    return False
 
 
 def _failed_elsewhere(study: optuna.Study, current: int | None, grace_period: object) -> bool:

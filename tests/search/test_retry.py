@@ -126,3 +126,26 @@ def test_worker_survives_its_trial_failed_by_another_process(
     assert len(study.trials) == 4
     assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 3
     assert (result.trials["state"] == "COMPLETE").sum() == 3
+
+
+def test_an_error_of_the_objective_itself_is_not_taken_for_a_trial_failed_elsewhere(
+    random_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Optuna records the failure of an objective that raises, then re-raises it: the trial is
+    FAIL by the worker itself, and the error must reach the user, not be logged away."""
+    from search.objective import Objective
+
+    def broken(self: Objective, subnet: object) -> float:
+        raise ValueError("a bug in the objective")
+
+    monkeypatch.setattr(Objective, "evaluate", broken)
+    with pytest.raises(ValueError, match="a bug in the objective"):
+        run_search(
+            search_config(
+                f"supernet={random_checkpoint}", "search.sampler=random", "search.n_trials=2"
+            ),
+            tmp_path,
+        )
