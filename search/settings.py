@@ -190,7 +190,8 @@ class SearchSettings:
         ):
             raise SettingsError(
                 f"search.objectives must be [val_acc] or [val_acc, <cost>] with a cost among "
-                f"{', '.join(METRICS)}; got {list(objectives)}"
+                f"{', '.join(METRICS)}, got {list(objectives)}; pass search.objectives=[val_acc] "
+                "or search.objectives=[val_acc,flops]"
             )
         sampler = str(s.get("sampler", "auto"))
         if sampler not in SAMPLERS:

@@ -959,6 +959,14 @@ CASES = [
         absent=("{run}/latency_measurement.yaml",),
     ),
     Case(
+        "latency-space-and-supernet",
+        "space= and supernet= both given (latency)",
+        "search.latency",
+        ("measure", "hydra.run.dir={run}", "space=swin_digits", "supernet={checkpoint}"),
+        ("both name the space to measure", "pass only one of them"),
+        absent=("{run}",),
+    ),
+    Case(
         "latency-option-typo",
         "misspelt option",
         "search.latency",

@@ -40,8 +40,20 @@ COMMANDS = ("calibrate", "measure")
 def _space(cfg: DictConfig) -> Space:
     if cfg.supernet:
         payload = load_checkpoint(cfg.supernet)
-        return checkpoint_space(payload, cfg.supernet)
+        space = checkpoint_space(payload, cfg.supernet)
+        chosen = HydraConfig.get().runtime.choices.get("space")
+        if _space_given() and chosen is not None:
+            raise LatencyError(
+                f"space={chosen} and supernet={cfg.supernet} both name the space to measure "
+                f"(the checkpoint's is {space.name or space.family}); pass only one of them"
+            )
+        return space
     return Space.from_dict(OmegaConf.to_container(cfg.space, resolve=True))  # type: ignore[arg-type]
+
+
+def _space_given() -> bool:
+    """Whether the command line chose a space (``space=...``), not the config's default."""
+    return any(o.split("=", 1)[0].lstrip("+~") == "space" for o in HydraConfig.get().overrides.task)
 
 
 def _subnet(cfg: DictConfig, space: Space) -> Subnet:

@@ -277,7 +277,10 @@ class RunConfig:
         if not isinstance(self.device, str) or not self.device:
             problems.append(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError(
+                "; ".join(problems) + "; fix those options (python -m supernet.train --help "
+                "lists them with their defaults)"
+            )
         check_threads("threads", self.threads)
         # Fine-tuning for zero epochs is how one measures inherited accuracy alone.
         self.train.check(min_epochs=0 if self.mode == "finetune" else 1)
