@@ -239,6 +239,11 @@ def write_report(
     trials = load_runs(runs, root)
     varying = varying_columns(trials)
     axis = _cost_axis(runs, cost)
+    if axis not in trials.columns or trials[axis].isna().all():
+        raise UserError(
+            f"cost={axis}: none of these runs' trials has a {axis} value (latency_ms needs a "
+            "search with a latency profile); pass cost=flops, macs or params"
+        )
     summary = report_summary(trials, varying)
     files = write_table(trials, out / "report")
     panels, budgets = _panels(trials, varying, runs, root)

@@ -869,6 +869,14 @@ CASES = [
         absent=("{taken}/report.csv",),
     ),
     Case(
+        "report-cost-without-values",
+        "a cost axis the runs have no values of",
+        "search.report",
+        ("{search_run}", "out={run}", "cost=latency_ms", "png=false"),
+        ("cost=latency_ms: none of these runs' trials has a latency_ms value", "pass cost=flops"),
+        absent=("{run}/report.csv", "{run}/report_pareto.html"),
+    ),
+    Case(
         "report-out-not-writable",
         "report output not writable",
         "search.report",
