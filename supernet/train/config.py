@@ -158,12 +158,6 @@ class TrainConfig:
             progress_mode(self.progress, "train.progress")
         except UserError as exc:
             problems.append(str(exc).split(";")[0])
-        sandwich_default = TrainConfig.__dataclass_fields__["num_random"].default
-        if self.strategy == "uniform" and self.num_random != sandwich_default:
-            problems.append(
-                f"train.num_random={self.num_random} is a sandwich option (random subnets beside "
-                "the largest and smallest), and strategy=uniform trains one random subnet per step"
-            )
         if not problems and self.min_lr > self.lr:
             problems.append(f"train.min_lr ({self.min_lr}) is above train.lr ({self.lr})")
         if problems:

@@ -30,8 +30,8 @@ def test_defaults_are_one_source_of_truth() -> None:
     assert config.space.name == "digits" and config.threads == 1
     uniform = run_config(_compose("train=uniform"), "/tmp/x", []).train
     assert uniform == dataclasses.replace(TrainConfig(), strategy="uniform")
-    with pytest.raises(Exception, match="num_random"):  # a sandwich option: not in uniform
-        run_config(_compose("train=uniform", "train.num_random=3"), "/tmp/x", [])
+    # train.num_random is a sandwich option; the uniform preset leaves it at its one default
+    assert uniform.num_random == TrainConfig().num_random
 
 
 @pytest.mark.parametrize("data", ["digits", "fashion_mnist", "cifar10", "cifar100", "imagefolder"])
