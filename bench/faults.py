@@ -68,7 +68,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.continuation import RUN_ATTR
 from search.storage import default_storage_url
-from search.testing import PostgresCluster, child_pids, find_postgres_bin
+from search.testing import PostgresCluster, child_pids, find_postgres_bin, running_pids
 from supernet import SearchSpace, Supernet, save_checkpoint
 from supernet.checkpoint import load_checkpoint
 from supernet.common.atomic import atomic_write
@@ -438,16 +438,6 @@ def whole_scenario(
 
 
 # -- the parent alone, Ctrl-C, SIGTERM ----------------------------------------------------------
-def _alive(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            alive.append(pid)
-    return alive
 
 
 def _default_sigint() -> None:
@@ -507,7 +497,7 @@ def stop_scenario(
             )
         _, err = process.communicate(timeout=300)
         time.sleep(5)
-        orphans = _alive(workers)
+        orphans = running_pids(workers)
         for pid in orphans:  # (so that the next start is not disturbed)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["PostgresCluster", "child_pids", "find_postgres_bin"]
+__all__ = ["PostgresCluster", "child_pids", "find_postgres_bin", "running_pids"]
 
 
 def find_postgres_bin() -> Path | None:
@@ -45,6 +45,19 @@ def child_pids(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
             children.append((int(fields[19]), int(stat.parent.name)))
     return [child for _, child in sorted(children)]
+
+
+def running_pids(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (zombies do not count)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            alive.append(pid)
+    return alive
 
 
 def _free_port() -> int:

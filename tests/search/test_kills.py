@@ -22,7 +22,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import default_storage_url
-from search.testing import child_pids
+from search.testing import child_pids, running_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 Loader = Callable[[], optuna.Study]
@@ -207,24 +207,13 @@ def test_a_killed_search_is_finished_by_the_same_command(
 
 
 # -- the parent alone, Ctrl-C, SIGTERM: as a user, a scheduler or the OOM killer does it ---------
-def _alive(pids: list[int]) -> list[int]:
-    """Those of ``pids`` still running (zombies do not count)."""
-    alive = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state not in ("Z", "X"):
-            alive.append(pid)
-    return alive
 
 
 def _gone_within(pids: list[int], seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
-    while _alive(pids) and time.monotonic() < deadline:
+    while running_pids(pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return _alive(pids)
+    return running_pids(pids)
 
 
 def _manifest_run(run_dir: Path) -> dict[str, object]:
