@@ -186,3 +186,38 @@ def record_time(name: str, seconds: float) -> None:
     table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
+
+
+def search_and_export(
+    checkpoint: Path, run_dir: Path, trials: int, seed: int, *overrides: str
+) -> Path:
+    """``python -m search`` in ``run_dir`` (reused when it already holds ``trials`` trials), then
+    ``python -m search.export`` of its best subnet to ``run_dir/best``; the export dir."""
+    from search import read_trials
+
+    done = (run_dir / "trials.csv").is_file() and len(read_trials(run_dir)) >= trials
+    if not done:
+        run(
+            command(
+                "search",
+                f"supernet={rel(checkpoint)}",
+                *overrides,
+                f"search.n_trials={trials}",
+                "search.progress=false",
+                f"seed={seed}",
+                f"hydra.run.dir={rel(run_dir)}",
+            ),
+            log=run_dir / "bench.log",
+        )
+    out = run_dir / "best"
+    run(
+        command(
+            "search.export",
+            rel(run_dir),
+            "trial=best",
+            f"out={rel(out)}",
+            "onnx=false",
+            "overwrite=true",
+        )
+    )
+    return out

@@ -38,7 +38,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from search import read_trials
 from search.latency.measure import measure_latency
 from search.rank import SubnetJob, recipe, run_jobs, slug
 from supernet import Space, Subnet, complexity, load_subnet
@@ -125,33 +124,9 @@ def hand_designed(space: Space, budget: float) -> tuple[Space, Subnet]:
 def search(family: str, checkpoint: Path, budget: float, seed: int, trials: int) -> Path:
     """Search (or reuse a finished search) and export its best subnet; the export dir."""
     run_dir = WORK / family / f"budget{budget / 1e6:.0f}M" / f"seed{seed}"
-    done = (run_dir / "trials.csv").is_file() and len(read_trials(run_dir)) >= trials
-    if not done:
-        common.run(
-            common.command(
-                "search",
-                f"supernet={common.rel(checkpoint)}",
-                f"budget.macs={int(budget)}",
-                f"search.n_trials={trials}",
-                "search.progress=false",
-                "search.plots_png=false",
-                f"seed={seed}",
-                f"hydra.run.dir={common.rel(run_dir)}",
-            ),
-            log=run_dir / "bench.log",
-        )
-    out = run_dir / "best"
-    common.run(
-        common.command(
-            "search.export",
-            common.rel(run_dir),
-            "trial=best",
-            f"out={common.rel(out)}",
-            "onnx=false",
-            "overwrite=true",
-        )
+    return common.search_and_export(
+        checkpoint, run_dir, trials, seed, f"budget.macs={int(budget)}", "search.plots_png=false"
     )
-    return out
 
 
 def latency_ms(model_dir: Path) -> float:

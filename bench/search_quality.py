@@ -89,31 +89,7 @@ def default_budgets(space: SearchSpace) -> list[float]:
 def search(checkpoint: Path, budget: float, seed: int, trials: int) -> tuple[Path, pd.Series]:
     """Search (or reuse a finished search), export its best subnet; (export dir, best row)."""
     run_dir = WORK / f"budget{budget / 1e6:.1f}M" / f"seed{seed}"
-    done = (run_dir / "trials.csv").is_file() and len(read_trials(run_dir)) >= trials
-    if not done:
-        common.run(
-            common.command(
-                "search",
-                f"supernet={common.rel(checkpoint)}",
-                f"budget.flops={int(budget)}",
-                f"search.n_trials={trials}",
-                "search.progress=false",
-                f"seed={seed}",
-                f"hydra.run.dir={common.rel(run_dir)}",
-            ),
-            log=run_dir / "bench.log",
-        )
-    out = run_dir / "best"
-    common.run(
-        common.command(
-            "search.export",
-            common.rel(run_dir),
-            "trial=best",
-            f"out={common.rel(out)}",
-            "onnx=false",
-            "overwrite=true",
-        )
-    )
+    out = common.search_and_export(checkpoint, run_dir, trials, seed, f"budget.flops={int(budget)}")
     frame = read_trials(run_dir)
     ok = frame[frame["feasible"].fillna(False) & frame["val_acc"].notna()]
     best = ok.sort_values(["val_acc", "flops", "number"], ascending=[False, True, True]).iloc[0]
