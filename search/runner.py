@@ -281,8 +281,9 @@ def _run_search(
         max_retry=settings.max_retry,
     )
     study_name = settings.study_name or default_study_name(settings, space, budget)
+    previous = _previous_manifest(manifest_path)
     _check_same_search(
-        _previous_manifest(manifest_path),
+        previous,
         run_dir,
         study_name,
         {
@@ -311,7 +312,7 @@ def _run_search(
         fail_dead_workers(study)  # left RUNNING by processes of this machine that are gone
         if settings.heartbeat_interval and settings.grace_period:
             fail_silent_trials(study, settings.grace_period)  # a worker killed at its start
-        run, done = continue_or_start(_previous_manifest(manifest_path), study, settings.n_trials)
+        run, done = continue_or_start(previous, study, settings.n_trials)
         running = running_in(study, run.id) if run.continued else 0
     manifest = {
         "study_name": study_name,
