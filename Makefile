@@ -10,6 +10,9 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # Debian packages: the Fashion-MNIST files, and a PostgreSQL server for the concurrency tests.
 APT_PACKAGES := dataset-fashion-mnist postgresql
 STAMP := $(VENV)/.installed
+# Where `make test` prepares the wheel check's fresh venv: outside the checkout, one per checkout.
+PREPARED_VENV := /tmp/vitnas-wheel-venv-$(shell echo "$(CURDIR)" | md5sum | cut -c1-8)
+WHEEL_CHECK_VENV ?=
 
 .PHONY: demo test lint setup sysdeps clean wheel-check
 
@@ -43,13 +46,23 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile
-	$(MAKE) wheel-check
+# The wheel check's fresh venv (torch installed into it) is prepared in the background while
+# setup installs this one: both mostly wait on pip, and it saves CI two minutes.
+test:
+	@PYTHON=$(PYTHON) WHEEL_VENV=$(PREPARED_VENV) bash tests/wheel_check.sh prepare \
+	  > $(PREPARED_VENV).log 2>&1 & prepared=$$!; \
+	$(MAKE) setup lint && $(BIN)/python -m pytest -n 2 --dist loadfile; status=$$?; \
+	if ! wait $$prepared; then \
+	  cat $(PREPARED_VENV).log; echo "wheel check: preparing its venv failed"; status=1; fi; \
+	rm -f $(PREPARED_VENV).log; \
+	if [ $$status != 0 ]; then rm -rf $(PREPARED_VENV); exit $$status; fi; \
+	$(MAKE) wheel-check WHEEL_CHECK_VENV=$(PREPARED_VENV)
 
-# Build the wheel, install it into a fresh venv and run the pipeline from an empty directory.
+# Build the wheel, install it into a fresh venv and run the pipeline from an empty directory
+# (WHEEL_CHECK_VENV=<dir>: into the venv `tests/wheel_check.sh prepare` made there).
 wheel-check: $(STAMP)
-	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python bash tests/wheel_check.sh
+	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python WHEEL_VENV=$(WHEEL_CHECK_VENV) \
+	  bash tests/wheel_check.sh
 
 clean:
 	rm -rf runs outputs multirun .pytest_cache

@@ -10,6 +10,32 @@ import torch
 
 from supernet import SearchSpace
 
+#: The files that take minutes (measured with --durations=0 on 2 cores), longest first. `make
+#: test` hands whole files to its two workers in collection order (pytest -n 2 --dist loadfile):
+#: started first, they no longer leave one worker running the longest file alone at the end.
+SLOWEST_FILES = (
+    "tests/search/test_kills.py",
+    "tests/test_bad_inputs.py",
+    "tests/supernet/swin/test_swin_complexity.py",
+    "tests/supernet/test_complexity.py",
+    "tests/test_full_disk.py",
+    "tests/test_swin_pipeline.py",
+    "tests/search/test_cli.py",
+    "tests/search/test_concurrency.py",
+    "tests/search/test_runner.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest files first, in :data:`SLOWEST_FILES` order; the rest as collected."""
+    root = Path(str(config.rootpath))
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.path)).relative_to(root).as_posix()
+        return SLOWEST_FILES.index(path) if path in SLOWEST_FILES else len(SLOWEST_FILES)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
 
 @pytest.fixture
 def tiny_space() -> SearchSpace:

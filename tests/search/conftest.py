@@ -6,7 +6,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from search.runner import SearchResult, run_search
+from search.testing import COMMAND_IMPORTS, ForkServer
 from supernet import SearchSpace, Supernet, complexity, save_checkpoint
 from supernet.data import build_data
 
@@ -103,21 +104,26 @@ def search_config() -> Callable[..., DictConfig]:
 
 
 @pytest.fixture(scope="session")
-def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``python -m <module> <args>`` from the repository root, as a user would."""
+def cli() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """Run ``python -m <module> <args>`` from the repository root, as a user would: a process of
+    its own, forked from a server that has imported torch and the package once
+    (``VITNAS_TEST_FORK=0``: a fresh interpreter each time, as in tests/test_bad_inputs.py)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    server = None
+    if os.environ.get("VITNAS_TEST_FORK", "1") != "0":
+        server = ForkServer(COMMAND_IMPORTS, env=env)
 
     def run(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", module, *args]
+        if server is not None:
+            return server.run(command, cwd=ROOT, timeout=timeout)
         return subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
         )
 
-    return run
+    yield run
+    if server is not None:
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 import sqlalchemy
 
 from search.testing import child_pids
@@ -31,3 +32,29 @@ def test_child_pids_lists_live_children_oldest_first() -> None:
             p.kill()
             p.wait()
     assert not set(child_pids(os.getpid())) & {p.pid for p in sleepers}
+
+
+def test_fork_server_runs_commands_as_python_would(tmp_path) -> None:
+    from search.testing import ForkServer
+
+    code = (
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "print(os.getcwd(), sys.argv[1:], 'json' in sys.modules)\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    with ForkServer(["json"], env={**os.environ, "MARK": "m"}) as server:
+        result = server.run([sys.executable, "-c", code, "3", "x"], cwd=tmp_path)
+        assert result.returncode == 3 and result.stderr == "to stderr\n"
+        assert result.stdout == f"{tmp_path} ['3', 'x'] True\natexit ran\n"  # preloaded, cwd
+        # -m runs a module as __main__; an uncaught exception is a traceback and status 1
+        result = server.run([sys.executable, "-m", "json.tool", "--bad"], cwd=tmp_path)
+        assert result.returncode == 2 and "usage:" in result.stderr
+        result = server.run([sys.executable, "-c", "raise KeyError('k')"], cwd=tmp_path)
+        assert result.returncode == 1 and result.stderr.splitlines()[-1] == "KeyError: 'k'"
+        result = server.run([sys.executable, "-c", "import os; print(os.environ['MARK'])"], cwd=".")
+        assert result.stdout == "m\n"
+        with pytest.raises(subprocess.TimeoutExpired):
+            server.run([sys.executable, "-c", "import time; time.sleep(60)"], cwd=".", timeout=1)
+        assert server.run([sys.executable, "-c", "pass"], cwd=".").returncode == 0  # still serves
