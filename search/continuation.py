@@ -17,6 +17,7 @@ evaluating anything (it is PRUNED and no longer counted as the run's).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .optuna_adapter import claimed_trials
+from .optuna_adapter import claimed_trials, unmarked_running
 
 __all__ = [
     "RUN_ATTR",
@@ -39,6 +40,8 @@ __all__ = [
 
 #: The trial user attribute holding the id of the run that ran it.
 RUN_ATTR = "search_run"
+#: How long a count of a run's trials below a number waits for lower trials to name their run.
+UNMARKED_WAIT_S = 5.0
 #: Set (to the run id) on a trial started after its run had all its trials; its RUN_ATTR is None.
 SURPLUS_ATTR = "surplus_of"
 
@@ -105,7 +108,17 @@ def _run_trials(study: optuna.Study, run_id: str) -> list[tuple[int, str]]:
 
 def claimed_by(study: optuna.Study, run_id: str, before: int | None = None) -> int:
     """The trials the run ``run_id`` has claimed: COMPLETE (or PRUNED) and RUNNING ones;
-    with ``before``, only those numbered below it."""
+    with ``before``, only those numbered below it.
+
+    A trial below ``before`` created an instant ago may not have named its run yet (its worker
+    writes that first thing): counted now, it would be missed here and, numbered lower, would
+    not count the trial asking either, so both would run. With ``before``, the count waits until
+    every RUNNING trial below it has named its run (at most :data:`UNMARKED_WAIT_S`: its worker
+    may have been killed)."""
+    if before is not None:
+        deadline = time.monotonic() + UNMARKED_WAIT_S
+        while unmarked_running(study, RUN_ATTR, before) and time.monotonic() < deadline:
+            time.sleep(0.05)
     return sum(before is None or n < before for n, _ in _run_trials(study, run_id))
 
 

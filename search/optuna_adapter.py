@@ -141,6 +141,35 @@ def claimed_trials(study: optuna.Study, key: str, value: Any) -> list[tuple[int,
         return [(int(number), str(state)) for number, state in rows]
 
 
+_UNMARKED = sqlalchemy.text(
+    """
+    SELECT t.number FROM trials t
+    JOIN studies s ON s.study_id = t.study_id
+    WHERE s.study_name = :study AND t.state = 'RUNNING' AND t.number < :before
+      AND NOT EXISTS (
+        SELECT 1 FROM trial_user_attributes a WHERE a.trial_id = t.trial_id AND a.key = :key
+      )
+    """
+)
+
+
+def unmarked_running(study: optuna.Study, key: str, before: int) -> list[int]:
+    """Numbers of the RUNNING trials below ``before`` that have no user attribute ``key`` yet,
+    read in one query (as :func:`claimed_trials`)."""
+    backend = rdb_backend(study)
+    if backend is None:
+        return [
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.number < before and key not in t.user_attrs
+        ]
+    with backend.engine.connect() as connection:
+        rows = connection.execute(
+            _UNMARKED, {"study": study.study_name, "key": key, "before": before}
+        )
+        return [int(row[0]) for row in rows]
+
+
 #: The system attribute holding a trial's constraints as a list, the form Optuna 3 and 4 wrote
 #: (through ``constraints_func``) and optuna-dashboard (0.21) reads to mark a trial infeasible.
 #: Optuna 5 reads it too, as constraints named "0", "1", ...

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from omegaconf import DictConfig
 from optuna.trial import TrialState, create_trial
@@ -66,6 +70,20 @@ def test_a_finished_run_is_recorded_and_its_trials_carry_its_id(
     assert len(again.trials) == 6
 
 
+def _contents(run_dir: Path) -> dict[str, object]:
+    """The run dir's files, byte for byte, and the study database as SQL: its bytes may change
+    without a write (SQLite folds its -wal file into it when the last connection closes, which
+    for the first search's in-process storage happens whenever the garbage collector says)."""
+    files: dict[str, object] = {
+        p.name: p.read_bytes()
+        for p in run_dir.iterdir()
+        if p.is_file() and not p.name.startswith("study.db")
+    }
+    with contextlib.closing(sqlite3.connect(run_dir / "study.db")) as db:
+        files["study.db"] = list(db.iterdump())
+    return files
+
+
 def test_another_search_in_a_run_dir_is_refused_before_anything_is_written(
     random_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
@@ -77,15 +95,46 @@ def test_another_search_in_a_run_dir_is_refused_before_anything_is_written(
 
     first = ("search.sampler=random", "search.n_trials=3", f"supernet={random_checkpoint}")
     run_search(search_config(*first, "budget.flops=1M"), tmp_path)
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    before = _contents(tmp_path)
     with pytest.raises(UserError) as refused:
         run_search(search_config(*first, "budget.flops=2M"), tmp_path)
     message = str(refused.value)
     assert "holds the search of study" in message and "budget" in message
     assert "give it its own hydra.run.dir" in message
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert _contents(tmp_path) == before
     studies = optuna.get_all_study_names(f"sqlite:///{tmp_path / 'study.db'}")
     assert len(studies) == 1
     # the first search's own settings continue it
     again = run_search(search_config(*first, "budget.flops=1M"), tmp_path)
     assert len(again.trials) == 6
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_a_trial_that_has_not_named_its_run_yet_is_waited_for(
+    storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``claimed_by(before=n)`` counts only once every RUNNING trial below n names its run (both
+    counts would otherwise miss a just-created one); a trial that never does is waited for only
+    UNMARKED_WAIT_S."""
+    import threading
+
+    from search import continuation
+    from search.optuna_adapter import unmarked_running
+
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=url)
+    first, second = study.ask(), study.ask()
+    second.set_user_attr(RUN_ATTR, "r")
+    assert unmarked_running(study, RUN_ATTR, second.number) == [first.number]
+    assert unmarked_running(study, RUN_ATTR, first.number) == []
+    timer = threading.Timer(0.3, first.set_user_attr, (RUN_ATTR, "r"))
+    timer.start()
+    assert continuation.claimed_by(study, "r", before=second.number) == 1  # after the wait
+    timer.join()
+    assert unmarked_running(study, RUN_ATTR, second.number) == []
+    third = study.ask()  # never names its run: the count goes on without it
+    fourth = study.ask()
+    monkeypatch.setattr(continuation, "UNMARKED_WAIT_S", 0.5)
+    start = time.monotonic()
+    assert continuation.claimed_by(study, "r", before=fourth.number) == 2
+    assert 0.5 <= time.monotonic() - start < 5 and third.number < fourth.number
