@@ -14,6 +14,7 @@ cores than per-image PIL transforms; ImageFolder data uses torchvision transform
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -268,14 +269,29 @@ def _tensor_splits(
 
 
 # -- datasets --------------------------------------------------------------------------------------
-def _digits(config: DataConfig) -> DataSplits:
-    from sklearn.datasets import load_digits
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: 1,797 images (8x8, integers 0..16) and their labels 0..9, read
+    from the file scikit-learn ships as its ``load_digits`` reads it, without importing
+    scikit-learn (3.5 s, scipy with it, in every search worker; tests/supernet/test_data.py
+    checks both give the same arrays)."""
+    spec = importlib.util.find_spec("sklearn")
+    roots = spec.submodule_search_locations if spec is not None else None
+    path = Path(roots[0]) / "datasets" / "data" / "digits.csv.gz" if roots else None
+    if path is None or not path.is_file():  # another layout: let scikit-learn find it
+        from sklearn.datasets import load_digits as sklearn_digits
 
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / DIGITS_MAX
-    y = torch.tensor(digits.target, dtype=torch.long)
+        digits = sklearn_digits()
+        return digits.images, digits.target
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
+def _digits(config: DataConfig) -> DataSplits:
+    images, labels = load_digits()
+    x = torch.tensor(images, dtype=torch.float32).unsqueeze(1) / DIGITS_MAX
+    y = torch.tensor(labels, dtype=torch.long)
     rest, test = digits_split(len(y), config.test_size)
-    names = [str(int(n)) for n in digits.target_names]
+    names = [str(n) for n in range(10)]
     return _tensor_splits(
         "digits", x[rest], y[rest], x[test], y[test], 10, config, DIGITS_MAX, names
     )

@@ -26,11 +26,13 @@ __all__ = ["Supernet", "weight_count"]
 
 
 def weight_count(space: Space) -> int:
-    """The parameters of ``space``'s supernet, counted on the meta device (shapes only, nothing
-    allocated)."""
-    with torch.device("meta"):
-        net = family_of(space).supernet_cls(space)
-    return sum(p.numel() for p in net.parameters())
+    """The parameters of ``space``'s supernet, before building it: its largest subnet's, which
+    holds every weight of it (tests/supernet/test_model.py checks this against the supernet
+    built on the meta device for every preset; building it there costs a 3 s import of
+    torch._dynamo, which every search worker would pay)."""
+    from . import complexity
+
+    return complexity.params(space, space.largest())
 
 
 class Supernet(nn.Module):

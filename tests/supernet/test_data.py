@@ -9,7 +9,7 @@ import torch
 
 from supernet import SearchSpace
 from supernet import data as data_mod
-from supernet.data import AugmentConfig, BatchAugment, DataError, build_data
+from supernet.data import AugmentConfig, BatchAugment, DataError, build_data, load_digits
 
 
 def _indices(subset: torch.utils.data.Subset) -> set[int]:
@@ -28,6 +28,15 @@ def test_digits_splits_are_disjoint_and_seeded() -> None:
     a.check_fits(SearchSpace.preset("digits"))
     x, y = a.train[0]
     assert x.shape == (1, 8, 8) and y.dtype == torch.long
+
+
+def test_digits_are_scikit_learns() -> None:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    images, labels = load_digits()
+    reference = sklearn_digits()
+    assert images.shape == (1797, 8, 8) and labels.dtype == np.int64
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
 
 
 def test_train_subset_and_counts() -> None:

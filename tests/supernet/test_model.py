@@ -9,7 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from supernet import SearchSpace, SpaceError, SubnetConfig, Supernet, VisionTransformer
+from supernet.model import weight_count
 from supernet.saved_model import load_subnet, save_subnet
+from supernet.space import PRESETS_DIR, Space
+from supernet.swin import SwinSpace
 
 VARIANTS = [("cls", "learned"), ("mean", "learned"), ("cls", "sinusoidal"), ("mean", "sinusoidal")]
 #: AutoFormer's options: (pool, rel_pos, norm_eps), beside the default learned position embedding.
@@ -231,3 +234,35 @@ def test_save_and_load_without_supernet(tmp_path: Path) -> None:
     with torch.no_grad():
         assert (model(x) - expected).abs().max().item() <= 1e-5
     assert VisionTransformer.from_config(model.config()).subnet == subnet
+
+
+def _spaces_of_every_kind() -> list[Space]:
+    spaces = [Space.preset(p.stem) for p in sorted(PRESETS_DIR.glob("*.yaml"))]
+    digits = SearchSpace.preset("digits")
+    spaces += [dataclasses.replace(digits, pool=p, pos_embed=e) for p, e in VARIANTS]
+    spaces += [dataclasses.replace(digits, pool=p, rel_pos=r) for p, r, _ in AUTOFORMER_OPTIONS]
+    spaces.append(  # windows larger than their maps, and windows that pad them
+        SwinSpace(
+            embed_dim=[[8, 12], [16, 20], [24, 32]],
+            depth=[[1, 2], [1, 3], [1, 2]],
+            num_heads=[[1, 2], [2, 3], [2, 4]],
+            mlp_ratio=[1.0, 2.5],
+            window_size=[[3, 5, 8, 16], [3, 4], [2, 7]],
+            img_size=16,
+            patch_size=2,
+            in_chans=2,
+            num_classes=5,
+            head_dim=4,
+        )
+    )
+    return spaces
+
+
+@pytest.mark.parametrize(
+    "space", _spaces_of_every_kind(), ids=lambda s: s.name or f"{s.family}_custom"
+)
+def test_weight_count_is_the_supernet_built(space: Space) -> None:
+    """``weight_count`` (the memory check before building) counts what building allocates."""
+    with torch.device("meta"):
+        net = Supernet(space)
+    assert weight_count(space) == sum(p.numel() for p in net.parameters())
