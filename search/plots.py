@@ -84,9 +84,17 @@ def _hover(frame: pd.DataFrame) -> list[str]:
     return text
 
 
+def _count(frame: pd.DataFrame) -> str:
+    """How many trials ``frame`` holds, and how many subnets where some are the same one."""
+    distinct = frame["arch"].nunique() if "arch" in frame else len(frame)
+    return str(len(frame)) if distinct == len(frame) else f"{len(frame)} trials, {distinct} subnets"
+
+
 def _front(frame: pd.DataFrame, cost: str) -> tuple[list[float], list[float]]:
     """The Pareto points of ``frame`` (its evaluated feasible trials), cheapest first; drawn
-    with ``line_shape="hv"`` they make the staircase."""
+    with ``line_shape="hv"`` they make the staircase. A subnet proposed again is one point."""
+    if "arch" in frame:
+        frame = frame.drop_duplicates("arch")
     front = frame[pareto_mask(frame["val_acc"], frame[cost])].sort_values(cost)
     return (front[cost] / _SCALES[cost]).tolist(), front["val_acc"].tolist()
 
@@ -169,7 +177,7 @@ def pareto_figure(
             x=ok[cost] / _SCALES[cost],
             y=ok["val_acc"],
             mode="markers",
-            name=f"feasible ({len(ok)})",
+            name=f"feasible ({_count(ok)})",
             marker={"color": qualitative.Plotly[0], "size": 8, "opacity": 0.7},
             hovertext=_hover(ok),
             hoverinfo="text",

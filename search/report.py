@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from supernet.common.cli import parse_args, run_cli
+from supernet.common.console import plural
 from supernet.common.errors import UserError, quoted
 
 from .budget import Budget, BudgetError, parse_amount
@@ -85,7 +86,8 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
 def _label(path: Path, root: Path | None) -> str:
     if root is not None:
         try:
-            return str(path.resolve().relative_to(root.resolve())) or "."
+            label = str(path.resolve().relative_to(root.resolve()))
+            return label if label != "." else path.resolve().name  # the root itself: its name
         except ValueError:
             pass
     return str(path)
@@ -101,7 +103,11 @@ def load_runs(runs: Sequence[Path], root: Path | None = None) -> pd.DataFrame:
     trials = pd.concat(frames, ignore_index=True, sort=False)
     for column in override_columns(trials):  # one type per column: numbers, else strings
         try:
-            trials[column] = pd.to_numeric(trials[column])
+            numbers = pd.to_numeric(trials[column])
+            whole = numbers.dropna()
+            if numbers.dtype.kind == "f" and len(whole) and (whole == whole.round()).all():
+                numbers = numbers.astype("Int64")  # 1, not 1.0, where some runs left it unset
+            trials[column] = numbers
         except (TypeError, ValueError):
             trials[column] = trials[column].astype("string")
     return trials
@@ -249,7 +255,10 @@ def write_report(
     panels, budgets = _panels(trials, varying, runs, root)
     files += save_figure(
         report_figure(
-            panels, axis, title=f"validation accuracy vs {axis}: {len(runs)} runs", budgets=budgets
+            panels,
+            axis,
+            title=f"validation accuracy vs {axis}: {plural(len(runs), 'run')}",
+            budgets=budgets,
         ),
         out / "report_pareto.html",
         png=png,
@@ -263,7 +272,7 @@ def main(argv: Sequence[str]) -> Report:
         raise UserError("give the search run dirs or a multirun dir: python -m search.report <dir>")
     report = write_report(paths, opts.out, opts.cost, opts.png)
     n_runs = report.trials["run"].nunique()
-    print(f"{n_runs} runs, {len(report.trials)} trials")
+    print(f"{plural(n_runs, 'run')}, {plural(len(report.trials), 'trial')}")
     if report.varying:
         print(f"varying between runs: {', '.join(report.varying)}")
     shown = report.summary.copy()

@@ -390,9 +390,14 @@ def summary_text(
     """Counts, then the Pareto set or the best feasible subnets as a table."""
     states = frame["state"].value_counts()
     complete = frame["state"] == "COMPLETE"
-    feasible = int((complete & frame["feasible"].fillna(False)).sum())
+    feasible_rows = complete & frame["feasible"].fillna(False)
+    feasible = int(feasible_rows.sum())
+    distinct = frame.loc[feasible_rows, "arch"].nunique()
     infeasible = int((complete & ~frame["feasible"].fillna(True)).sum())
-    parts = [f"{feasible} feasible", f"{infeasible} over budget (not evaluated)"]
+    parts = [
+        f"{feasible} feasible" + (f" ({distinct} distinct subnets)" if distinct < feasible else ""),
+        f"{infeasible} over budget (not evaluated)",
+    ]
     parts += [f"{int(n)} {s.lower()}" for s, n in states.items() if s != "COMPLETE"]
     lines = [f"{len(frame)} trials in the study: " + ", ".join(parts)]
     if elapsed_s is not None and new_trials:

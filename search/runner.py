@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from supernet import Space
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write_text, make_dir
-from supernet.common.console import Progress, say
+from supernet.common.console import Progress, plural, say
 from supernet.common.errors import CheckpointError, UserError
 from supernet.common.yamlio import YamlError, read_yaml
 
@@ -112,6 +113,18 @@ def default_study_name(settings: SearchSettings, space: Space, budget: Budget) -
             f"seed{settings.seed}",
         ]
     )
+
+
+def _study_counts(study: Any) -> str:
+    """What a study holds, for its opening line: finished trials, then queued and running ones
+    (the seeded smallest and largest subnets wait in a new study)."""
+    states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    done = states["COMPLETE"] + states["PRUNED"] + states["FAIL"]
+    parts = [f"{plural(done, 'trial')} done"]
+    for state, word in (("WAITING", "queued"), ("RUNNING", "running")):
+        if states[state]:
+            parts.append(f"{states[state]} {word}")
+    return ", ".join(parts)
 
 
 def _checkpoint_data(payload: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -336,8 +349,8 @@ def _run_search(
     to_run = max(settings.n_trials - done - running, 0)
     say(
         log,
-        f"study {study_name!r} ({'new' if created else 'resumed'}, "
-        f"{len(study.trials)} trials so far) in {safe_url(storage_url)}",
+        f"study {study_name!r} ({'new' if created else 'resumed'}, {_study_counts(study)}) in "
+        f"{safe_url(storage_url)}",
         stderr=True,
     )
     say(

@@ -72,7 +72,10 @@ def load_checkpoint(
         if (path / "supernet.pt").is_file():
             path = path / "supernet.pt"
         else:
-            raise CheckpointError(f"{path} is a directory without a supernet.pt checkpoint")
+            raise CheckpointError(
+                f"{path} is a directory without a supernet.pt checkpoint; give a training run's "
+                "directory or its supernet.pt (train one with `python -m supernet.train`)"
+            )
     try:
         payload = load_torch_file(path, map_location=map_location, what="checkpoint")
     except ReadError as exc:

@@ -56,9 +56,9 @@ from .common.atomic import (
 )
 from .common.errors import UserError
 from .data import imagefolder_preprocessing
-from .onnx_export import onnx_missing, write_onnx
+from .onnx_export import onnx_wanted
 from .preprocessing import Preprocessing
-from .saved_model import save_subnet
+from .saved_model import read_subnet_yaml, save_subnet
 from .space import Space, SpaceError
 from .vit.autoformer import Conversion, convert
 from .vit.space import SearchSpace
@@ -89,7 +89,10 @@ def _space(spec: str | None) -> SearchSpace | None:
     except (SpaceError, FileNotFoundError) as exc:
         raise UserError(f"space={spec}: {str(exc).splitlines()[0]}") from None
     if not isinstance(space, SearchSpace):
-        raise UserError(f"space={spec} is a {space.family} space; AutoFormer's models are ViTs")
+        raise UserError(
+            f"space={spec} is a {space.family} space; AutoFormer's models are ViTs: give a ViT "
+            "space (e.g. space=autoformer_tiny_rpe) or leave space= out"
+        )
     return space
 
 
@@ -199,20 +202,12 @@ def _write_subnet(
 ) -> float | None:
     assert result.model is not None and result.subnet is not None
     space, subnet = result.space, result.subnet
-    missing = onnx_missing() if onnx != "false" else None
-    if onnx == "true" and missing:
-        raise UserError(f"onnx=true needs {missing}: pip install 'vitnas[onnx]'")
-    if onnx == "auto" and missing:
-        print(f"note: no model.onnx: {missing} not installed (pip install 'vitnas[onnx]')")
+    with_onnx = onnx_wanted(onnx)
     costs = _costs(space, subnet)
     metadata: dict[str, Any] = {"source": source, "costs": costs, "space": space.to_dict()}
     preprocessing = autoformer_preprocessing(space)
     work = staging_dir(out)
-    diff = None
     try:
-        if onnx != "false" and not missing:
-            diff = write_onnx(result.model, space, work / "model.onnx", preprocessing)
-            metadata["onnx"] = {"file": "model.onnx", "max_abs_diff": diff}
         readme = "\n".join(
             [
                 f"# Subnet {subnet}",
@@ -225,7 +220,7 @@ def _write_subnet(
                 "- `supernet.load_subnet(<this directory>)` loads it; "
                 "`python -m supernet.train mode=finetune subnet=<this directory>` fine-tunes it.",
                 "",
-                *preprocessing.readme_section(diff is not None),
+                *preprocessing.readme_section(with_onnx),
             ]
         )
         staged = save_subnet(
@@ -235,14 +230,14 @@ def _write_subnet(
             metadata,
             {"README.md": readme + "\n"},
             preprocessing=preprocessing,
+            onnx=with_onnx,
         )
-        if diff is not None:
-            (work / "model.onnx").replace(staged / "model.onnx")
+        onnx_record = read_subnet_yaml(staged)[2].get("onnx")
         check_target_dir(out, overwrite, f"out={out}", "overwrite=true")  # in case it appeared
         move_into_place(staged, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return diff
+    return onnx_record["max_abs_diff"] if onnx_record else None
 
 
 def convert_autoformer(path: str | Path, opts: ConvertOptions) -> Conversion:
@@ -251,8 +246,7 @@ def convert_autoformer(path: str | Path, opts: ConvertOptions) -> Conversion:
         raise UserError("give out=<dir>: where to write the converted checkpoint")
     out, path = Path(opts.out), Path(path)
     onnx = str(opts.onnx).lower()
-    if onnx not in ("auto", "true", "false"):
-        raise UserError(f"onnx must be auto, true or false, got {opts.onnx!r}; pass onnx=auto")
+    onnx_wanted(onnx, quiet=True)  # a bad value, or onnx=true without its packages: fail now
     if opts.val_size < 1:
         raise UserError(
             f"val_size must be a positive number of images, got {opts.val_size}; pass "

@@ -19,7 +19,18 @@ from .common.errors import UserError
 from .preprocessing import Preprocessing
 from .space import Space
 
-__all__ = ["ONNX_TOLERANCE", "add_metadata", "export_onnx", "onnx_missing", "write_onnx"]
+__all__ = [
+    "ONNX_FILE",
+    "ONNX_TOLERANCE",
+    "add_metadata",
+    "export_onnx",
+    "onnx_missing",
+    "onnx_wanted",
+    "write_onnx",
+]
+
+#: The ONNX file's name in an export directory.
+ONNX_FILE = "model.onnx"
 
 #: The largest absolute logit difference from PyTorch an exported ONNX file may show.
 ONNX_TOLERANCE = 1e-4
@@ -53,6 +64,25 @@ def export_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
             want = model(x)
         worst = max(worst, float((torch.from_numpy(got) - want).abs().max()))
     return worst
+
+
+def onnx_wanted(mode: object, quiet: bool = False) -> bool:
+    """Whether an ``onnx=auto|true|false`` option asks for (and can have) ``model.onnx``.
+
+    ``true`` without the packages is an error; ``auto`` without them says so (unless ``quiet``:
+    a check before the work) and goes on.
+    """
+    choice = str(mode).lower()
+    if choice not in ("auto", "true", "false"):
+        raise UserError(f"onnx must be auto, true or false, got {mode!r}; pass onnx=auto")
+    if choice == "false":
+        return False
+    missing = onnx_missing()
+    if missing and choice == "true":
+        raise UserError(f"onnx=true needs {missing}: pip install 'vitnas[onnx]'")
+    if missing and not quiet:
+        print(f"note: no model.onnx: {missing} not installed (pip install 'vitnas[onnx]')")
+    return not missing
 
 
 def onnx_missing() -> str | None:

@@ -166,16 +166,21 @@ class Preprocessing:
     def pretrained_cfg(self, num_classes: int | None = None) -> dict[str, Any]:
         """timm's data config (``model.pretrained_cfg``; ``timm.data.resolve_data_config``
         reads ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct`` and
-        ``crop_mode``), plus ``divide_by``, which timm does not know: its transforms take 8-bit
-        images (divide by 255), as this does for every dataset but digits."""
+        ``crop_mode``).
+
+        timm's transforms divide every image by 255 (8-bit images). Where the data's raw
+        values have another scale (digits: 0..16), ``mean`` and ``std`` here are rescaled so that
+        timm's ``(raw / 255 - mean) / std`` is this preprocessing's ``(raw / divide_by - mean) /
+        std``: an image holding the data's raw values goes through timm's transform unchanged.
+        """
+        scale = self.divide_by / 255.0
         cfg: dict[str, Any] = {
             "input_size": self.input_size,
             "interpolation": self.interpolation,
-            "mean": self.mean,
-            "std": self.std,
+            "mean": tuple(m * scale for m in self.mean),
+            "std": tuple(s * scale for s in self.std),
             "crop_pct": self.crop_pct,
             "crop_mode": "center",
-            "divide_by": self.divide_by,
         }
         if num_classes is not None:
             cfg["num_classes"] = num_classes

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +58,21 @@ def save_subnet(
     space: Space,
     directory: str | Path,
     metadata: Mapping[str, Any] | None = None,
-    extra_files: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, str | Callable[[dict[str, Any]], str]] | None = None,
     overwrite: bool = False,
     shown_as: str | Path | None = None,
     preprocessing: Preprocessing | None = None,
+    onnx: bool = False,
 ) -> Path:
     """Write ``model`` to ``directory`` all at once: it is built beside it, then renamed into place.
 
     An existing non-empty directory is kept unless ``overwrite``; ``extra_files`` maps file names
-    to text contents written alongside (a README, say). ``shown_as``: the directory error
-    messages name (where a caller staging ``directory`` will move it). ``preprocessing``: how
-    raw images become the model's input (``supernet.data.DataSplits.preprocessing``).
+    to text contents written alongside (a README, say), or to functions of the metadata written
+    that return it. ``shown_as``: the directory error messages name (where a caller staging
+    ``directory`` will move it). ``preprocessing``: how raw images become the model's input
+    (``supernet.data.DataSplits.preprocessing``). ``onnx``: also write ``model.onnx`` (checked
+    against PyTorch, see :func:`supernet.onnx_export.write_onnx`); the metadata records it
+    under ``onnx:``.
     """
     directory = Path(directory)
     shown = Path(shown_as) if shown_as is not None else directory
@@ -83,6 +87,16 @@ def save_subnet(
         if preprocessing is not None:
             config["preprocessing"] = preprocessing.to_dict()
         config["metadata"] = dict(metadata or {})
+        if onnx:
+            from .onnx_export import ONNX_FILE, write_onnx
+
+            with writing(shown / ONNX_FILE):
+                diff = write_onnx(model.eval(), space, tmp / ONNX_FILE, preprocessing)
+            config["metadata"]["onnx"] = {
+                "file": ONNX_FILE,
+                "max_abs_diff": diff,
+                "checked_with": "onnxruntime",
+            }
         # Errors name the file being written at its final place (a full disk, say).
         with writing(shown / CONFIG_FILE):
             (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
@@ -94,6 +108,8 @@ def save_subnet(
                 raise write_error(exc, tmp) from exc
             os.chmod(tmp / WEIGHTS_FILE, default_mode())  # safetensors writes owner-only files
         for name, text in (extra_files or {}).items():
+            if callable(text):
+                text = text(config["metadata"])
             with writing(shown / name):
                 (tmp / name).write_text(text)
         with writing(shown):

@@ -8,6 +8,11 @@ directory is left. ``debug=true`` shows the traceback instead.
 
 The README's table of bad inputs is this list: ``python tests/test_bad_inputs.py`` prints it, and
 a test checks that the README holds it.
+
+Each command runs in a process of its own, forked from a server that has imported torch and the
+package once (:class:`search.testing.ForkServer`): that saves the 4 s of imports a fresh
+interpreter spends, over a hundred times. ``VITNAS_TEST_FORK=0`` runs each as a fresh
+``python -m`` instead.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
+from search.testing import COMMAND_IMPORTS, ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -356,6 +363,14 @@ CASES = [
         ("hydra.run.dir={run}",),
         ("no supernet checkpoint given", "pass supernet=<path to supernet.pt>"),
         absent=("{run}/study.db", "{run}/trials.csv"),
+    ),
+    Case(
+        "search-multirun-with-cfg",
+        "a sweep (-m) asked to print its config (--cfg)",
+        "search",
+        ("-m", "supernet={checkpoint}", "search.n_trials=1,2", "--cfg", "hydra"),
+        ("Only one of --run, --multirun, --cfg", "--cfg job prints the composed config"),
+        absent=("{run}",),
     ),
     Case(
         "search-truncated-checkpoint",
@@ -1398,9 +1413,25 @@ def _command(case: Case, values: dict[str, str], debug: bool = False) -> list[st
     return [sys.executable, "-m", case.module, *args]
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def server() -> Iterator[ForkServer | None]:
+    if os.environ.get("VITNAS_TEST_FORK", "1") == "0":
+        yield None
+        return
+    with ForkServer(COMMAND_IMPORTS, env=_env()) as forks:
+        yield forks
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _run(
+    command: list[str], cwd: Path, server: ForkServer | None
+) -> subprocess.CompletedProcess[str]:
+    if server is not None:
+        return server.run(command, cwd=cwd, timeout=300)
+    return subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
 
 
 def _digest(path: Path) -> str:
@@ -1424,9 +1455,11 @@ def values(inputs: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, values: dict[str, str], tmp_path: Path) -> None:
+def test_bad_input(
+    case: Case, values: dict[str, str], tmp_path: Path, server: ForkServer | None
+) -> None:
     unchanged = {p.format(**values): _digest(Path(p.format(**values))) for p in case.unchanged}
-    result = _run(_command(case, values), cwd=tmp_path)
+    result = _run(_command(case, values), cwd=tmp_path, server=server)
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
@@ -1451,9 +1484,11 @@ def test_bad_input(case: Case, values: dict[str, str], tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case_id", ["search-budget-below-smallest", "export-no-such-trial"])
-def test_debug_shows_the_traceback(case_id: str, values: dict[str, str], tmp_path: Path) -> None:
+def test_debug_shows_the_traceback(
+    case_id: str, values: dict[str, str], tmp_path: Path, server: ForkServer | None
+) -> None:
     case = next(c for c in CASES if c.id == case_id)
-    result = _run(_command(case, values, debug=True), cwd=tmp_path)
+    result = _run(_command(case, values, debug=True), cwd=tmp_path, server=server)
     assert result.returncode != 0
     assert "Traceback (most recent call last)" in result.stderr
     assert "Error: " in result.stderr  # the exception, e.g. BudgetError: budget.flops = 1k ...

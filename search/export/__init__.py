@@ -44,9 +44,9 @@ from supernet.common.atomic import (
     staging_dir,
     writing,
 )
-from supernet.common.errors import CheckpointError, UserError, quoted
-from supernet.onnx_export import onnx_missing, write_onnx
-from supernet.saved_model import save_subnet
+from supernet.common.errors import CheckpointError, UserError
+from supernet.onnx_export import onnx_wanted
+from supernet.saved_model import read_subnet_yaml, save_subnet
 
 from ..results import REQUIRED_COLUMNS, read_trials
 from ..runner import read_manifest
@@ -125,9 +125,7 @@ def export_subnet(
     with writing(out):
         remove_stale_staging(out)  # what an export killed half-way left
     _check_target(out, overwrite)
-    onnx_mode = str(onnx).lower()
-    if onnx_mode not in ("auto", "true", "false"):
-        raise UserError(f"onnx must be auto, true or false, got {quoted(onnx)}; pass onnx=auto")
+    onnx_wanted(onnx, quiet=True)  # a bad value, or onnx=true without its packages: fail now
 
     if not checkpoint.is_file():
         raise CheckpointError(
@@ -170,34 +168,22 @@ def export_subnet(
         "torch": str(torch.__version__),
     }
 
-    missing = onnx_missing() if onnx_mode != "false" else None
-    if onnx_mode == "true" and missing:
-        raise UserError(f"onnx=true needs {missing}: pip install 'vitnas[onnx]'")
-    if onnx_mode == "auto" and missing:
-        print(f"note: no model.onnx: {missing} not installed (pip install 'vitnas[onnx]')")
-    with_onnx = onnx_mode != "false" and not missing
-
+    with_onnx = onnx_wanted(onnx)
     work = staging_dir(out)
     try:
-        if with_onnx:
-            with writing(out / "model.onnx"):
-                diff = write_onnx(model, space, work / "model.onnx", preprocessing)
-            metadata["onnx"] = {
-                "file": "model.onnx",
-                "max_abs_diff": diff,
-                "checked_with": "onnxruntime",
-            }
         staged = save_subnet(
             model,
             space,
             work / "subnet",
             metadata=metadata,
-            extra_files={"README.md": render_readme(subnet, metadata, with_onnx, preprocessing)},
+            extra_files={
+                "README.md": lambda meta: render_readme(subnet, meta, with_onnx, preprocessing)
+            },
             shown_as=out,
             preprocessing=preprocessing,
+            onnx=with_onnx,
         )
-        if with_onnx:
-            (work / "model.onnx").replace(staged / "model.onnx")
+        metadata = read_subnet_yaml(staged)[2]  # with its onnx: record
         _check_target(out, overwrite)  # in case it appeared meanwhile
         with writing(out):
             move_into_place(staged, out)

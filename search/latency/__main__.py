@@ -12,6 +12,7 @@ A user error (bad value, missing file, no CUDA ...) prints one line and exits wi
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from supernet import Space, Subnet, family_of
 from supernet.checkpoint import checkpoint_space, load_checkpoint
 from supernet.common.atomic import atomic_write_text
 from supernet.common.cli import hydra_main, user_errors
+from supernet.common.console import say
+from supernet.saved_model import CONFIG_FILE, read_subnet_yaml
 from supernet.space import read_yaml
 
 from . import config as _config  # noqa: F401  (registers latency_schema)
@@ -35,6 +38,8 @@ from .profile import find_profile
 from .report import write_latency_report
 
 COMMANDS = ("calibrate", "measure")
+
+log = logging.getLogger("search.latency")
 
 
 def _space(cfg: DictConfig) -> Space:
@@ -56,21 +61,46 @@ def _space_given() -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == "space" for o in HydraConfig.get().overrides.task)
 
 
-def _subnet(cfg: DictConfig, space: Space) -> Subnet:
+NAMED = ("smallest", "middle", "largest")
+
+
+def _subnet(cfg: DictConfig, space: Space) -> tuple[Space, Subnet]:
+    """The space and subnet to measure: a named subnet of ``space``, or a saved one.
+
+    An export directory, or a ``subnet.yaml`` with its ``space:``, brings its own space; with
+    ``space=`` or ``supernet=`` as well, the two must be the same space.
+    """
     choice = str(cfg.subnet)
-    if choice == "smallest":
-        return space.smallest()
-    if choice == "largest":
-        return space.largest()
-    path = Path(choice)
-    if not path.is_file():
+    if choice in NAMED:
+        return space, getattr(space, choice)()
+    path = Path(choice).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise LatencyError(
+                f"subnet={choice}: {path} holds no {CONFIG_FILE}; give an export directory, a "
+                f"subnet.yaml or one of {', '.join(NAMED)}"
+            )
+        path = path / CONFIG_FILE
+    elif not path.is_file():
         raise LatencyError(
-            f"no file {path}: subnet must be smallest, largest or the path of a subnet.yaml"
+            f"no file {path}: subnet must be {', '.join(NAMED)}, an export directory or the path "
+            "of a subnet.yaml"
         )
     data = read_yaml(path, "subnet")
     if isinstance(data, dict) and "subnet" in data and "embed_dim" not in data:
-        data = data["subnet"]  # an export's subnet.yaml
-    return space.subnet_from_dict(data)
+        if data.get("space") is not None:  # an export's subnet.yaml: it names its space
+            own, subnet, _ = read_subnet_yaml(path)
+            if _space_given() or cfg.supernet:
+                diff = own.differences(space)
+                if diff:
+                    raise LatencyError(
+                        f"subnet={choice} is a subnet of another search space than the one "
+                        f"given (they differ in {', '.join(diff)}); leave out space=/supernet= "
+                        "to measure it in its own"
+                    )
+            return own, subnet
+        data = data["subnet"]
+    return space, space.subnet_from_dict(data)
 
 
 def _out_dir(cfg: DictConfig) -> Path:
@@ -95,18 +125,18 @@ def _calibrate(cfg: DictConfig, space: Space) -> None:
         progress=cfg.progress,
     )
     paths, notices = write_latency_report(result, out)
-    print(result.summary())
+    say(log, result.summary())
     for kind, path in paths.items():
-        print(f"  {kind}: {path}")
+        say(log, f"  {kind}: {path}")
     if cfg.profile_dir:
         filed = result.profile.save(Path(cfg.profile_dir) / result.profile.default_filename())
-        print(f"  profile filed for searches: {filed}")
+        say(log, f"  profile filed for searches: {filed}")
     for notice in notices:
-        print(notice)
+        say(log, notice)
 
 
 def _measure(cfg: DictConfig, space: Space) -> None:
-    subnet = _subnet(cfg, space)
+    space, subnet = _subnet(cfg, space)
     model = family_of(space).build_model(space, subnet)
     result = measure_latency(
         model,
@@ -121,7 +151,7 @@ def _measure(cfg: DictConfig, space: Space) -> None:
     )
     record: dict[str, Any] = {"subnet": subnet.to_dict(), "space": space.to_dict()}
     record["measurement"] = result.to_dict()
-    print(f"{subnet}: {result}")
+    say(log, f"{subnet}: {result}")
     if cfg.profile_dir and Path(cfg.profile_dir).exists():
         try:
             profile = find_profile(
@@ -136,11 +166,11 @@ def _measure(cfg: DictConfig, space: Space) -> None:
         else:
             predicted = profile.predict_ms(space, subnet)
             record["predicted_ms"] = predicted
-            print(f"  predicted by the profile in {cfg.profile_dir}: {predicted:.3f} ms")
+            say(log, f"  predicted by the profile in {cfg.profile_dir}: {predicted:.3f} ms")
     path = _out_dir(cfg) / "latency_measurement.yaml"
     text = yaml.safe_dump(record, sort_keys=False)
     atomic_write_text(path, text)
-    print(f"  written: {path}")
+    say(log, f"  written: {path}")
 
 
 @hydra.main(version_base="1.3", config_path="../../supernet/conf", config_name="latency")

@@ -103,7 +103,7 @@ def calibrate(
     seed: int = 0,
     clock: Clock = "wall",
     steady_allocator: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> Calibration:
     """Measure ``n_samples`` designed and ``n_holdout`` random subnets of ``space``; fit; score.
 

@@ -34,12 +34,17 @@ class LatencyConfig:
     clock: str = option(
         "wall", "wall, or cpu: the thread's CPU time (threads=1 on cpu only), steadier"
     )
-    subnet: str = option("largest", "measure: smallest, largest or the path of a subnet.yaml")
+    subnet: str = option(
+        "largest",
+        "measure: smallest, middle, largest, an export directory or the path of a subnet.yaml",
+    )
     out: str | None = option(None, "output directory (null: the Hydra run directory)")
     profile_dir: str | None = option(
         "latency_profiles", "calibrate files a copy of the profile here (null: don't)"
     )
-    progress: bool = option(True, "progress bar")
+    progress: Any = option(
+        "auto", "auto: a bar on a terminal, else a log line a minute | true (a bar) | false"
+    )
     debug: bool = option(False, "show the traceback of a user error instead of one line")
 
 

@@ -12,8 +12,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import nnls
-from scipy.stats import kendalltau
 
 __all__ = ["fit_nnls", "kendall_tau", "mape"]
 
@@ -29,6 +27,8 @@ def fit_nnls(features: np.ndarray, latency_ms: Sequence[float]) -> np.ndarray:
     scale = np.abs(x).max(axis=0)
     scale[scale == 0] = 1.0
     weighted = (x / scale) / y[:, None]
+    from scipy.optimize import nnls  # here: scipy takes a second to import, most runs fit nothing
+
     coef, _ = nnls(weighted, np.ones_like(y), maxiter=50 * x.shape[1])
     return coef / scale
 
@@ -41,5 +41,7 @@ def mape(predicted: Sequence[float], measured: Sequence[float]) -> float:
 
 def kendall_tau(predicted: Sequence[float], measured: Sequence[float]) -> float:
     """Kendall's tau-b between two rankings (nan when either side is constant)."""
+    from scipy.stats import kendalltau
+
     tau = kendalltau(predicted, measured).statistic
     return float(tau) if tau is not None and math.isfinite(tau) else float("nan")

@@ -18,6 +18,7 @@ forward does not page-fault in some process states and not in others.
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 import time
@@ -29,14 +30,16 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from supernet import Space
+from supernet.common.console import Progress
 from supernet.common.errors import quoted
 
 from .allocator import steady_allocator as _steady_allocator
 from .device import device_description, parse_device, torch_threads
 from .errors import LatencyError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLOCKS",
@@ -245,7 +248,7 @@ def interleaved_samples(
     warmup: int,
     repeats: int,
     rng: random.Random,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> dict[K, list[Timings]]:
     """Time many models in ``rounds`` passes, each over all keys in a fresh random order.
 
@@ -253,11 +256,12 @@ def interleaved_samples(
     forwards, and frees it. Spreading every model's samples over the whole run means a drift in
     machine load (other processes, clock changes) hits all of them alike instead of a few. Returns,
     per key, the :class:`Timings` of each round. Threads are whatever torch is set to.
+    ``progress``: true (a bar), false, or auto (a bar on a terminal, else a log line a minute).
     """
     if rounds < 1:
         raise LatencyError(f"rounds must be an integer >= 1, got {quoted(rounds)}; pass rounds=3")
     samples: dict[K, list[Timings]] = {k: [] for k in keys}
-    bar = tqdm(total=rounds * len(keys), desc="measuring", unit="subnet", disable=not progress)
+    bar = Progress(progress, total=rounds * len(keys), desc="measuring", unit="subnet", logger=log)
     with bar:
         for _ in range(rounds):
             order = list(keys)

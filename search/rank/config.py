@@ -15,7 +15,7 @@ from supernet.common.config import option, register
 
 __all__ = ["RankBand", "RankConfig", "RankRecipe"]
 
-_BAND = "[low,high] or centre+-percent: [8M,10M], 8.9M+-10%"
+_BAND = "[low,high] or centre+-percent"
 
 
 @dataclass
@@ -23,10 +23,12 @@ class RankBand:
     """A cost window: the k subnets are drawn inside it, spread across it, distinct. Several
     costs intersect; the picks spread across the first of params, macs, flops, latency_ms."""
 
-    params: Any = option(None, f"parameters: {_BAND}")
-    macs: Any = option(None, f"multiply-accumulates: {_BAND}")
-    flops: Any = option(None, f"FLOPs (2 x MACs): {_BAND}")
-    latency_ms: Any = option(None, f"predicted latency (needs latency_profile): {_BAND}")
+    params: Any = option(None, f"parameters: {_BAND}: [1M,1.2M], 1.1M+-10%")
+    macs: Any = option(None, f"multiply-accumulates: {_BAND}: [8M,10M], 8.9M+-10%")
+    flops: Any = option(None, f"FLOPs (2 x MACs): {_BAND}: [16M,20M], 18M+-10%")
+    latency_ms: Any = option(
+        None, f"predicted latency (needs latency_profile): {_BAND}: [2,3], 2.5+-10%"
+    )
 
 
 _AS_SUPERNET = "null: as the supernet was trained"
@@ -84,6 +86,9 @@ class RankConfig:
     threads: Any = option(1, "torch threads per process (small models run fastest on one)")
     device: Any = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     png: Any = option(True, "also write rank.png when kaleido + Chromium are available")
+    progress: Any = option(
+        "auto", "auto: a bar on a terminal, else a log line a minute | true (a bar) | false"
+    )
     train: RankRecipe = option(RankRecipe(), "")
     debug: Any = option(False, "show the traceback of a user error instead of one line")
 

@@ -18,11 +18,11 @@ from typing import Any
 import pandas as pd
 import yaml
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from supernet import Space, Subnet, complexity
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write, atomic_write_text
+from supernet.common.console import Progress
 from supernet.common.errors import CheckpointError
 
 from ..costs import resolve_latency_profile
@@ -240,7 +240,7 @@ def run_ranking(
         f"{settings.n_jobs} process(es)",
         file=sys.stderr,
     )
-    bar = tqdm(total=len(jobs), desc="rank", unit="run", file=sys.stderr)
+    bar = Progress(settings.progress, total=len(jobs), desc="rank", unit="run", logger=log)
 
     def done(result: Mapping[str, Any]) -> None:
         bar.update(1)

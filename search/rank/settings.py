@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from supernet.common.console import progress_mode
 from supernet.common.device import check_device
 from supernet.common.errors import UserError, quoted
 from supernet.common.resources import check_threads
@@ -55,6 +56,7 @@ class RankSettings:
     threads: int = 1
     device: str = "auto"
     png: bool = True
+    progress: str = "auto"
     train: Mapping[str, Any] = field(default_factory=dict)  # the non-null train.* overrides
     band: Band | None = None  # None or an empty band: across the whole space
     seeds: tuple[int, ...] = ()  # the stand-alone seeds; () means (seed,)
@@ -152,6 +154,7 @@ class RankSettings:
             threads=check_threads("threads", _int("threads", data.get("threads", 1), 1)) or 1,
             device=device,
             png=data.get("png", True),
+            progress=_progress(data.get("progress", "auto")),
             train={k: v for k, v in train.items() if v is not None},
             band=band,
             seeds=seeds,
@@ -160,6 +163,13 @@ class RankSettings:
             proxy_batch_size=_int("proxy_batch_size", data.get("proxy_batch_size", 128), 2),
             latency_profile=str(profile) if profile else None,
         )
+
+
+def _progress(value: Any) -> str:
+    try:
+        return progress_mode(value)
+    except UserError as exc:
+        raise RankError(str(exc)) from None
 
 
 def _seeds(value: Any) -> tuple[int, ...]:

@@ -329,6 +329,14 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
         if debug:
             raise
         fail(_hydra_message(exc))
+    except ValueError as exc:
+        # Hydra's own check of its flags (--cfg with -m, say): a ValueError, not a HydraException
+        if debug or not str(exc).startswith("Only one of --run, --multirun, --cfg"):
+            raise
+        fail(
+            f"{exc}; give one of them: --cfg job prints the composed config without running "
+            "(drop -m), -m runs the sweep"
+        )
     except BrokenPipeError:  # stdout closed early (`… --help | head`): not the run directory
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .errors import UserError, quoted
 
-__all__ = ["LOG_EVERY_S", "PROGRESS_CHOICES", "Progress", "progress_mode", "say"]
+__all__ = ["LOG_EVERY_S", "PROGRESS_CHOICES", "Progress", "plural", "progress_mode", "say"]
 
 #: At most one progress log line this often (seconds) when no bar is shown (``auto``, no TTY).
 LOG_EVERY_S = 60.0
@@ -39,6 +39,11 @@ PROGRESS_CHOICES = ("auto", "true", "false")
 
 
 # -- report lines --------------------------------------------------------------------------------
+def plural(n: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 class _Said(logging.Filter):
     """On a console handler: skip the records :func:`say` prints itself."""
 

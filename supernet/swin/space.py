@@ -68,6 +68,14 @@ def _run_length(values: Sequence[object]) -> str:
     return "/".join(parts)
 
 
+#: How a Swin subnet is written, for the errors about one.
+SUBNET_FORMAT = (
+    "a Swin subnet is embed_dim and depth with one entry per stage, and num_heads, mlp_ratio and "
+    "window_size with one list per stage holding one entry per active block (an export's "
+    "subnet.yaml shows one)"
+)
+
+
 @dataclass(frozen=True)
 class SwinSubnet(Subnet):
     """One Swin architecture: per stage a width and a depth; per active block heads, MLP ratio

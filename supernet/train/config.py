@@ -209,6 +209,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None  # CPU threads of torch's intra-op pool; None leaves it as it is
+    onnx: Any = False  # finetune / scratch: also write <run_dir>/subnet/model.onnx
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], run_dir: str | Path | None = None) -> RunConfig:
@@ -248,6 +249,11 @@ class RunConfig:
                 problems.append("subnet= is for mode=finetune or mode=scratch, not mode=supernet")
             if self.supernet is not None:
                 problems.append("supernet= is for mode=finetune, not mode=supernet")
+            if str(self.onnx).lower() == "true":
+                problems.append(
+                    "onnx=true is for mode=finetune or mode=scratch: a supernet is not one model; "
+                    "export a subnet with python -m search.export <search run> onnx=true"
+                )
         else:
             if self.subnet is None:
                 problems.append(
@@ -270,6 +276,8 @@ class RunConfig:
             )
         if not isinstance(self.device, str) or not self.device:
             problems.append(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if str(self.onnx).lower() not in ("auto", "true", "false"):
+            problems.append(f"onnx must be auto, true or false, got {quoted(self.onnx)}")
         if problems:
             raise ConfigError(
                 "; ".join(problems) + "; fix those options (python -m supernet.train --help "
@@ -298,6 +306,11 @@ class TrainAppConfig:
     device: str = option("auto", "auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps")
     threads: int | None = option(
         1, "CPU threads per process (small models run fastest on one); null: one per core"
+    )
+    onnx: Any = option(
+        False,
+        "finetune/scratch: true: also export subnet/model.onnx, checked against PyTorch; auto: "
+        "when onnx and onnxruntime are installed",
     )
     debug: bool = option(False, "show the traceback of a user error instead of one line")
     data: DataConfig = option(DataConfig(), "")

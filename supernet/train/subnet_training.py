@@ -32,6 +32,7 @@ from ..common.yamlio import YamlError, read_yaml
 from ..data import DataSplits, build_data
 from ..evaluation import EvalSet, accuracies
 from ..family import family_of
+from ..onnx_export import ONNX_FILE, onnx_wanted
 from ..saved_model import CONFIG_FILE, WEIGHTS_FILE, load_subnet, read_subnet_yaml, save_subnet
 from ..space import Space, SpaceError, Subnet
 from .config import ConfigError, RunConfig, TrainConfig
@@ -134,7 +135,11 @@ def _agree(spaces: list[tuple[str, Space]]) -> Space | None:
         diff = a.differences(b)
         if diff:
             detail = "; ".join(f"{f}: {getattr(a, f)!r} vs {getattr(b, f)!r}" for f in diff)
-            raise ConfigError(f"{name_a} and {name_b} name different search spaces ({detail})")
+            raise ConfigError(
+                f"{name_a} and {name_b} name different search spaces ({detail}); give "
+                "sources of one space (a subnet searched in, or exported from, that supernet), "
+                "or leave one out"
+            )
     return spaces[0][1] if spaces else None
 
 
@@ -270,7 +275,12 @@ class SubnetTask:
 
 
 def _readme(
-    mode: str, subnet: Subnet, splits: DataSplits, test_acc: float, source: SubnetSource
+    mode: str,
+    subnet: Subnet,
+    splits: DataSplits,
+    test_acc: float,
+    source: SubnetSource,
+    has_onnx: bool,
 ) -> str:
     """The README of ``<run_dir>/subnet``: what was trained, its accuracy, its preprocessing."""
     how = "fine-tuned from inherited weights" if mode == "finetune" else "trained from scratch"
@@ -287,7 +297,7 @@ def _readme(
         "```",
     ]
     if splits.preprocessing is not None:
-        lines += ["", *splits.preprocessing.readme_section(has_onnx=False)]
+        lines += ["", *splits.preprocessing.readme_section(has_onnx=has_onnx)]
     return "\n".join(lines) + "\n"
 
 
@@ -309,12 +319,18 @@ def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult
     train = config.train
     source = resolve_source(config)
     space, subnet = source.space, source.subnet
+    # The export's model.onnx (decided now: onnx=true without its packages fails before training)
+    with_onnx = onnx_wanted(config.onnx) if env.is_main else False
     path = resume_path(config.resume, run_dir, CHECKPOINT)
     payload = None
     if path is not None:
         payload = load_checkpoint(path, expected_format=FORMAT)
         check_same_settings(payload, path, data=config.data, train=train, seed=config.seed)
         _check_same_subnet(payload, path, config.mode, space, subnet)
+        if env.is_main and not with_onnx and (run_dir / EXPORT_DIR / ONNX_FILE).is_file():
+            # The run's export already has an ONNX file (an earlier onnx=true): the export is
+            # written again from the same weights, and keeps it unless its packages are gone.
+            with_onnx = onnx_wanted("auto")
     elif not config.resume and (run_dir / RESULT_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
     splits = build_data(config.data)
@@ -393,7 +409,10 @@ def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult
             },
             overwrite=True,
             preprocessing=splits.preprocessing,
-            extra_files={"README.md": _readme(config.mode, subnet, splits, test_acc, source)},
+            extra_files={
+                "README.md": _readme(config.mode, subnet, splits, test_acc, source, with_onnx)
+            },
+            onnx=with_onnx,
         )
         result = SubnetResult(
             run_dir=run_dir,

@@ -125,7 +125,15 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConversionError(f"AutoFormer checkpoint not found: {path}")
+        if path.is_dir():
+            raise ConversionError(
+                f"{path} is a directory; give the checkpoint file inside it (AutoFormer's "
+                "releases are .pth files, e.g. supernet-tiny.pth)"
+            )
+        raise ConversionError(
+            f"AutoFormer checkpoint not found: {path}; check the path (AutoFormer's releases are "
+            ".pth files, e.g. supernet-tiny.pth)"
+        )
     try:
         payload = load_torch_file(path, safe_globals=[argparse.Namespace])
     except ReadError as exc:
@@ -202,11 +210,6 @@ def read_layout(state: Mapping[str, torch.Tensor], path: str | Path = "checkpoin
             "expected AutoFormer's names (patch_embed_super.proj.weight, blocks.<n>.attn.qkv."
             "weight, ...)"
         )
-    if "pos_embed" not in state and "patch_embed_super.proj.weight" in state:
-        raise ConversionError(
-            f"{path} has no absolute position embedding (AutoFormer's --no_abs_pos), which this "
-            "tool's ViT always has; convert a checkpoint trained with it"
-        )
     missing = sorted(_TOP - set(state))
     depth = max(blocks, default=-1) + 1
     if depth == 0:
@@ -215,9 +218,15 @@ def read_layout(state: Mapping[str, torch.Tensor], path: str | Path = "checkpoin
     for i in range(depth):
         needed = _BLOCK - {"attn.qkv.bias"} - (set() if with_tables else set(_TABLES))
         missing += [f"blocks.{i}.{name}" for name in sorted(needed - blocks.get(i, set()))]
+    if missing == ["pos_embed"]:  # whole but for it: trained with --no_abs_pos
+        raise ConversionError(
+            f"{path} has no absolute position embedding (AutoFormer's --no_abs_pos), which this "
+            "tool's ViT always has; convert a checkpoint trained with it"
+        )
     if missing:
         raise ConversionError(
-            f"{path} is not a whole AutoFormer ViT checkpoint: missing key(s) {_names(missing)}"
+            f"{path} is not a whole AutoFormer ViT checkpoint: missing key(s) {_names(missing)}; "
+            "give the whole file AutoFormer saved (a partial download: download it again)"
         )
     with_bias = {i for i, names in blocks.items() if "attn.qkv.bias" in names}
     if with_bias and len(with_bias) != depth:

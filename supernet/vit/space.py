@@ -55,6 +55,13 @@ def _middle(choices: tuple[int, ...] | tuple[float, ...]) -> int | float:
     return sorted(choices)[(len(choices) - 1) // 2]  # the lower median
 
 
+#: How a ViT subnet is written, for the errors about one.
+SUBNET_FORMAT = (
+    "a ViT subnet is embed_dim: <int>, depth: <int>, and num_heads and mlp_ratio with one entry "
+    "per layer (supernet/conf/subnets/autoformer_t.yaml is one)"
+)
+
+
 @dataclass(frozen=True)
 class SubnetConfig(Subnet):
     """One architecture of a ViT space: width, depth and, per active layer, heads and MLP ratio."""
@@ -100,7 +107,7 @@ class SubnetConfig(Subnet):
         ):
             problems.append(f"mlp_ratio must hold positive numbers, got {list(self.mlp_ratio)}")
         if problems:
-            raise SpaceError("subnet", problems)
+            raise SpaceError("subnet", problems, fix=SUBNET_FORMAT)
 
     # -- derived sizes ---------------------------------------------------------------------------
     def mlp_hidden_dims(self) -> tuple[int, ...]:

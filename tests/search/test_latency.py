@@ -419,6 +419,9 @@ def test_cli_calibrate_then_measure(tmp_path) -> None:
     record = yaml.safe_load((tmp_path / "m" / "latency_measurement.yaml").read_text())
     assert record["measurement"]["median_ms"] > 0 and record["measurement"]["batch_size"] == 2
     assert record["predicted_ms"] > 0  # the profile filed above was found
+    # what it printed is in the run directory's log too
+    assert "written:" in (tmp_path / "m" / "latency.log").read_text()
+    assert not list((tmp_path / "m").glob("__main__.log"))
 
 
 def test_cli_user_error_is_one_line(tmp_path) -> None:
@@ -437,3 +440,33 @@ def test_cli_needs_a_command() -> None:
     with pytest.raises(SystemExit) as info:
         _argv_with_command(["prog", "calibrat", "a=1"])
     assert info.value.code == 2
+
+
+def test_measure_takes_middle_an_export_directory_and_its_subnet_yaml(
+    tmp_path, monkeypatch
+) -> None:
+    from omegaconf import OmegaConf
+
+    from search.latency import __main__ as cli
+    from supernet import Space, family_of
+    from supernet.saved_model import save_subnet
+
+    digits, swin = Space.preset("digits"), Space.preset("swin_digits")
+    subnet = swin.sample(random.Random(0))
+    export = save_subnet(family_of(swin).build_model(swin, subnet), swin, tmp_path / "export")
+
+    def resolve(choice: str, space: Space, given: bool = False) -> tuple[Space, object]:
+        monkeypatch.setattr(cli, "_space_given", lambda: given)
+        return cli._subnet(OmegaConf.create({"subnet": choice, "supernet": None}), space)
+
+    assert resolve("middle", digits) == (digits, digits.middle())
+    # an export brings its own space (here a Swin one, the configured default being a ViT's)
+    assert resolve(str(export), digits) == (swin, subnet)
+    assert resolve(str(export / "subnet.yaml"), digits) == (swin, subnet)
+    assert resolve(str(export), swin, given=True) == (swin, subnet)
+    with pytest.raises(LatencyError, match=r"subnet of another search space.*leave out space="):
+        resolve(str(export), digits, given=True)
+    with pytest.raises(LatencyError, match=r"holds no subnet\.yaml; give an export directory"):
+        resolve(str(tmp_path), digits)
+    with pytest.raises(LatencyError, match="subnet must be smallest, middle, largest, an export"):
+        resolve(str(tmp_path / "nope"), digits)

@@ -87,6 +87,7 @@ def test_recipe_is_the_supernets_with_overrides() -> None:
         ({"supernet": "x.pt", "train": {"strategy": "uniform"}}, "supernet training option"),
         ({"supernet": "x.pt", "train": {"epoch": 3}}, r"unknown recipe option\(s\) train.epoch"),
         ({"supernet": "x.pt", "finetune": "yes"}, "finetune must be true or false"),
+        ({"supernet": "x.pt", "progress": "bar"}, "progress must be auto, true or false"),
     ],
 )
 def test_settings_errors(config: dict[str, object], message: str) -> None:

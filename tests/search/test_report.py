@@ -73,6 +73,12 @@ def test_report_combines_runs(
     assert {t.xaxis for t in fig.data} == {"x", "x2"}
     assert f"budget.flops={half_flops}" in html and "budget.flops=1M" in html
     assert "seed=0" not in html
+    assert "validation accuracy vs flops: 3 runs" in html
+    # One run given as itself: its rows are labelled with its directory's name, not "."
+    alone = write_report([root / "1"], png=False)
+    assert set(alone.trials["run"]) == {"1"}
+    html = (root / "1" / "report_pareto.html").read_text()
+    assert 'validation accuracy vs flops: 1 run"' in html
 
 
 def test_find_runs_errors(tmp_path: Path) -> None:

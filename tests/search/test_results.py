@@ -18,6 +18,7 @@ from search.results import (
     CONTRACT_COLUMNS,
     pareto_mask,
     read_trials,
+    summary_text,
     trials_frame,
     write_table,
 )
@@ -123,6 +124,14 @@ def test_repeated_subnet_names_the_trial_it_reuses(
         back = read_trials(path)
         assert back["duplicate_of"].dtype == "Int64"
         assert back["duplicate_of"].tolist() == [pd.NA, pd.NA, 0]
+    # the summary counts the trials and says how many subnets they are (as the export does)
+    text = summary_text(frame, cost_axis="flops", multi_objective=False, budget=Budget())
+    assert text.startswith("3 trials in the study: 3 feasible (2 distinct subnets),")
+    # and the Pareto plot: the repeated subnet is one point of the front
+    fig = pareto_figure(frame)
+    assert fig.data[0].name == "feasible (3 trials, 2 subnets)"
+    front = fig.data[1].x  # the smallest subnet, the cheapest, is on it: once
+    assert fig.data[1].name == f"Pareto front ({len(front)})" and len(set(front)) == len(front)
 
 
 def test_older_table_without_duplicate_of_is_read(searched: SearchResult, tmp_path: Path) -> None:

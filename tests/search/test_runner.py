@@ -238,3 +238,15 @@ def test_overrides_keep_types_and_hide_passwords(search_config: Callable[..., Di
         "search": "autoformer_evolution",
         "search.storage": "postgresql://me:***@db/search",
     }
+
+
+def test_the_opening_line_counts_done_queued_and_running_trials_apart() -> None:
+    from search.runner import _study_counts
+
+    study = optuna.create_study()
+    study.enqueue_trial({"x": 0})
+    study.enqueue_trial({"x": 1})
+    assert _study_counts(study) == "0 trials done, 2 queued"
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    study.ask()  # takes the other queued trial
+    assert _study_counts(study) == "1 trial done, 1 running"

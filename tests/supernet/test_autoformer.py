@@ -502,6 +502,7 @@ def _errors() -> tuple[list[tuple[str, dict, str]], dict[str, dict[str, torch.Te
         ("half_tables", {}, "missing key(s) blocks.3.attn.rel_pos_embed_k.embeddings_table_h"),
         ("wrong_shape", {}, "blocks.1.fc2.weight is a torch.float32 tensor of shape (32, 100)"),
         ("no_pos", {}, "has no absolute position embedding (AutoFormer's --no_abs_pos)"),
+        ("patch_only", {}, "not a whole AutoFormer ViT checkpoint: missing key(s) cls_token"),
         ("narrow", {"space": SMALL}, "does not fit space small_af: its 4 blocks of width 16"),
         ("good", {"space": dataclasses.replace(SMALL, num_classes=9)}, "num_classes 7 (the"),
         ("good", {"space": dataclasses.replace(SMALL, rel_pos_max_distance=2)}, "distance 1"),
@@ -521,6 +522,7 @@ def _errors() -> tuple[list[tuple[str, dict, str]], dict[str, dict[str, torch.Te
         "half_tables": half_tables,
         "wrong_shape": wrong_shape,
         "no_pos": no_pos,
+        "patch_only": {"patch_embed_super.proj.weight": good["patch_embed_super.proj.weight"]},
         "narrow": narrow,
         "shaped": shaped,
         "thin_tables": thin_tables,
@@ -543,8 +545,10 @@ def test_every_conversion_error_is_one_clear_line(tmp_path: Path) -> None:
         message = str(info.value)
         assert words in message and "\n" not in message, (name, message)
     assert not marker.exists()
-    with pytest.raises(ConversionError, match="AutoFormer checkpoint not found"):
+    with pytest.raises(ConversionError, match=r"AutoFormer checkpoint not found: .*; check"):
         convert(tmp_path / "nope.pth")
+    with pytest.raises(ConversionError, match="is a directory; give the checkpoint file"):
+        convert(tmp_path)
 
 
 def test_command_option_errors(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from sklearn.datasets import load_digits
 
 from supernet import (
@@ -130,8 +131,17 @@ def test_exports_carry_it_and_old_exports_still_load(tmp_path: Path) -> None:
     assert list(saved) == ["space", "subnet", "preprocessing", "metadata"]
     loaded = load_subnet(new)
     assert loaded.preprocessing == pre == load_preprocessing(new)
-    assert loaded.pretrained_cfg["mean"] == pre.mean
     assert loaded.pretrained_cfg["num_classes"] == 10
+    # timm's transforms divide by 255: its mean/std are rescaled so that digits' raw 0..16
+    # values, as an 8-bit image, become exactly the model's input.
+    assert loaded.pretrained_cfg["mean"] == tuple(m * 16 / 255 for m in pre.mean)
+    timm_data = pytest.importorskip("timm.data")
+    config = timm_data.resolve_model_data_config(loaded)
+    transform = timm_data.create_transform(**config)
+    raw = load_digits().images[:5]
+    want = pre(raw)
+    got = torch.stack([transform(Image.fromarray(img.astype(np.uint8))) for img in raw])
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
     old = save_subnet(model, DIGITS, tmp_path / "old")  # as exports were before
     assert "preprocessing" not in yaml.safe_load((old / CONFIG_FILE).read_text())
     assert load_subnet(old).preprocessing is None

@@ -70,6 +70,9 @@ def test_bad_values_are_named_in_one_message() -> None:
         _run(mode="retrain")
     with pytest.raises(ConfigError, match="subnet= is for mode=finetune or mode=scratch"):
         _run(subnet="largest")
+    with pytest.raises(ConfigError, match="onnx=true is for mode=finetune or mode=scratch"):
+        _run(onnx=True)
+    assert _run(onnx="auto").onnx == "auto"  # (auto: whatever the mode makes)
     with pytest.raises(ConfigError, match="mode=scratch starts from random"):
         _run(mode="scratch", subnet="largest", supernet="x.pt")
     with pytest.raises(ConfigError, match="threads must be a positive integer or null"):

@@ -141,3 +141,44 @@ def test_subnet_resume_equals_uninterrupted(tiny_run: Factory, supernet_path: Pa
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.test_acc == whole.test_acc
     assert resumed.initial_test_acc == whole.initial_test_acc
+
+
+def test_finetune_with_onnx_true_exports_a_checked_onnx_file(
+    tiny_run: Factory, tmp_path: Path, supernet_path: Path
+) -> None:
+    """onnx=true: the fine-tuned model's export holds model.onnx, which scores the test accuracy
+    on the test split as the pipeline feeds it, and carries the preprocessing in its metadata."""
+    ort = pytest.importorskip("onnxruntime")
+    config = _subnet_run(
+        tiny_run, "finetune", "smallest", supernet=str(supernet_path), epochs=1, onnx=True
+    )
+    result = train_subnet(config)
+    onnx_file = result.export_dir / "model.onnx"
+    recorded = yaml.safe_load((result.export_dir / "subnet.yaml").read_text())["metadata"]
+    assert recorded["onnx"]["file"] == "model.onnx" and recorded["onnx"]["max_abs_diff"] <= 1e-4
+    assert "model.onnx" in (result.export_dir / "README.md").read_text()
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    x, y = materialize(build_data(config["data"]).test)
+    (logits,) = session.run(["logits"], {"images": x.numpy()})
+    with torch.inference_mode():
+        want = load_subnet(result.export_dir)(x)
+    assert (torch.from_numpy(logits) - want).abs().max() <= 1e-4
+    correct = int((torch.from_numpy(logits).argmax(1) == y).sum())
+    assert correct == round(result.test_acc * len(y))
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["divide_by"]) == 16.0  # digits' pixel scale, from the preprocessing
+    # Resumed with the default onnx=false (the run is finished: nothing is trained again), the
+    # export is written again and keeps its ONNX file, the same model's.
+    again = train_subnet({**config, "onnx": False, "resume": True})
+    assert again.test_acc == result.test_acc and onnx_file.is_file()
+    recorded = yaml.safe_load((again.export_dir / "subnet.yaml").read_text())["metadata"]
+    assert recorded["onnx"]["file"] == "model.onnx"
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (again_logits,) = session.run(["logits"], {"images": x.numpy()})
+    assert (torch.from_numpy(again_logits) - want).abs().max() <= 1e-4
+
+
+def test_onnx_option_is_checked_before_training(tiny_run: Factory, supernet_path: Path) -> None:
+    config = _subnet_run(tiny_run, "finetune", "smallest", supernet=str(supernet_path), onnx="x")
+    with pytest.raises(ConfigError, match="onnx must be auto, true or false, got 'x'"):
+        train_subnet(config)
