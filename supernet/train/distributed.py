@@ -84,9 +84,21 @@ class DistEnv:
             owns = True
         return cls(rank, world_size, local_rank, resolved, owns)
 
-    def teardown(self) -> None:
+    def teardown(self, clean: bool = True) -> None:
+        """Leave the process group this object joined. After a ``clean`` run every rank first
+        waits for the others at a barrier: a rank that left while another still wrote its
+        checkpoint made gloo abort that one at exit (SIGABRT, "terminate called without an
+        active exception"). After an error, leave at once (the others may never get there)."""
         if self.owns_group and dist.is_initialized():
+            if clean:
+                dist.barrier()
             dist.destroy_process_group()
+
+    def __enter__(self) -> DistEnv:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.teardown(clean=exc_type is None)
 
     # -- collectives (no-ops in a single process) ------------------------------------------------
     def broadcast_object(self, obj: T) -> T:

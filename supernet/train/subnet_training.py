@@ -307,11 +307,8 @@ def train_subnet(config: RunConfig | Mapping[str, Any], hooks: Hooks | None = No
         config = RunConfig.from_dict(config)
     if config.mode not in ("finetune", "scratch"):
         raise ValueError(f"train_subnet is for mode=finetune|scratch, got mode={config.mode}")
-    env = DistEnv.setup(config.device, config.threads)
-    try:
+    with DistEnv.setup(config.device, config.threads) as env:
         return _train(config, env, hooks)
-    finally:
-        env.teardown()
 
 
 def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult:

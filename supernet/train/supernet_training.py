@@ -147,11 +147,8 @@ def train_supernet(
         raise ValueError(f"train_supernet is for mode=supernet, got mode={config.mode}")
     space = config.space
     assert isinstance(space, Space)
-    env = DistEnv.setup(config.device, config.threads)
-    try:
+    with DistEnv.setup(config.device, config.threads) as env:
         return _train(config, space, env, hooks)
-    finally:
-        env.teardown()
 
 
 def _train(config: RunConfig, space: Space, env: DistEnv, hooks: Hooks | None) -> SupernetResult:

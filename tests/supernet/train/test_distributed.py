@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from supernet.checkpoint import load_checkpoint
@@ -86,3 +88,29 @@ def test_two_processes(tmp_path: Path) -> None:
     reference = load_checkpoint(single.checkpoint)["model"]
     for key, value in payload["model"].items():
         torch.testing.assert_close(value, reference[key], atol=2e-5, rtol=1e-4, msg=key)
+
+
+def test_a_clean_run_leaves_the_group_after_a_barrier_and_a_failed_one_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaving the group while another rank still writes its checkpoint made gloo abort that
+    rank at exit: every rank of a clean run meets at a barrier first. After an error no rank
+    waits there (the others may never come)."""
+    import torch.distributed as dist
+
+    calls: list[str] = []
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: calls.append("barrier"))
+    real_destroy = dist.destroy_process_group
+    monkeypatch.setattr(
+        dist, "destroy_process_group", lambda *a, **k: (calls.append("destroy"), real_destroy())
+    )
+    for fails in (False, True):
+        calls.clear()
+        store = f"file://{tmp_path / f'store{fails}'}"
+        dist.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+        env = DistEnv(rank=0, world_size=2, owns_group=True)  # as torchrun's ranks see it
+        with pytest.raises(RuntimeError) if fails else contextlib.nullcontext(), env:
+            if fails:
+                raise RuntimeError("a rank failed")
+        assert calls == (["destroy"] if fails else ["barrier", "destroy"])
+        assert not dist.is_initialized()
