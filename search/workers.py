@@ -508,54 +508,61 @@ def run_workers(
     failures: list[str] = []
     workers: list[_Process] = []
     checked = time.monotonic()
+    # Ctrl-C and SIGTERM are acted on between two rounds of the loop below, never inside a
+    # call: one that struck subprocess's poll() between its lock's acquire and its try left
+    # that lock held, and the wait() for that worker in _stop then hung for ever (once in
+    # CI). A second signal still stops at once.
+    interrupts = _Interrupts(repeat_raises=True)
     try:
-        workers = [_Process.start(job, env) for job in jobs]
-        while True:
-            for i, worker in enumerate(workers):
-                code = worker.process.poll()
-                if code is None or worker.reported:
-                    continue
-                worker.reported = True
-                signum = -code if code < 0 else _STOPPED_BY.get(code)
-                if code > 0 and signum is None:
-                    failures.append(worker.failure(code))
-                elif signum is not None:  # killed (or stopped) by a signal: replace it
-                    completed, lost = _reap(study, worker)
-                    left = worker.job.n_trials - completed
-                    what = (
-                        f"{worker.name} was killed by {_signal_name(signum)} after {completed} "
-                        f"of its {worker.job.n_trials} trials"
-                    )
-                    if lost:
-                        what += f"; the trial(s) it left running, {lost}, " + (
-                            "failed and are queued again with the same subnet"
-                            if retry_callback(study) is not None
-                            else "failed (heartbeats are off, so they are not retried)"
+        with interrupts.installed():
+            workers = [_Process.start(job, env) for job in jobs]
+            while True:
+                interrupts.raise_pending()
+                for i, worker in enumerate(workers):
+                    code = worker.process.poll()
+                    if code is None or worker.reported:
+                        continue
+                    worker.reported = True
+                    signum = -code if code < 0 else _STOPPED_BY.get(code)
+                    if code > 0 and signum is None:
+                        failures.append(worker.failure(code))
+                    elif signum is not None:  # killed (or stopped) by a signal: replace it
+                        completed, lost = _reap(study, worker)
+                        left = worker.job.n_trials - completed
+                        what = (
+                            f"{worker.name} was killed by {_signal_name(signum)} after {completed} "
+                            f"of its {worker.job.n_trials} trials"
                         )
-                    if left <= 0 or (
-                        run_id and run_total and claimed_by(study, run_id) >= run_total
-                    ):
-                        say(_log, f"note: {what}", stderr=True)
-                    elif restarts == 0:
-                        failures.append(
-                            f"{what}; not restarted (search.worker_restarts="
-                            f"{settings.worker_restarts} used up)"
-                        )
-                    else:
-                        restarts -= 1
-                        job = dataclasses.replace(
-                            worker.job, n_trials=left, attempt=worker.job.attempt + 1
-                        )
-                        workers[i] = _Process.start(job, env)
-                        say(_log, f"note: {what}; restarted for the other {left}", stderr=True)
-            if all(w.process.poll() is not None and w.reported for w in workers):
-                break
-            if settings.grace_period and time.monotonic() - checked > settings.grace_period:
-                fail_silent_trials(study, settings.grace_period)
-                checked = time.monotonic()
-            time.sleep(0.5)
-            if progress:
-                progress(count_finished(study) - start)
+                        if lost:
+                            what += f"; the trial(s) it left running, {lost}, " + (
+                                "failed and are queued again with the same subnet"
+                                if retry_callback(study) is not None
+                                else "failed (heartbeats are off, so they are not retried)"
+                            )
+                        if left <= 0 or (
+                            run_id and run_total and claimed_by(study, run_id) >= run_total
+                        ):
+                            say(_log, f"note: {what}", stderr=True)
+                        elif restarts == 0:
+                            failures.append(
+                                f"{what}; not restarted (search.worker_restarts="
+                                f"{settings.worker_restarts} used up)"
+                            )
+                        else:
+                            restarts -= 1
+                            job = dataclasses.replace(
+                                worker.job, n_trials=left, attempt=worker.job.attempt + 1
+                            )
+                            workers[i] = _Process.start(job, env)
+                            say(_log, f"note: {what}; restarted for the other {left}", stderr=True)
+                if all(w.process.poll() is not None and w.reported for w in workers):
+                    break
+                if settings.grace_period and time.monotonic() - checked > settings.grace_period:
+                    fail_silent_trials(study, settings.grace_period)
+                    checked = time.monotonic()
+                time.sleep(0.5)
+                if progress:
+                    progress(count_finished(study) - start)
     finally:
         _stop(workers)
         for worker in workers:

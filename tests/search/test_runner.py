@@ -250,3 +250,49 @@ def test_the_opening_line_counts_done_queued_and_running_trials_apart() -> None:
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     study.ask()  # takes the other queued trial
     assert _study_counts(study) == "1 trial done, 1 running"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_middle_of_a_call_is_acted_on_after_it(
+    random_checkpoint: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The search's process watches its workers with subprocess's poll(); a Ctrl-C raised inside
+    it (between its lock's acquire and its try) left the lock held and the search hung in the
+    wait() for that worker. Ctrl-C is acted on between two calls: every poll() runs to its end,
+    then the search stops with KeyboardInterrupt and leaves no trial running."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    real_poll = subprocess.Popen.poll
+    calls = {"entered": 0, "finished": 0}
+
+    def poll(self: subprocess.Popen[str]) -> int | None:
+        calls["entered"] += 1
+        if calls["entered"] == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 0.2
+            while time.monotonic() < deadline:  # the handler runs here, inside the call
+                pass
+        code = real_poll(self)
+        calls["finished"] += 1
+        return code
+
+    monkeypatch.setattr(subprocess.Popen, "poll", poll)
+    cfg = search_config(
+        f"supernet={random_checkpoint}",
+        "search.n_workers=2",
+        "search.n_trials=200",
+        "search.sampler=random",
+        "search.threads=1",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_search(cfg, tmp_path)
+    assert calls["entered"] >= 6 and calls["entered"] == calls["finished"]
+    study = load(tmp_path)
+    assert not [t.number for t in study.trials if t.state == TrialState.RUNNING]
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) < 200
