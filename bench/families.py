@@ -52,26 +52,33 @@ FAMILIES = {"vit": ["space=fashion_mnist"], "swin": ["space=swin_fashion_mnist"]
 BUDGETS = [10e6, 20e6, 30e6]  # MACs
 
 
-def supernet_dir(family: str) -> Path:
-    return WORK / f"supernet_{family}"
+def work_dir(supernet_epochs: int, epochs: int) -> Path:
+    """The cache of a run of this benchmark: a shortened recipe gets its own."""
+    if (supernet_epochs, epochs) == (common.EPOCHS, common.STANDALONE_EPOCHS):
+        return WORK
+    return WORK.with_name(f"{WORK.name}_supernet{supernet_epochs}_scratch{epochs}")
 
 
-def ensure_supernets() -> dict[str, Path]:
+def ensure_supernets(work: Path, epochs: int) -> dict[str, Path]:
     """Train (or finish, or reuse) both families' sandwich supernets, one process each."""
+    recipe_overrides = [
+        o for o in common.SUPERNETS["sandwich"] if not o.startswith("train.epochs=")
+    ]
     commands = [
         common.command(
             "supernet.train",
             *common.DATA,
             *FAMILIES[family],
-            *common.SUPERNETS["sandwich"],
+            *recipe_overrides,
+            f"train.epochs={epochs}",
             f"threads={common.THREADS}",
             "resume=auto",
-            f"hydra.run.dir={common.rel(supernet_dir(family))}",
+            f"hydra.run.dir={common.rel(work / f'supernet_{family}')}",
         )
         for family in FAMILIES
     ]
     common.run_parallel(commands)
-    return {family: supernet_dir(family) / "supernet.pt" for family in FAMILIES}
+    return {family: work / f"supernet_{family}" / "supernet.pt" for family in FAMILIES}
 
 
 def _vit_designs(space: Space) -> list[tuple[Space, Subnet]]:
@@ -121,9 +128,11 @@ def hand_designed(space: Space, budget: float) -> tuple[Space, Subnet]:
     return own, subnet
 
 
-def search(family: str, checkpoint: Path, budget: float, seed: int, trials: int) -> Path:
+def search(
+    work: Path, family: str, checkpoint: Path, budget: float, seed: int, trials: int
+) -> Path:
     """Search (or reuse a finished search) and export its best subnet; the export dir."""
-    run_dir = WORK / family / f"budget{budget / 1e6:.0f}M" / f"seed{seed}"
+    run_dir = work / family / f"budget{budget / 1e6:.0f}M" / f"seed{seed}"
     return common.search_and_export(
         checkpoint, run_dir, trials, seed, f"budget.macs={int(budget)}", "search.plots_png=false"
     )
@@ -141,12 +150,21 @@ def main() -> None:
     parser.add_argument("--budgets", type=float, nargs="+", default=BUDGETS, help="MACs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=50, help="search trials per budget and seed")
-    parser.add_argument("--epochs", type=int, default=common.STANDALONE_EPOCHS)
+    parser.add_argument(
+        "--epochs", type=int, default=common.STANDALONE_EPOCHS, help="of each stand-alone run"
+    )
+    parser.add_argument(
+        "--supernet-epochs",
+        type=int,
+        default=common.EPOCHS,
+        help="of each supernet (a shortened recipe caches in its own runs/bench/ folder)",
+    )
     parser.add_argument("--out", type=Path, default=common.OUT)
     args = parser.parse_args()
 
     start = time.perf_counter()
-    checkpoints = ensure_supernets()
+    work = work_dir(args.supernet_epochs, args.epochs)
+    checkpoints = ensure_supernets(work, args.supernet_epochs)
     jobs: list[SubnetJob] = []
     for family, checkpoint in checkpoints.items():
         payload = load_checkpoint(checkpoint)
@@ -162,11 +180,11 @@ def main() -> None:
         }
         for budget in args.budgets:
             own, design = hand_designed(space, budget)
-            design_yaml = WORK / family / f"hand_{slug(design)}.yaml"
+            design_yaml = work / family / f"hand_{slug(design)}.yaml"
             design_yaml.parent.mkdir(parents=True, exist_ok=True)
             design.to_yaml(design_yaml)
             for seed in args.seeds:
-                export = search(family, checkpoint, budget, seed, args.trials)
+                export = search(work, family, checkpoint, budget, seed, args.trials)
                 _, found, _ = read_subnet_yaml(export)
                 extra = {"family": family, "budget": budget, "seed": seed}
                 jobs.append(
@@ -194,7 +212,7 @@ def main() -> None:
                             "seed": seed,
                             "space": own.to_dict(),
                             "subnet": str(design_yaml),
-                            "run_dir": str(WORK / family / f"hand_{slug(design)}" / f"seed{seed}"),
+                            "run_dir": str(work / family / f"hand_{slug(design)}" / f"seed{seed}"),
                         },
                         label="hand-designed",
                         cost=complexity.flops(own, design),
@@ -223,6 +241,8 @@ def main() -> None:
                 "params_m": complexity.params(model_space, r["subnet"]) / 1e6,
                 "test_acc": r["test_acc"],
                 "latency_ms": latency_ms(Path(r["run_dir"]) / EXPORT_DIR),
+                "supernet_epochs": args.supernet_epochs,
+                "epochs": args.epochs,
             }
         )
     table = pd.DataFrame(rows).sort_values(["budget_mmacs", "family", "model", "seed"])
