@@ -13,6 +13,7 @@ A user error (bad value, missing file, no CUDA ...) prints one line and exits wi
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,20 +25,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from supernet import Space, Subnet, family_of
 from supernet.checkpoint import checkpoint_space, load_checkpoint
-from supernet.common.atomic import atomic_write_text
+from supernet.common.atomic import atomic_write_text, make_dir
 from supernet.common.cli import hydra_main, user_errors
-from supernet.common.console import say
+from supernet.common.console import progress_mode, say
+from supernet.common.errors import UserError, quoted
 from supernet.saved_model import CONFIG_FILE, read_subnet_yaml
 from supernet.space import read_yaml
 
 from . import config as _config  # noqa: F401  (registers latency_schema)
 from .calibrate import calibrate
 from .errors import LatencyError, ProfileError
-from .measure import measure_latency
+from .measure import check_settings, measure_latency
 from .profile import find_profile
-from .report import write_latency_report
+from .report import REPORT_FILES, write_latency_report
 
 COMMANDS = ("calibrate", "measure")
+#: What each command writes into its output directory.
+MEASUREMENT_FILE = "latency_measurement.yaml"
+WRITES = {"calibrate": tuple(REPORT_FILES.values()), "measure": (MEASUREMENT_FILE,)}
 
 log = logging.getLogger("search.latency")
 
@@ -107,8 +112,41 @@ def _out_dir(cfg: DictConfig) -> Path:
     return Path(cfg.out) if cfg.out else Path(HydraConfig.get().runtime.output_dir)
 
 
-def _calibrate(cfg: DictConfig, space: Space) -> None:
+def _check_options(cfg: DictConfig) -> None:
+    """Every option's value, before anything is built or timed (an option the command does not
+    use is checked too: a typo there is still one)."""
+    check_settings(batch_size=cfg.batch_size, warmup=cfg.warmup, repeats=cfg.repeats)
+    for name in ("rounds", "n_samples", "n_holdout"):
+        value = cfg[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            default = {"rounds": 3, "n_samples": 32, "n_holdout": 16}[name]
+            raise LatencyError(
+                f"{name} must be an integer >= 1, got {quoted(value)}; pass {name}={default}"
+            )
+    try:
+        progress_mode(cfg.progress)
+    except UserError as exc:
+        raise LatencyError(str(exc)) from None
+
+
+def _prepare_out(cfg: DictConfig) -> Path:
+    """The output directory, made and checked before the timing: writable, and not holding an
+    earlier run's results (unless ``overwrite=true``)."""
     out = _out_dir(cfg)
+    earlier = [name for name in WRITES[cfg.command] if (out / name).exists()]
+    if earlier and not cfg.overwrite:
+        raise LatencyError(
+            f"{out} holds an earlier {cfg.command}'s results ({', '.join(earlier)}); give another "
+            "out= or pass overwrite=true to replace them"
+        )
+    make_dir(out)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise LatencyError(f"cannot write to {out} (permission denied); give another out=")
+    return out
+
+
+def _calibrate(cfg: DictConfig, space: Space) -> None:
+    out = _prepare_out(cfg)
     result = calibrate(
         space,
         device=cfg.device,
@@ -137,6 +175,7 @@ def _calibrate(cfg: DictConfig, space: Space) -> None:
 
 def _measure(cfg: DictConfig, space: Space) -> None:
     space, subnet = _subnet(cfg, space)
+    out = _prepare_out(cfg)
     model = family_of(space).build_model(space, subnet)
     result = measure_latency(
         model,
@@ -167,7 +206,7 @@ def _measure(cfg: DictConfig, space: Space) -> None:
             predicted = profile.predict_ms(space, subnet)
             record["predicted_ms"] = predicted
             say(log, f"  predicted by the profile in {cfg.profile_dir}: {predicted:.3f} ms")
-    path = _out_dir(cfg) / "latency_measurement.yaml"
+    path = out / MEASUREMENT_FILE
     text = yaml.safe_dump(record, sort_keys=False)
     atomic_write_text(path, text)
     say(log, f"  written: {path}")
@@ -178,6 +217,7 @@ def _measure(cfg: DictConfig, space: Space) -> None:
 def main(cfg: DictConfig) -> None:
     if cfg.command not in COMMANDS:
         raise LatencyError(f"unknown command {cfg.command!r}: use {' or '.join(COMMANDS)}")
+    _check_options(cfg)
     space = _space(cfg)
     (_calibrate if cfg.command == "calibrate" else _measure)(cfg, space)
 

@@ -39,6 +39,7 @@ class LatencyConfig:
         "measure: smallest, middle, largest, an export directory or the path of a subnet.yaml",
     )
     out: str | None = option(None, "output directory (null: the Hydra run directory)")
+    overwrite: bool = option(False, "replace the results an earlier run left in out=")
     profile_dir: str | None = option(
         "latency_profiles", "calibrate files a copy of the profile here (null: don't)"
     )

@@ -423,6 +423,23 @@ def test_cli_calibrate_then_measure(tmp_path) -> None:
     assert "written:" in (tmp_path / "m" / "latency.log").read_text()
     assert not list((tmp_path / "m").glob("__main__.log"))
 
+    # out= holding an earlier run's results: refused before anything is timed or written, unless
+    # overwrite=true
+    before = (out / "latency_profile.yaml").read_bytes()
+    again = ("calibrate", *common, "batch_size=2", "n_samples=6", "n_holdout=4", "warmup=0",
+             "repeats=1", "rounds=2", f"out={out}", f"hydra.run.dir={tmp_path}/h2")  # fmt: skip
+    run = _cli(*again, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"error: {out} holds an earlier calibrate's results (latency_profile.yaml, "
+        "latency_measurements.csv, latency_scatter.html); give another out= or pass "
+        "overwrite=true to replace them"
+    )
+    assert (out / "latency_profile.yaml").read_bytes() == before
+    run = _cli(*again, "overwrite=true", "seed=1", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (out / "latency_profile.yaml").read_bytes() != before
+
 
 def test_cli_user_error_is_one_line(tmp_path) -> None:
     run = _cli("calibrate", "space=digits", "batch_size=0", f"hydra.run.dir={tmp_path}/h",
@@ -432,6 +449,23 @@ def test_cli_user_error_is_one_line(tmp_path) -> None:
         "error: batch_size must be an integer >= 1, got 0; pass batch_size=1"
     )
     assert not (tmp_path / "latency_profiles").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("rounds=0", "rounds must be an integer >= 1, got 0; pass rounds=3"),
+        ("n_holdout=0", "n_holdout must be an integer >= 1, got 0; pass n_holdout=16"),
+        ("progress=maybe", "progress must be auto, true or false, got 'maybe'"),
+    ],
+)
+def test_cli_checks_every_option_before_timing(tmp_path, option: str, message: str) -> None:
+    """measure does not use rounds or n_holdout, but a bad value there is refused too."""
+    run = _cli("measure", "space=digits", option, f"out={tmp_path}/out",
+               f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith(f"error: {message}"), run.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_needs_a_command() -> None:
