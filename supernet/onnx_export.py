@@ -41,19 +41,22 @@ def export_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
     the largest absolute difference from PyTorch on random images (batches of 1 and 4)."""
     import onnxruntime
 
+    from .common.cli import interrupts_kept
+
     model = model.eval()
     example = torch.randn(2, space.in_chans, space.img_size, space.img_size)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        dynamo=True,
-        external_data=False,  # one self-contained file (fine below 2 GB of weights)
-        verbose=False,
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
-    )
+    with interrupts_kept():  # Ctrl-C during the export: "interrupted", not a TorchExportError
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=True,
+            external_data=False,  # one self-contained file (fine below 2 GB of weights)
+            verbose=False,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     generator = torch.Generator().manual_seed(0)

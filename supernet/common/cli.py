@@ -23,6 +23,7 @@ wrong type is one error line, and ``--help`` prints the module's usage.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -31,7 +32,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +102,40 @@ def handle_sigterm() -> None:
     """Turn SIGTERM into :class:`Terminated` in this process (from its main thread only)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside the body stays an interrupt. A library that catches
+    ``Exception`` around its work would otherwise report it as its own failure: torch.onnx's
+    exporter wraps what went wrong in a ``TorchExportError``, and a ``KeyboardInterrupt`` that
+    struck one of torch's lazy imports surfaces there as an ``AttributeError`` of the
+    half-imported module (a traceback instead of ``interrupted``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+    previous = {
+        number: handler
+        for number in (signal.SIGINT, signal.SIGTERM)
+        if callable(handler := signal.getsignal(number))  # Python's own: it raises
+    }
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        previous[signum](signum, frame)
+
+    for number in previous:
+        signal.signal(number, note)
+    try:
+        yield
+    except Exception:
+        if not seen:
+            raise
+        raise (Terminated() if seen[0] == signal.SIGTERM else KeyboardInterrupt()) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def exit_interrupted(exc: KeyboardInterrupt) -> None:
