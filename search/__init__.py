@@ -23,6 +23,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from supernet.common.startup import quiet_startup_interrupts
+
+quiet_startup_interrupts()  # in a command's process only: Ctrl-C during its imports, one line
+
 if TYPE_CHECKING:
     from .budget import Budget, BudgetError
     from .costs import CostModel

@@ -18,9 +18,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .common.errors import CheckpointError, UserError
+from .common.startup import quiet_startup_interrupts
 from .family import Family, family_names, family_of, get_family, register_family
 from .space import Space, SpaceError, Subnet
 from .vit.space import SearchSpace, SubnetConfig
+
+quiet_startup_interrupts()  # in a command's process only: Ctrl-C during its imports, one line
 
 if TYPE_CHECKING:
     from . import complexity

@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import MAX_ERROR_CHARS, UserError, cap_text, quoted
+from .startup import end_of_startup
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -99,7 +100,9 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def handle_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` in this process (from its main thread only)."""
+    """Turn SIGTERM into :class:`Terminated` in this process (from its main thread only); the
+    command has started, so Ctrl-C raises ``KeyboardInterrupt`` again (see :mod:`.startup`)."""
+    end_of_startup()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -44,3 +45,47 @@ def test_an_interrupt_inside_the_body_stays_one(signum: int, raised: type[BaseEx
 def test_an_error_without_an_interrupt_is_left_alone() -> None:
     with pytest.raises(ValueError, match="bad"), interrupts_kept():
         raise ValueError("bad")
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 1.5])
+def test_ctrl_c_while_a_command_imports_is_one_line(tmp_path, delay_s: float) -> None:
+    """A command spends its first seconds importing torch and Hydra: Ctrl-C there said
+    'interrupted' only after a traceback through the import machinery. (Later than that, the
+    command's own handling says the same.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "supernet.train", "data.train_subset=128", "train.epochs=50"]
+    process = subprocess.Popen(
+        [*command, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal
+    )
+    time.sleep(delay_s)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err[-2000:]
+
+
+def test_only_a_command_of_these_packages_quiets_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    from supernet.common import startup
+
+    for orig_argv, argv0, expected in [
+        (["python", "-m", "search.export", "x"], "-m", True),
+        (["python", "-X", "dev", "-msupernet.train"], "-m", True),
+        (["python", "-m", "pytest", "tests"], "-m", False),
+        (["python", "-c", "import supernet"], "-c", False),
+        (["python", "/usr/bin/vitnas-search"], "/usr/bin/vitnas-search", True),
+        (["python", "notebook_kernel.py"], "notebook_kernel.py", False),
+    ]:
+        monkeypatch.setattr(sys, "orig_argv", orig_argv)
+        monkeypatch.setattr(sys, "argv", [argv0])
+        assert startup.is_a_command() is expected, orig_argv

@@ -1,0 +1,75 @@
+"""Ctrl-C while a command starts: ``interrupted`` and exit status 130, not a traceback.
+
+A command spends its first seconds importing torch, Hydra and Optuna; Python's own
+``KeyboardInterrupt`` there prints a traceback through the import machinery. The ``supernet`` and
+``search`` packages call :func:`quiet_startup_interrupts` when they are imported, which acts only
+in a process that is one of their commands (``python -m supernet.…``/``search.…`` or a
+``vitnas-*`` console script); the command hands Ctrl-C back to ``KeyboardInterrupt`` as soon as
+it starts (:func:`supernet.common.cli.handle_sigterm`), so that everything after that point
+tidies up after an interrupt as before. Nothing is written before then, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+__all__ = ["end_of_startup", "quiet_startup_interrupts"]
+
+#: The packages whose modules are commands, and the prefix of their console scripts.
+PACKAGES = ("supernet", "search")
+SCRIPT_PREFIX = "vitnas-"
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    try:
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+def _module_run() -> str | None:
+    """The module this interpreter was started to run with ``-m``, if any."""
+    args = iter(list(getattr(sys, "orig_argv", []))[1:])
+    for arg in args:
+        if arg == "-m":
+            return next(args, None)
+        if arg.startswith("-m"):
+            return arg[2:]
+        if arg in ("-X", "-W"):
+            next(args, None)  # the option's value
+        elif arg == "-c" or not arg.startswith("-"):
+            return None  # code or a script: not -m
+    return None
+
+
+def is_a_command() -> bool:
+    """Whether this process runs one of the packages' commands."""
+    module = _module_run()
+    if module is not None:
+        return module.split(".")[0] in PACKAGES
+    return os.path.basename(sys.argv[0] if sys.argv else "").startswith(SCRIPT_PREFIX)
+
+
+def quiet_startup_interrupts() -> None:
+    """In a command's process, until :func:`end_of_startup`: Ctrl-C prints ``interrupted`` and
+    exits with 130. (A process started with Ctrl-C ignored keeps ignoring it.)"""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        and is_a_command()
+    ):
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+def end_of_startup() -> None:
+    """The command has started: Ctrl-C raises ``KeyboardInterrupt`` again."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is _interrupted_while_starting
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
