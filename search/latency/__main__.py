@@ -52,18 +52,35 @@ def _space(cfg: DictConfig) -> Space:
         payload = load_checkpoint(cfg.supernet)
         space = checkpoint_space(payload, cfg.supernet)
         chosen = HydraConfig.get().runtime.choices.get("space")
-        if _space_given() and chosen is not None:
+        if _space_chosen() and chosen is not None:
             raise LatencyError(
                 f"space={chosen} and supernet={cfg.supernet} both name the space to measure "
                 f"(the checkpoint's is {space.name or space.family}); pass only one of them"
+            )
+        changed = _space_overrides()
+        if changed:
+            raise LatencyError(
+                f"{changed[0]} changes the space= preset, but supernet={cfg.supernet} measures "
+                f"the checkpoint's own space ({space.name or space.family}); drop "
+                f"{', '.join(changed)}, or measure space=<preset> with them instead of supernet="
             )
         return space
     return Space.from_dict(OmegaConf.to_container(cfg.space, resolve=True))  # type: ignore[arg-type]
 
 
-def _space_given() -> bool:
+def _space_chosen() -> bool:
     """Whether the command line chose a space (``space=...``), not the config's default."""
     return any(o.split("=", 1)[0].lstrip("+~") == "space" for o in HydraConfig.get().overrides.task)
+
+
+def _space_overrides() -> list[str]:
+    """The command line's changes to the space preset (``space.img_size=64`` ...)."""
+    return [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").startswith("space.")]
+
+
+def _space_given() -> bool:
+    """Whether the command line said which space to measure in: ``space=`` or ``space.*``."""
+    return _space_chosen() or bool(_space_overrides())
 
 
 NAMED = ("smallest", "middle", "largest")
@@ -100,8 +117,8 @@ def _subnet(cfg: DictConfig, space: Space) -> tuple[Space, Subnet]:
                 if diff:
                     raise LatencyError(
                         f"subnet={choice} is a subnet of another search space than the one "
-                        f"given (they differ in {', '.join(diff)}); leave out space=/supernet= "
-                        "to measure it in its own"
+                        f"given (they differ in {', '.join(diff)}); leave out space=, space.* and "
+                        "supernet= to measure it in its own"
                     )
             return own, subnet
         data = data["subnet"]

@@ -504,3 +504,17 @@ def test_measure_takes_middle_an_export_directory_and_its_subnet_yaml(
         resolve(str(tmp_path), digits)
     with pytest.raises(LatencyError, match="subnet must be smallest, middle, largest, an export"):
         resolve(str(tmp_path / "nope"), digits)
+
+
+def test_cli_refuses_space_overrides_that_would_be_ignored(tmp_path, random_checkpoint) -> None:
+    """space.* changes the space= preset; with supernet= (or an export, which brings its own
+    space) it was silently ignored."""
+    run = _cli("measure", f"supernet={random_checkpoint}", "space.img_size=16", "repeats=1",
+               f"hydra.run.dir={tmp_path}/h", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"error: space.img_size=16 changes the space= preset, but supernet={random_checkpoint} "
+        "measures the checkpoint's own space (digits_small); drop space.img_size=16, or measure "
+        "space=<preset> with them instead of supernet="
+    )
+    assert not (tmp_path / "h" / "latency_measurement.yaml").exists()
