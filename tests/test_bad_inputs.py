@@ -78,6 +78,17 @@ CASES = [
         absent=("{run}",),
     ),
     Case(
+        "train-space-field-not-in-preset",
+        "a space field the preset leaves out, set without +",
+        "supernet.train",
+        ("hydra.run.dir={run}", "space.rel_pos=autoformer", *TINY),
+        (
+            "unknown option space.rel_pos: the space preset does not list rel_pos",
+            "add it with +space.rel_pos=<value>",
+        ),
+        absent=("{run}/supernet.pt",),
+    ),
+    Case(
         "train-bad-value",
         "option out of range",
         "supernet.train",
@@ -652,6 +663,25 @@ CASES = [
         "search.export",
         ("{search_run}", "trial=99", "out={run}/best"),
         ("no trial 99 in this run (trials 0 to", "pass one of those, or trial=best"),
+        absent=("{run}/best",),
+    ),
+    Case(
+        "export-of-a-checkpoint",
+        "a supernet checkpoint given as the search run",
+        "search.export",
+        ("{checkpoint}", "out={run}/best"),
+        (
+            "supernet.pt is a supernet checkpoint, not a search run dir",
+            "after searching it: python -m search supernet=",
+        ),
+        absent=("{run}/best",),
+    ),
+    Case(
+        "export-unknown-flag",
+        "a flag where key=value options go",
+        "search.export",
+        ("{search_run}", "--out", "{run}/best"),
+        ("unknown flag '--out': this command takes key=value options, not flags",),
         absent=("{run}/best",),
     ),
     Case(

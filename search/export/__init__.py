@@ -98,8 +98,18 @@ def export_subnet(
 ) -> ExportResult:
     """Export one trial of a search run (see the module docstring)."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        checkpoint = run_dir.suffix in (".pt", ".pth")
+        raise UserError(
+            f"{run_dir} is {'a supernet checkpoint' if checkpoint else 'a file'}, not a search "
+            "run dir; give the directory a `python -m search` wrote (its hydra.run.dir)"
+            + (f", after searching it: python -m search supernet={run_dir}" if checkpoint else "")
+        )
     if not run_dir.is_dir():
-        raise UserError(f"search run dir not found: {run_dir}")
+        raise UserError(
+            f"search run dir not found: {run_dir}; give the directory a `python -m search` wrote "
+            "(its hydra.run.dir)"
+        )
     manifest = read_manifest(run_dir)
     if not (run_dir / "trials.csv").is_file() and not (run_dir / "trials.parquet").is_file():
         raise UserError(

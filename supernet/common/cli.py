@@ -280,6 +280,22 @@ def _restore_run_files() -> None:
         pass  # best effort: the error being reported matters more
 
 
+def _space_field(key: str) -> str | None:
+    """``rel_pos`` for ``space.rel_pos`` when some model family's space has that field."""
+    prefix, _, name = key.partition(".")
+    if prefix != "space" or not name or "." in name:
+        return None
+    from dataclasses import is_dataclass
+
+    from supernet.family import family_names, get_family
+
+    for family in family_names():
+        space_cls = get_family(family).space_cls
+        if is_dataclass(space_cls) and name in {f.name for f in fields(space_cls)}:
+            return name
+    return None
+
+
 def _hydra_message(exc: Exception) -> str:
     """Hydra's composition errors, shortened to what was wrong and how to fix it."""
     from hydra.errors import MissingConfigException, OverrideParseException
@@ -301,6 +317,12 @@ def _hydra_message(exc: Exception) -> str:
     cause = exc.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and "not in struct" in str(cause):
         key = getattr(cause, "full_key", None) or str(cause)
+        field = _space_field(key)
+        if field is not None:
+            return (
+                f"unknown option {key}: the space preset does not list {field}; add it with "
+                f"+{key}=<value> (a + adds a key the preset leaves out)"
+            )
         return f"unknown option {key}; check its spelling (`--cfg job` prints every option)"
     if isinstance(cause, OmegaConfBaseException):  # checked against a structured config
         from .config import config_message
@@ -389,9 +411,15 @@ def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[s
     if any(a in ("-h", "--help") for a in argv):
         print(usage.strip())
         raise SystemExit(0)
+    known = [f.name for f in fields(schema)]  # type: ignore[arg-type]
+    for arg in argv:
+        if arg.startswith("-") and "=" not in arg and not Path(arg).exists():
+            raise UserError(
+                f"unknown flag {quoted(arg)}: this command takes key=value options, not flags "
+                f"(the options are {', '.join(known)}; --help explains them)"
+            )
     positional = [a for a in argv if not a.partition("=")[0].isidentifier() or "=" not in a]
     dotlist = [a for a in argv if a not in positional]
-    known = [f.name for f in fields(schema)]  # type: ignore[arg-type]
     for item in dotlist:
         key = item.partition("=")[0]
         if key not in known:
