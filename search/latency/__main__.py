@@ -109,7 +109,13 @@ def _subnet(cfg: DictConfig, space: Space) -> tuple[Space, Subnet]:
             "of a subnet.yaml"
         )
     data = read_yaml(path, "subnet")
-    if isinstance(data, dict) and "subnet" in data and "embed_dim" not in data:
+    if not isinstance(data, dict):
+        raise LatencyError(
+            f"{path} {'is empty' if data is None else 'holds no mapping of fields'}; give an "
+            f"export directory, its subnet.yaml, a YAML of a subnet's fields or one of "
+            f"{', '.join(NAMED)}"
+        )
+    if "subnet" in data and "embed_dim" not in data:
         if data.get("space") is not None:  # an export's subnet.yaml: it names its space
             own, subnet, _ = read_subnet_yaml(path)
             if _space_given() or cfg.supernet:

@@ -146,7 +146,7 @@ class SwinSubnet(Subnet):
                 if bad:
                     problems.append(f"{name} must hold positive integers, got {fmt(bad)}")
         if problems:
-            raise SpaceError("subnet", problems)
+            raise SpaceError("subnet", problems, fix=SUBNET_FORMAT)
 
     # -- derived sizes ---------------------------------------------------------------------------
     @property

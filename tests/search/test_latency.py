@@ -504,6 +504,12 @@ def test_measure_takes_middle_an_export_directory_and_its_subnet_yaml(
         resolve(str(tmp_path), digits)
     with pytest.raises(LatencyError, match="subnet must be smallest, middle, largest, an export"):
         resolve(str(tmp_path / "nope"), digits)
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(LatencyError, match=r"empty\.yaml is empty; give an export directory"):
+        resolve(str(tmp_path / "empty.yaml"), digits)
+    (tmp_path / "list.yaml").write_text("[1, 2]\n")
+    with pytest.raises(LatencyError, match=r"list\.yaml holds no mapping of fields; give an"):
+        resolve(str(tmp_path / "list.yaml"), digits)
 
 
 def test_cli_refuses_space_overrides_that_would_be_ignored(tmp_path, random_checkpoint) -> None:
