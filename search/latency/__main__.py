@@ -249,6 +249,14 @@ def _argv_with_command(argv: list[str]) -> list[str]:
     """Turn the leading ``calibrate``/``measure`` word into the Hydra override ``command=...``."""
     rest = argv[1:]
     if rest and rest[0] in COMMANDS:
+        also = [a for a in rest[1:] if a.lstrip("+~").startswith("command=")]
+        if also:
+            print(
+                f"error: {rest[0]} and {also[0]} both name the command; give one of them "
+                f"(python -m search.latency {rest[0]} [key=value ...])",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
         return [argv[0], f"command={rest[0]}", *rest[1:]]
     if any(a.startswith("command=") or a.startswith("-") for a in rest):
         return argv  # command=... given, or a Hydra flag such as --help or --cfg

@@ -474,6 +474,9 @@ def test_cli_needs_a_command() -> None:
     with pytest.raises(SystemExit) as info:
         _argv_with_command(["prog", "calibrat", "a=1"])
     assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:  # two commands: not the last one silently
+        _argv_with_command(["prog", "measure", "command=calibrate"])
+    assert info.value.code == 2
 
 
 def test_measure_takes_middle_an_export_directory_and_its_subnet_yaml(
