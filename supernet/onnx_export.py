@@ -11,6 +11,9 @@ key per field of :class:`~supernet.preprocessing.Preprocessing`, as JSON text, a
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -36,6 +39,25 @@ ONNX_FILE = "model.onnx"
 ONNX_TOLERANCE = 1e-4
 
 
+#: The exporter's loggers: their INFO lines (one per folded constant or deduplicated initializer,
+#: dozens per model) would flood a training run's log, whose root logger Hydra sets to INFO.
+ONNX_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx")
+
+
+@contextlib.contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Only warnings and errors from the loggers ``names`` while the body runs."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def export_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
     """Write ``model`` as ONNX (dynamic batch; input ``images``, output ``logits``) and return
     the largest absolute difference from PyTorch on random images (batches of 1 and 4)."""
@@ -45,7 +67,7 @@ def export_onnx(model: torch.nn.Module, space: Space, path: Path) -> float:
 
     model = model.eval()
     example = torch.randn(2, space.in_chans, space.img_size, space.img_size)
-    with interrupts_kept():  # Ctrl-C during the export: "interrupted", not a TorchExportError
+    with interrupts_kept(), _quiet(ONNX_LOGGERS):  # Ctrl-C: "interrupted", not a TorchExportError
         torch.onnx.export(
             model,
             (example,),
