@@ -1480,7 +1480,8 @@ def _leftovers(*roots: Path) -> list[Path]:
 
 @pytest.fixture
 def values(inputs: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
-    yield {**inputs, "run": str(tmp_path / "run"), "missing": str(tmp_path / "missing")}
+    run = tmp_path / "new" / "run"  # its parent is new too: a refused command removes both
+    yield {**inputs, "run": str(run), "missing": str(tmp_path / "missing")}
 
 
 @pytest.mark.slow
@@ -1502,6 +1503,8 @@ def test_bad_input(
         assert not Path(path.format(**values)).exists(), path
     for path, digest in unchanged.items():
         assert _digest(Path(path)) == digest, path
+    run = Path(values["run"])
+    assert run.exists() or not run.parent.exists(), "an empty parent of the run dir was left"
     assert not Path(values["pwned"]).exists()  # the crafted pickle never ran
     assert not _leftovers(tmp_path, Path(values["root"]))
     if case.kept_epoch is not None:

@@ -205,6 +205,17 @@ class _RunFiles:
     subdir: Path | None
     existed: bool
     files: dict[str, bytes | None] = field(default_factory=dict)
+    new_root: Path | None = None  # the highest of run_dir and its parents that did not exist
+
+
+def _new_root(path: Path) -> Path | None:
+    """The highest of ``path`` and its parents that does not exist yet (None: ``path`` exists):
+    what making ``path`` creates."""
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 _HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
@@ -224,7 +235,7 @@ class KeepRunFiles(Callback):
         except (OmegaConfBaseException, TypeError, ValueError):
             return
         hydra_dir = None if subdir is None else run_dir / str(subdir)
-        snapshot = _RunFiles(run_dir, hydra_dir, run_dir.exists())
+        snapshot = _RunFiles(run_dir, hydra_dir, run_dir.exists(), new_root=_new_root(run_dir))
         if hydra_dir is not None:
             for name in _HYDRA_FILES:
                 try:
@@ -245,6 +256,21 @@ def _only_hydra_files(run_dir: Path, subdir: Path | None) -> bool:
     return True
 
 
+def _remove_empty_parents(run_dir: Path, new_root: Path | None) -> None:
+    """The parents of ``run_dir`` up to ``new_root`` that making it created, if still empty."""
+    if new_root is None or new_root == run_dir:
+        return
+    parent = run_dir.parent
+    while True:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            return
+        if parent == new_root or parent.parent == parent:
+            return
+        parent = parent.parent
+
+
 def _restore_run_files() -> None:
     """After a refused command: the run directory's ``.hydra/`` files as they were before it (a
     directory this command created, if it holds nothing but Hydra's files, is removed)."""
@@ -263,6 +289,7 @@ def _restore_run_files() -> None:
         if not snapshot.existed:
             if snapshot.run_dir.is_dir() and _only_hydra_files(snapshot.run_dir, snapshot.subdir):
                 shutil.rmtree(snapshot.run_dir)
+                _remove_empty_parents(snapshot.run_dir, snapshot.new_root)
             return
         if snapshot.subdir is None:
             return
