@@ -20,6 +20,8 @@ thread, median of 30 forwards) side by side.
 
     python bench/families.py                        # a few hours on 2 cores
     python bench/families.py --budgets 10e6 20e6 --seeds 0 --trials 20 --epochs 4   # smoke run
+    python bench/families.py --seeds 0 --trials 30 --epochs 6 --supernet-epochs 6
+        # the shortened run in README Results (about 2 h on 2 cores)
 
 Writes results/benchmarks/families.csv (one row per family, budget, model and seed),
 families_summary.csv and families.png.
@@ -263,10 +265,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "families.csv", index=False)
     summary.to_csv(args.out / "families_summary.csv", index=False)
-    common.save_png(figure(table), args.out / "families.png")
+    plots = common.save_png(figure(table), args.out / "families.png")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     common.record_time(NAME, wall)
-    print(f"wrote families.csv, families_summary.csv, families.png to {args.out} ({wall:.0f} s)")
+    written = ["families.csv", "families_summary.csv", *(p.name for p in plots)]
+    print(f"wrote {', '.join(written)} to {args.out} ({wall:.0f} s)")
 
 
 def figure(table: pd.DataFrame) -> go.Figure:
