@@ -32,27 +32,35 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
         os._exit(EXIT_INTERRUPTED)
 
 
-def _module_run() -> str | None:
-    """The module this interpreter was started to run with ``-m``, if any."""
+def _program() -> tuple[str, str] | None:
+    """What this interpreter was started to run, from its own command line (``sys.orig_argv``,
+    which a multiprocessing child does not inherit, unlike ``sys.argv``): ``("module", name)``
+    for ``-m``, ``("script", path)``, or None (``-c``, an interactive session)."""
     args = iter(list(getattr(sys, "orig_argv", []))[1:])
     for arg in args:
         if arg == "-m":
-            return next(args, None)
+            name = next(args, None)
+            return ("module", name) if name else None
         if arg.startswith("-m"):
-            return arg[2:]
+            return "module", arg[2:]
         if arg in ("-X", "-W"):
             next(args, None)  # the option's value
-        elif arg == "-c" or not arg.startswith("-"):
-            return None  # code or a script: not -m
+        elif arg == "-c" or arg == "-":
+            return None
+        elif not arg.startswith("-"):
+            return "script", arg
     return None
 
 
 def is_a_command() -> bool:
     """Whether this process runs one of the packages' commands."""
-    module = _module_run()
-    if module is not None:
-        return module.split(".")[0] in PACKAGES
-    return os.path.basename(sys.argv[0] if sys.argv else "").startswith(SCRIPT_PREFIX)
+    program = _program()
+    if program is None:
+        return False
+    kind, name = program
+    if kind == "module":
+        return name.split(".")[0] in PACKAGES
+    return os.path.basename(name).startswith(SCRIPT_PREFIX)
 
 
 def quiet_startup_interrupts() -> None:

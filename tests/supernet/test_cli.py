@@ -85,6 +85,8 @@ def test_only_a_command_of_these_packages_quiets_ctrl_c(monkeypatch: pytest.Monk
         (["python", "-c", "import supernet"], "-c", False),
         (["python", "/usr/bin/vitnas-search"], "/usr/bin/vitnas-search", True),
         (["python", "notebook_kernel.py"], "notebook_kernel.py", False),
+        # a multiprocessing child of vitnas-rank: its sys.argv is the parent's, not its own
+        (["python", "-c", "from multiprocessing.spawn import spawn_main"], "vitnas-rank", False),
     ]:
         monkeypatch.setattr(sys, "orig_argv", orig_argv)
         monkeypatch.setattr(sys, "argv", [argv0])
