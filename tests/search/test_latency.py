@@ -39,6 +39,7 @@ from search.latency import (
     write_latency_report,
 )
 from search.latency.__main__ import _argv_with_command
+from search.latency.report import REPORT_FILES
 from supernet import SearchSpace, SubnetConfig, complexity
 from supernet.vit import VisionTransformer
 
@@ -430,10 +431,15 @@ def test_cli_calibrate_then_measure(tmp_path) -> None:
              "repeats=1", "rounds=2", f"out={out}", f"hydra.run.dir={tmp_path}/h2")  # fmt: skip
     run = _cli(*again, cwd=tmp_path)
     assert run.returncode == 2
+    earlier = [n for n in REPORT_FILES.values() if (out / n).exists()]  # the PNG needs Chromium
+    assert earlier[:3] == [
+        "latency_profile.yaml",
+        "latency_measurements.csv",
+        "latency_scatter.html",
+    ]
     assert run.stderr.strip() == (
-        f"error: {out} holds an earlier calibrate's results (latency_profile.yaml, "
-        "latency_measurements.csv, latency_scatter.html); give another out= or pass "
-        "overwrite=true to replace them"
+        f"error: {out} holds an earlier calibrate's results ({', '.join(earlier)}); give another "
+        "out= or pass overwrite=true to replace them"
     )
     assert (out / "latency_profile.yaml").read_bytes() == before
     run = _cli(*again, "overwrite=true", "seed=1", cwd=tmp_path)
