@@ -28,14 +28,14 @@ from supernet.checkpoint import checkpoint_space, load_checkpoint
 from supernet.common.atomic import atomic_write_text, make_dir
 from supernet.common.cli import hydra_main, user_errors
 from supernet.common.console import progress_mode, say
-from supernet.common.errors import UserError, quoted
+from supernet.common.errors import UserError
 from supernet.saved_model import CONFIG_FILE, read_subnet_yaml
 from supernet.space import read_yaml
 
 from . import config as _config  # noqa: F401  (registers latency_schema)
 from .calibrate import calibrate
 from .errors import LatencyError, ProfileError
-from .measure import check_settings, measure_latency
+from .measure import check_settings, count_problem, measure_latency
 from .profile import find_profile
 from .report import REPORT_FILES, write_latency_report
 
@@ -138,14 +138,12 @@ def _out_dir(cfg: DictConfig) -> Path:
 def _check_options(cfg: DictConfig) -> None:
     """Every option's value, before anything is built or timed (an option the command does not
     use is checked too: a typo there is still one)."""
-    check_settings(batch_size=cfg.batch_size, warmup=cfg.warmup, repeats=cfg.repeats)
-    for name in ("rounds", "n_samples", "n_holdout"):
-        value = cfg[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            default = {"rounds": 3, "n_samples": 32, "n_holdout": 16}[name]
-            raise LatencyError(
-                f"{name} must be an integer >= 1, got {quoted(value)}; pass {name}={default}"
-            )
+    check_settings(
+        batch_size=cfg.batch_size, warmup=cfg.warmup, repeats=cfg.repeats, rounds=cfg.rounds
+    )
+    for name, default in (("n_samples", 32), ("n_holdout", 16)):
+        if problem := count_problem(name, cfg[name], default=default):
+            raise LatencyError(problem)
     try:
         progress_mode(cfg.progress)
     except UserError as exc:

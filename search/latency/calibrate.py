@@ -27,12 +27,10 @@ import pandas as pd
 import torch
 
 from supernet import Space, Subnet, complexity, family_of
-from supernet.common.errors import quoted
 
 from .allocator import steady_allocator as _steady_allocator
 from .design import designed_sample, holdout_sample
 from .device import device_description, parse_device, torch_threads
-from .errors import LatencyError
 from .features import feature_matrix, feature_names
 from .fit import fit_nnls, kendall_tau, mape
 from .measure import Clock, check_clock, check_settings, example_input, interleaved_samples
@@ -111,9 +109,7 @@ def calibrate(
     on the weights); torch's global RNG is left as it was. See the module docstring for how a
     latency is measured.
     """
-    check_settings(batch_size=batch_size, warmup=warmup, repeats=repeats)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise LatencyError(f"rounds must be an integer >= 1, got {quoted(rounds)}; pass rounds=3")
+    check_settings(batch_size=batch_size, warmup=warmup, repeats=repeats, rounds=rounds)
     parsed = parse_device(device)
     allocator = _steady_allocator() if steady_allocator else "system default"
     rng = random.Random(seed)

@@ -108,17 +108,30 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return float(np.quantile(np.asarray(values, dtype=float), q))
 
 
-def check_settings(*, batch_size: int, warmup: int, repeats: int) -> None:
-    """Raise :class:`LatencyError` unless the batch size, warm-up and repeat counts make sense."""
-    problems = []
-    for name, value, low in (("batch_size", batch_size, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            problems.append(
-                f"{name} must be an integer >= {low}, got {quoted(value)}; pass "
-                f"{name}={max(low, 1)}"
-            )
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        problems.append(f"repeats must be an integer >= 1, got {quoted(repeats)}; pass repeats=5")
+def count_problem(name: str, value: object, *, low: int = 1, default: int = 1) -> str | None:
+    """The problem with a count option (an integer >= low) as '<problem>; <fix>', or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        return f"{name} must be an integer >= {low}, got {quoted(value)}; pass {name}={default}"
+    return None
+
+
+def check_settings(
+    *, batch_size: int, warmup: int, repeats: int, rounds: int | None = None
+) -> None:
+    """Raise :class:`LatencyError` unless the batch size, warm-up, repeat (and round) counts make
+    sense."""
+    counts = [
+        ("batch_size", batch_size, 1, 1),
+        ("warmup", warmup, 0, 1),
+        ("repeats", repeats, 1, 5),
+    ]
+    if rounds is not None:
+        counts.append(("rounds", rounds, 1, 3))
+    problems = [
+        problem
+        for name, value, low, default in counts
+        if (problem := count_problem(name, value, low=low, default=default))
+    ]
     if problems:
         raise LatencyError("; ".join(problems))
 
@@ -258,8 +271,8 @@ def interleaved_samples(
     per key, the :class:`Timings` of each round. Threads are whatever torch is set to.
     ``progress``: true (a bar), false, or auto (a bar on a terminal, else a log line a minute).
     """
-    if rounds < 1:
-        raise LatencyError(f"rounds must be an integer >= 1, got {quoted(rounds)}; pass rounds=3")
+    if problem := count_problem("rounds", rounds, default=3):
+        raise LatencyError(problem)
     samples: dict[K, list[Timings]] = {k: [] for k in keys}
     bar = Progress(progress, total=rounds * len(keys), desc="measuring", unit="subnet", logger=log)
     with bar:

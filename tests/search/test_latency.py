@@ -39,8 +39,10 @@ from search.latency import (
     write_latency_report,
 )
 from search.latency.__main__ import _argv_with_command
+from search.latency.measure import interleaved_samples
 from search.latency.report import REPORT_FILES
 from supernet import SearchSpace, SubnetConfig, complexity
+from supernet.common.errors import quoted
 from supernet.vit import VisionTransformer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,6 +158,22 @@ def test_measure_latency_rejects_bad_settings(tiny_space, kwargs, message) -> No
     model = VisionTransformer.from_space(tiny_space, tiny_space.smallest())
     with pytest.raises(LatencyError, match=message):
         measure_latency(model, space=tiny_space, **kwargs)
+
+
+@pytest.mark.parametrize("rounds", [0, -1, True, 2.0, "3"])
+def test_round_counts_are_checked_the_same_everywhere(tiny_space, rounds) -> None:
+    """calibrate() and the interleaved sampler under it refuse what the CLI refuses, before any
+    model is built."""
+    message = f"rounds must be an integer >= 1, got {quoted(rounds)}; pass rounds=3"
+    with pytest.raises(LatencyError) as info:
+        calibrate(tiny_space, n_samples=2, n_holdout=1, rounds=rounds, progress=False)
+    assert str(info.value) == message
+    built: list[int] = []
+    with pytest.raises(LatencyError) as info:
+        interleaved_samples([1, 2], built.append, torch.zeros(1), warmup=0, repeats=1,
+                            rounds=rounds, rng=random.Random(0), progress=False)  # fmt: skip
+    assert str(info.value) == message
+    assert built == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
