@@ -15,7 +15,10 @@ records; :func:`say` prints them itself. Without Hydra (the Python API) they are
 - ``true``: the bar, wherever stderr goes;
 - ``false``: neither.
 
-The bar writes to stderr directly, never to a log file.
+The bar writes to stderr directly, never to a log file. While it is shown, the console's log
+records and :func:`say`'s lines are written through ``tqdm.write``: the bar is cleared, the line
+written on its own and the bar drawn again below it (a terminal shows stdout and stderr mixed, so
+a record written straight after the bar would be glued to it).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class _Printer(logging.Handler):
             return
         stream = sys.stderr if getattr(record, "vitnas_stderr", False) else sys.stdout
         try:
-            stream.write(record.getMessage() + "\n")
+            tqdm.write(record.getMessage(), file=stream)  # around a bar that is shown
             stream.flush()
         except Exception:  # a closed pipe: as print() would, but never a logging traceback
             self.handleError(record)
@@ -99,6 +102,23 @@ def say(logger: logging.Logger, message: str, *, stderr: bool = False) -> None:
 
 
 # -- progress ------------------------------------------------------------------------------------
+class _AroundBars:
+    """A console handler's stream while a bar is shown: each write clears the bars, writes, and
+    draws them again (``tqdm.write``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        tqdm.write(text, file=self.stream, end="")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
 def progress_mode(value: Any, key: str = "progress") -> str:
     """``auto | true | false`` (or a boolean) as ``auto``, ``true`` or ``false``; anything else
     is a :class:`UserError` naming ``key``."""
@@ -156,6 +176,13 @@ class Progress:
             file=sys.stderr,
             disable=self.kind != "bar",
         )
+        # the console handlers of ``logger`` (and above) write around the bar while it is shown
+        self._wrapped: list[tuple[logging.StreamHandler, Any]] = []
+        if self.kind == "bar":
+            for handler in _console_handlers(logger):
+                if not isinstance(handler.stream, _AroundBars):
+                    self._wrapped.append((handler, handler.stream))
+                    handler.setStream(_AroundBars(handler.stream))
 
     def update(self, n: int = 1, **postfix: str) -> None:
         """``n`` more steps done; ``postfix`` (``loss="0.52"``) is shown beside the count."""
@@ -189,6 +216,9 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+        for handler, stream in self._wrapped:
+            handler.setStream(stream)
+        self._wrapped = []
 
     def __enter__(self) -> Progress:
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,30 @@ def test_progress_modes(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCa
     assert off.kind == "off"
     with pytest.raises(UserError, match=r"^search.progress must be auto, true or false, got 2; "):
         console.progress_mode(2, "search.progress")
+
+
+def test_log_lines_and_report_lines_are_not_glued_to_a_bar(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On a terminal the bar and the log records share the screen: a record written while the bar
+    is shown starts on a cleared line (not after the bar's text), and the bar is drawn again."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    handler = logging.StreamHandler(sys.stderr)  # the captured stderr, where the bar goes too
+    root.handlers, root.level = [handler], logging.INFO
+    logger = logging.getLogger("vitnas.test.glued")
+    try:
+        with console.Progress(True, total=2, desc="rank", unit="run", logger=logger) as bar:
+            assert isinstance(handler.stream, console._AroundBars)
+            bar.update(1)
+            logger.info("scratch D64: val 0.80")
+            console.say(logger, "a report line", stderr=True)
+            bar.update(1)
+        assert handler.stream is sys.stderr  # given back when the bar closes
+    finally:
+        root.handlers, root.level = saved
+    err = capsys.readouterr().err
+    for line in ("scratch D64: val 0.80\n", "a report line\n"):
+        before, after = err.split(line)
+        assert before.endswith("\r"), repr(before[-40:])  # the bar was cleared first
+        assert "1/2" in after  # and drawn again
