@@ -133,9 +133,25 @@ def run_jobs(
                     if on_done is not None:
                         on_done(results[futures[future]])  # type: ignore[arg-type]
         except BaseException:
+            # Ctrl-C, SIGTERM or a failed job: stop the runs in progress too, rather than wait
+            # minutes for them (a training run resumes from its last epoch: resume=auto).
+            # ProcessPoolExecutor has no public way to stop its workers before Python 3.14.
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                _terminate(process)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return results  # type: ignore[return-value]
+
+
+def _terminate(process: multiprocessing.process.BaseProcess | None) -> None:
+    """Stop a worker (SIGTERM, then SIGKILL after 10 s) and reap it."""
+    if process is None or not process.is_alive():
+        return
+    process.terminate()
+    process.join(10)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def training_cost(space: Any, subnet: Subnet, epochs: int) -> float:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +34,8 @@ from supernet.checkpoint import load_supernet
 from supernet.data import build_data
 from supernet.evaluation import accuracy, materialize
 from supernet.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -270,3 +276,54 @@ def test_cli_user_errors(cli: Cli, trained_checkpoint: Path, tmp_path: Path) -> 
     )
     assert result.returncode == 2
     assert "error: stand-alone recipe: train.lr must be a positive number" in result.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    """The pids of ``pid``'s children and their children (Linux /proc)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [p for c in map(int, children) for p in (c, *_descendants(c))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_parent_alone_stops_the_training_workers(
+    trained_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``kill <pid>`` of search.rank (not its process group: a scheduler or the OOM killer stops
+    the one process) stops the stand-alone runs in progress too, at once, instead of waiting the
+    minutes they take to finish."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "search.rank", f"supernet={trained_checkpoint}", "k=3",
+               "n_jobs=2", "train.epochs=500", "finetune=false", "png=false",
+               f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            workers = [
+                p
+                for p in _descendants(process.pid)
+                if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
+            ]
+        assert len(workers) == 2, "the two training workers did not start"
+        time.sleep(3)  # into their training runs
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)  # the runs take minutes: not waited for
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 143, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "terminated", stderr[-3000:]
+    assert not [p for p in workers if _alive(p)]
