@@ -19,6 +19,7 @@ of that size) at every length tried.
 
     python bench/ranking.py                          # 12-epoch references, seeds 0-2
     python bench/ranking.py --epochs 12 24 --seeds 0 1 2 3 4
+    python bench/ranking.py --seeds 0 1 2 3 4 --band-seeds 5 3   # 5 seeds in the first band
 
 Writes results/benchmarks/ranking.csv (one row per band, supernet and subnet),
 ranking_summary.csv (one row per band and ranker: τ, ρ, cost), ranking_noise.csv (the seed-to-seed
@@ -273,6 +274,14 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10, help="subnets per band")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
+        "--band-seeds",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="per band, how many of --seeds (the first N) it trains (default: all of them in "
+        "each band); e.g. --seeds 0 1 2 3 4 --band-seeds 5 3",
+    )
+    parser.add_argument(
         "--epochs",
         type=int,
         nargs="+",
@@ -285,25 +294,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=common.OUT)
     args = parser.parse_args()
 
+    if args.band_seeds and not all(2 <= n <= len(args.seeds) for n in args.band_seeds):
+        parser.error(f"--band-seeds: each from 2 to the {len(args.seeds)} seeds of --seeds")
     start = time.perf_counter()
     checkpoints = common.ensure_supernets(args.supernets)
     space = SearchSpace.from_dict(load_checkpoint(checkpoints[args.supernets[0]])["space"])
     reference = max(args.epochs)
+    all_bands = bands(space)
+    counts = args.band_seeds or [len(args.seeds)] * len(all_bands)
+    if len(counts) != len(all_bands):
+        parser.error(f"--band-seeds takes one number per band ({len(all_bands)})")
     tables, summaries, noise, within = [], [], [], []
-    for band in bands(space):
+    for band, count in zip(all_bands, counts, strict=True):
+        seeds = args.seeds[:count]
         for epochs in sorted(args.epochs):
             # the first supernet's rank trains the stand-alone runs; the others reuse them
             names = args.supernets if epochs == reference else args.supernets[:1]
             for supernet in names:
-                cmd = rank_command(
-                    checkpoints[supernet], band, supernet, args.k, args.seeds, epochs
-                )
+                cmd = rank_command(checkpoints[supernet], band, supernet, args.k, seeds, epochs)
                 result = common.run(cmd, log=rank_dir(band[0], supernet, epochs) / "bench.log")
                 print(result.stdout[-2500:])
                 table = pd.read_csv(rank_dir(band[0], supernet, epochs) / "rank.csv")
                 tables.append(table.assign(band=band[0], supernet=supernet, epochs=epochs))
-            noise += noise_rows(tables[-1], band[0], epochs, args.seeds)
-            within += epoch_rows(tables[-1], band[0], epochs, args.seeds)
+            noise += noise_rows(tables[-1], band[0], epochs, seeds)
+            within += epoch_rows(tables[-1], band[0], epochs, seeds)
             if epochs == reference:
                 summaries += summary_rows(band, epochs, args.supernets)
     wall = time.perf_counter() - start
@@ -328,7 +342,7 @@ def main() -> None:
     common.save_png(noise_figure(noise_table, within_table), args.out / "ranking_noise.png")
     shown = summary.pivot(index="ranker", columns="band", values="kendall_tau")
     print(
-        f"\nKendall τ inside each band ({args.k} subnets, {len(args.seeds)} seeds, "
+        f"\nKendall τ inside each band ({args.k} subnets, {'/'.join(map(str, counts))} seeds, "
         f"{reference} stand-alone epochs):"
     )
     print(shown.loc[list(dict.fromkeys(summary["ranker"]))].to_string(float_format="{:.2f}".format))
