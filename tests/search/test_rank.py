@@ -287,6 +287,13 @@ def _descendants(pid: int) -> list[int]:
     return [p for c in map(int, children) for p in (c, *_descendants(c))]
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -307,16 +314,12 @@ def test_sigterm_to_the_parent_alone_stops_the_training_workers(
                "n_jobs=2", "train.epochs=500", "finetune=false", "png=false",
                f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
-        workers: list[int] = []
         while len(workers) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
-            workers = [
-                p
-                for p in _descendants(process.pid)
-                if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
-            ]
+            workers = [p for p in _descendants(process.pid) if b"spawn_main" in _cmdline(p)]
         assert len(workers) == 2, "the two training workers did not start"
         time.sleep(3)  # into their training runs
         process.send_signal(signal.SIGTERM)
@@ -324,6 +327,9 @@ def test_sigterm_to_the_parent_alone_stops_the_training_workers(
     finally:
         process.kill()
         process.wait()
+        left = [p for p in workers if _alive(p)]
+        for pid in left:  # a failure must not leave them training for the rest of the suite
+            os.kill(pid, signal.SIGKILL)
     assert process.returncode == 143, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "terminated", stderr[-3000:]
-    assert not [p for p in workers if _alive(p)]
+    assert not left, f"workers {left} outlived search.rank"
