@@ -21,7 +21,7 @@ from supernet.common.device import check_device
 from supernet.common.errors import UserError, quoted
 from supernet.common.resources import check_threads
 from supernet.train import ConfigError, TrainConfig
-from supernet.train.rng import seed_problem
+from supernet.train.rng import MAX_SEED, seed_problem
 
 if TYPE_CHECKING:
     from .band import Band
@@ -113,6 +113,15 @@ class RankSettings:
         if device != "auto":
             check_device(device, "device")
         scratch = data.get("scratch_dir")
+        if (
+            scratch
+            and Path(str(scratch)).expanduser().exists()
+            and not (Path(str(scratch)).expanduser().is_dir())
+        ):
+            raise RankError(
+                f"scratch_dir={scratch} is a file, not a directory; give a directory for the "
+                "stand-alone runs (or leave scratch_dir out: <run dir>/scratch)"
+            )
         seed = data.get("seed", 0)
         problem = seed_problem("seed", seed)
         if problem:
@@ -173,19 +182,21 @@ def _progress(value: Any) -> str:
 
 
 def _seeds(value: Any) -> tuple[int, ...]:
-    """``None`` (the run's ``seed``) or a list of distinct non-negative integers."""
+    """``None`` (the run's ``seed``) or a list of distinct integers from 0 to ``MAX_SEED``."""
     if value is None:
         return ()
     ok = (
         isinstance(value, (list, tuple))
         and len(value) > 0
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value
+        )
         and len(set(value)) == len(value)
     )
     if not ok:
         raise RankError(
             f"seeds must be a list of distinct non-negative integers, got {value!r}; pass "
-            "seeds=[0,1,2] (or seeds=null for [seed])"
+            f"seeds=[0,1,2] (each at most {MAX_SEED}; seeds=null for [seed])"
         )
     return tuple(value)
 

@@ -119,7 +119,7 @@ def test_proxy_verdicts() -> None:
 
 
 @pytest.mark.parametrize(
-    "seeds", [[0, 0], [], [-1], "0,1", 3, [0.5, 1], [True, 2]], ids=lambda v: repr(v)
+    "seeds", [[0, 0], [], [-1], "0,1", 3, [0.5, 1], [True, 2], [0, 2**32]], ids=lambda v: repr(v)
 )
 def test_bad_seeds(seeds: object) -> None:
     with pytest.raises(RankError, match=r"seeds must be a list of distinct non-negative integers"):
@@ -179,3 +179,13 @@ def test_ranking_over_three_seeds(trained_checkpoint: Path, tmp_path: Path) -> N
     assert manifest["proxy_verdict"].startswith("proxies: ")
     lines = [manifest["verdict"], manifest["noise_verdict"], manifest["proxy_verdict"]]
     assert result.lines == lines
+
+
+def test_a_scratch_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    file = tmp_path / "metrics.csv"
+    file.write_text("epoch\n")
+    message = r"^scratch_dir=.*metrics\.csv is a file, not a directory; "
+    with pytest.raises(RankError, match=message):
+        RankSettings.from_config({"supernet": "x.pt", "scratch_dir": str(file)})
+    settings = RankSettings.from_config({"supernet": "x.pt", "scratch_dir": str(tmp_path / "new")})
+    assert settings.scratch_dir == tmp_path / "new"
