@@ -10,7 +10,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1
 
 "$PYTHON" bench/cost_model.py --n 200       # analytic vs counted FLOPs/params, every preset
-"$PYTHON" bench/ranking.py                  # two budget bands, 3 stand-alone seeds (hours)
+"$PYTHON" bench/ranking.py --seeds 0 1 2 3 4 --band-seeds 5 3  # two budget bands (hours)
 "$PYTHON" bench/search_quality.py           # searched vs DeiT-style baseline, 2 budgets x 3 seeds
 "$PYTHON" bench/families.py                 # ViT vs Swin at equal MACs, searched vs designed (hours)
 "$PYTHON" bench/sample_efficiency.py        # hypervolume vs trials: nsga2, tpe, random x 3 seeds
