@@ -113,11 +113,8 @@ class RankSettings:
         if device != "auto":
             check_device(device, "device")
         scratch = data.get("scratch_dir")
-        if (
-            scratch
-            and Path(str(scratch)).expanduser().exists()
-            and not (Path(str(scratch)).expanduser().is_dir())
-        ):
+        scratch_dir = Path(str(scratch)).expanduser() if scratch else None
+        if scratch_dir is not None and scratch_dir.exists() and not scratch_dir.is_dir():
             raise RankError(
                 f"scratch_dir={scratch} is a file, not a directory; give a directory for the "
                 "stand-alone runs (or leave scratch_dir out: <run dir>/scratch)"
@@ -158,7 +155,7 @@ class RankSettings:
             seed=seed,
             pool_size=_int("pool_size", data.get("pool_size", 4096), 1),
             finetune=data.get("finetune", True),
-            scratch_dir=Path(str(scratch)).expanduser() if scratch else None,
+            scratch_dir=scratch_dir,
             n_jobs=_int("n_jobs", data.get("n_jobs", 1), 1),
             threads=check_threads("threads", _int("threads", data.get("threads", 1), 1)) or 1,
             device=device,
