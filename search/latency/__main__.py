@@ -103,6 +103,11 @@ def _subnet(cfg: DictConfig, space: Space) -> tuple[Space, Subnet]:
                 f"subnet.yaml or one of {', '.join(NAMED)}"
             )
         path = path / CONFIG_FILE
+    elif path.exists() and not path.is_file():
+        raise LatencyError(
+            f"subnet={choice}: {path} is not a regular file; give an export directory, a "
+            f"subnet.yaml or one of {', '.join(NAMED)}"
+        )
     elif not path.is_file():
         raise LatencyError(
             f"no file {path}: subnet must be {', '.join(NAMED)}, an export directory or the path "
@@ -141,8 +146,9 @@ def _check_options(cfg: DictConfig) -> None:
     check_settings(
         batch_size=cfg.batch_size, warmup=cfg.warmup, repeats=cfg.repeats, rounds=cfg.rounds
     )
-    for name, default in (("n_samples", 32), ("n_holdout", 16)):
-        if problem := count_problem(name, cfg[name], default=default):
+    # The designed sample needs two subnets (a fit); seed: what random.Random and NumPy accept.
+    for name, low, default in (("n_samples", 2, 32), ("n_holdout", 1, 16), ("seed", 0, 0)):
+        if problem := count_problem(name, cfg[name], low=low, default=default):
             raise LatencyError(problem)
     try:
         progress_mode(cfg.progress)

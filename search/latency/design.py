@@ -41,7 +41,9 @@ def designed_sample(space: Space, n: int, rng: random.Random) -> list[Subnet]:
     """``n`` distinct subnets spanning ``space``'s cost range (its family's design; see the
     module docstring)."""
     if n < 2:
-        raise LatencyError(f"the designed sample needs at least 2 subnets, got n_samples={n}")
+        raise LatencyError(
+            f"the designed sample needs at least 2 subnets, got n_samples={n}; pass n_samples=32"
+        )
     _check_room(space, n)
     return family_of(space).designed_sample(space, n, rng)
 

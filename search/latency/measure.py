@@ -122,7 +122,7 @@ def check_settings(
     sense."""
     counts = [
         ("batch_size", batch_size, 1, 1),
-        ("warmup", warmup, 0, 1),
+        ("warmup", warmup, 0, 2),
         ("repeats", repeats, 1, 5),
     ]
     if rounds is not None:

@@ -36,8 +36,8 @@ def pick_subnets(space: Space, k: int, seed: int = 0, pool_size: int = 4096) -> 
         pool.setdefault(space.sample(rng))
     if len(pool) < k:
         raise RankError(
-            f"k={k} but only {len(pool)} distinct subnets were found in this space "
-            f"(pool_size={pool_size}); lower k or raise pool_size"
+            f"k={k} but {pool_size} random draws of this space gave only {len(pool)} distinct "
+            f"subnets (pool_size={pool_size}); lower k or raise pool_size"
         )
     flops = {s: float(complexity.flops(space, s)) for s in pool}
     low, high = flops[space.smallest()], flops[space.largest()]
