@@ -170,21 +170,28 @@ def save_png(fig: Any, path: Path) -> list[Path]:
     return save_figure(fig, path.with_suffix(".html"), png=True)
 
 
-def record_time(name: str, seconds: float) -> None:
-    """Set ``name``'s wall time (this run) in results/benchmarks/wall_times.csv."""
+def now() -> str:
+    """The time, UTC, as the tables write it."""
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC"
+
+
+def record_time(name: str, seconds: float, note: str = "", out: Path = OUT) -> None:
+    """Set ``name``'s wall time (this run) in ``out``/wall_times.csv (the benchmark's --out: a
+    smoke run elsewhere leaves results/benchmarks/ alone)."""
     import pandas as pd
 
-    path = OUT / "wall_times.csv"
+    path = out / "wall_times.csv"
     table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["benchmark"])
     table = table[table["benchmark"] != name]
     row = {
         "benchmark": name,
         "wall_s": round(seconds, 1),
         "machine": machine(),
-        "finished": time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC",
+        "finished": now(),
+        "note": note,
     }
     table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
 
 

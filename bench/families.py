@@ -19,19 +19,34 @@ with seed s); test accuracy mean ± std, MACs, params and the measured CPU laten
 thread, median of 30 forwards) side by side.
 
     python bench/families.py                        # a few hours on 2 cores
-    python bench/families.py --budgets 10e6 20e6 --seeds 0 --trials 20 --epochs 4   # smoke run
+    python bench/families.py --budgets 10e6 20e6 --seeds 0 --trials 20 --epochs 4 \
+        --out /tmp/families_smoke                   # a smoke run, its tables elsewhere
     python bench/families.py --seeds 0 --trials 30 --epochs 6 --supernet-epochs 6
         # the shortened run in README Results (about 2 h on 2 cores)
 
 Writes results/benchmarks/families.csv (one row per family, budget, model and seed),
 families_summary.csv and families.png.
+
+The full recipe takes longer than one session of a machine that keeps no ``runs/bench/``, so the
+benchmark keeps a ledger in results/benchmarks/families_runs.csv (committed with the tables): a
+row per model to train — a searched subnet as soon as its search has run, with its space, subnet
+and training config — and, once trained, its test accuracy and the seconds each step took. A rerun
+trains only the rows without an accuracy: it needs no supernet once every search is recorded, and
+a run stopped at any point loses at most the runs in progress. The latencies are measured when
+the tables are written, all in the same process (from the architecture, which is all latency
+depends on). Delete the ledger's rows (or the file) to measure from scratch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
+import os
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +56,19 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from search.latency.measure import measure_latency
-from search.rank import SubnetJob, recipe, run_jobs, slug
-from supernet import Space, Subnet, complexity, load_subnet
+from search.rank import SubnetJob, recipe, run_jobs
+from supernet import Space, Subnet, complexity, family_of
 from supernet.checkpoint import load_checkpoint
 from supernet.saved_model import read_subnet_yaml
 from supernet.swin import SwinSpace
-from supernet.train.subnet_training import EXPORT_DIR
 
 NAME = "families"
 WORK = common.CACHE / "families"
 FAMILIES = {"vit": ["space=fashion_mnist"], "swin": ["space=swin_fashion_mnist"]}
 BUDGETS = [10e6, 20e6, 30e6]  # MACs
+LEDGER = "families_runs.csv"
+#: A ledger row's identity: what was searched or trained, with which recipe.
+KEY = ("family", "budget_mmacs", "model", "seed", "supernet_epochs", "epochs", "trials")
 
 
 def work_dir(supernet_epochs: int, epochs: int) -> Path:
@@ -61,8 +78,8 @@ def work_dir(supernet_epochs: int, epochs: int) -> Path:
     return WORK.with_name(f"{WORK.name}_supernet{supernet_epochs}_scratch{epochs}")
 
 
-def ensure_supernets(work: Path, epochs: int) -> dict[str, Path]:
-    """Train (or finish, or reuse) both families' sandwich supernets, one process each."""
+def ensure_supernets(work: Path, epochs: int, families: Sequence[str]) -> dict[str, Path]:
+    """Train (or finish, or reuse) the families' sandwich supernets, one process each."""
     recipe_overrides = [
         o for o in common.SUPERNETS["sandwich"] if not o.startswith("train.epochs=")
     ]
@@ -77,10 +94,10 @@ def ensure_supernets(work: Path, epochs: int) -> dict[str, Path]:
             "resume=auto",
             f"hydra.run.dir={common.rel(work / f'supernet_{family}')}",
         )
-        for family in FAMILIES
+        for family in families
     ]
     common.run_parallel(commands)
-    return {family: work / f"supernet_{family}" / "supernet.pt" for family in FAMILIES}
+    return {family: work / f"supernet_{family}" / "supernet.pt" for family in families}
 
 
 def _vit_designs(space: Space) -> list[tuple[Space, Subnet]]:
@@ -140,11 +157,64 @@ def search(
     )
 
 
-def latency_ms(model_dir: Path) -> float:
-    """Median CPU latency of an exported model: batch 1, one thread, 30 timed forwards."""
-    space, _, _ = read_subnet_yaml(model_dir)
-    model = load_subnet(model_dir)
+def latency_ms(space: Space, subnet: Subnet) -> float:
+    """Median CPU latency of the model (the architecture; weights do not change it): batch 1,
+    one thread, 30 timed forwards."""
+    model = family_of(space).build_model(space, subnet).eval()
     return measure_latency(model, space=space, batch_size=1, threads=1, repeats=30).median_ms
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        str(row["family"]),
+        round(float(row["budget_mmacs"]), 6),
+        str(row["model"]),
+        *(int(row[k]) for k in KEY[3:]),
+    )
+
+
+class Ledger:
+    """The models of this benchmark and, once trained, their accuracies: a CSV rewritten whole
+    (temporary file, then rename) after every change, so a stop at any moment leaves the last
+    complete version."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        if path.is_file():
+            for row in pd.read_csv(path).to_dict("records"):
+                self.rows[_key(row)] = row
+
+    def get(self, **key: Any) -> dict[str, Any] | None:
+        return self.rows.get(_key(key))
+
+    def put(self, row: dict[str, Any]) -> None:
+        self.rows[_key(row)] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        pd.DataFrame(list(self.rows.values())).to_csv(tmp, index=False)
+        os.replace(tmp, self.path)
+
+    def trained(self, row: dict[str, Any]) -> bool:
+        return not math.isnan(float(row.get("test_acc", math.nan)))
+
+
+def _row(
+    key: dict[str, Any], space: Space, subnet: Subnet, run: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    return {
+        **key,
+        "space": json.dumps(space.to_dict()),
+        "subnet": json.dumps(subnet.to_dict()),
+        "run": json.dumps(run),
+        "test_acc": math.nan,
+        **extra,
+    }
+
+
+def _space_subnet(row: dict[str, Any]) -> tuple[Space, Subnet]:
+    space = Space.from_dict(json.loads(row["space"]))
+    return space, space.subnet_from_dict(json.loads(row["subnet"]))
 
 
 def main() -> None:
@@ -166,88 +236,148 @@ def main() -> None:
 
     start = time.perf_counter()
     work = work_dir(args.supernet_epochs, args.epochs)
-    checkpoints = ensure_supernets(work, args.supernet_epochs)
-    jobs: list[SubnetJob] = []
+    ledger = Ledger(args.out / LEDGER)
+    recipe_key = {
+        "supernet_epochs": args.supernet_epochs,
+        "epochs": args.epochs,
+        "trials": args.trials,
+    }
+
+    def key(family: str, budget: float, model: str, seed: int) -> dict[str, Any]:
+        return {
+            "family": family,
+            "budget_mmacs": budget / 1e6,
+            "model": model,
+            "seed": seed,
+            **recipe_key,
+        }
+
+    # Searches not in the ledger yet need their family's supernet.
+    to_search = [
+        (family, budget, seed)
+        for family in FAMILIES
+        for budget in args.budgets
+        for seed in args.seeds
+        if ledger.get(**key(family, budget, "searched", seed)) is None
+    ]
+    checkpoints = ensure_supernets(
+        work, args.supernet_epochs, sorted({family for family, _, _ in to_search})
+    )
+    spaces: dict[str, tuple[Space, dict[str, Any], float]] = {}
     for family, checkpoint in checkpoints.items():
         payload = load_checkpoint(checkpoint)
-        space = Space.from_dict(payload["space"])
         train = recipe(payload["train"], {"epochs": args.epochs}).to_dict()
-        base: dict[str, Any] = {
-            "mode": "scratch",
-            "data": payload["data"],
-            "train": train,
-            "threads": common.THREADS,
-            "device": "cpu",
-            "resume": "auto",
-        }
+        run = {"mode": "scratch", "data": payload["data"], "train": train}
+        run |= {"threads": common.THREADS, "device": "cpu", "resume": "auto"}
+        wall = float(pd.read_csv(checkpoint.parent / "metrics.csv")["wall_s"].iloc[-1])
+        spaces[family] = (Space.from_dict(payload["space"]), run, wall)
+    for row in ledger.rows.values():  # the families searched in an earlier invocation
+        same_recipe = all(int(row[k]) == v for k, v in recipe_key.items())
+        if same_recipe and row["model"] == "searched" and row["family"] not in spaces:
+            space, _ = _space_subnet(row)
+            spaces[row["family"]] = (space, json.loads(row["run"]), float(row["supernet_wall_s"]))
+
+    def run_search(task: tuple[str, float, int]) -> tuple[Path, float]:
+        family, budget, seed = task
+        began = time.perf_counter()
+        export = search(work, family, checkpoints[family], budget, seed, args.trials)
+        return export, time.perf_counter() - began
+
+    if to_search:
+        print(f"{len(to_search)} searches ({args.trials} trials each)", flush=True)
+    with ThreadPoolExecutor(max_workers=common.JOBS) as pool:
+        for (family, budget, seed), (export, seconds) in zip(
+            to_search, pool.map(run_search, to_search), strict=True
+        ):
+            space, run, supernet_wall = spaces[family]
+            _, found, _ = read_subnet_yaml(export)
+            ledger.put(
+                _row(
+                    key(family, budget, "searched", seed),
+                    space,
+                    found,
+                    run,
+                    supernet_wall_s=supernet_wall,
+                    search_wall_s=seconds,
+                )
+            )
+    for family in FAMILIES:
+        space, run, _ = spaces[family]
         for budget in args.budgets:
             own, design = hand_designed(space, budget)
-            design_yaml = work / family / f"hand_{slug(design)}.yaml"
-            design_yaml.parent.mkdir(parents=True, exist_ok=True)
-            design.to_yaml(design_yaml)
             for seed in args.seeds:
-                export = search(work, family, checkpoint, budget, seed, args.trials)
-                _, found, _ = read_subnet_yaml(export)
-                extra = {"family": family, "budget": budget, "seed": seed}
-                jobs.append(
-                    SubnetJob(
-                        "scratch",
-                        found,
-                        {
-                            **base,
-                            "seed": seed,
-                            "space": space.to_dict(),
-                            "subnet": str(export),
-                            "run_dir": str(export.parent / "scratch"),
-                        },
-                        label="searched",
-                        cost=complexity.flops(space, found),
-                        extra={**extra, "model_space": space.to_dict()},
-                    )
-                )
-                jobs.append(
-                    SubnetJob(
-                        "scratch",
-                        design,
-                        {
-                            **base,
-                            "seed": seed,
-                            "space": own.to_dict(),
-                            "subnet": str(design_yaml),
-                            "run_dir": str(work / family / f"hand_{slug(design)}" / f"seed{seed}"),
-                        },
-                        label="hand-designed",
-                        cost=complexity.flops(own, design),
-                        extra={**extra, "model_space": own.to_dict()},
-                    )
-                )
-    print(f"training {len(jobs)} models from scratch ({args.epochs} epochs each)", flush=True)
-    results = run_jobs(
-        jobs,
-        common.JOBS,
-        lambda r: print(
-            f"  {r['family']} {r['label']} {r['subnet']}: test {r['test_acc']:.4f}", flush=True
-        ),
+                if ledger.get(**key(family, budget, "hand-designed", seed)) is None:
+                    ledger.put(_row(key(family, budget, "hand-designed", seed), own, design, run))
+
+    wanted = [
+        ledger.get(**key(family, budget, model, seed))
+        for family in FAMILIES
+        for budget in args.budgets
+        for model in ("searched", "hand-designed")
+        for seed in args.seeds
+    ]
+    rows: list[dict[str, Any]] = [row for row in wanted if row is not None]
+    jobs: list[SubnetJob] = []
+    for row in rows:
+        if ledger.trained(row):
+            continue
+        space, subnet = _space_subnet(row)
+        run_dir = (
+            work
+            / str(row["family"])
+            / f"budget{float(row['budget_mmacs']):g}M"
+            / str(row["model"]).replace("-", "_")
+            / f"seed{int(row['seed'])}"
+        )
+        subnet_yaml = run_dir.with_name(f"{run_dir.name}_subnet.yaml")
+        subnet_yaml.parent.mkdir(parents=True, exist_ok=True)
+        subnet.to_yaml(subnet_yaml)
+        config = json.loads(row["run"]) | {"seed": int(row["seed"]), "space": space.to_dict()}
+        config |= {"subnet": str(subnet_yaml), "run_dir": str(run_dir)}
+        jobs.append(
+            SubnetJob(
+                "scratch",
+                subnet,
+                config,
+                label=str(row["model"]),
+                cost=complexity.flops(space, subnet),
+                extra={"row": _key(row)},
+            )
+        )
+
+    def done(result: dict[str, Any]) -> None:
+        row = ledger.rows[result["row"]]
+        row |= {"test_acc": result["test_acc"], "train_wall_s": result["wall_s"]}
+        row |= {"machine": common.machine(), "finished": common.now()}
+        ledger.put(row)
+        print(f"  {row['family']} {row['model']} {result['subnet']}: test {row['test_acc']:.4f}")
+
+    print(
+        f"training {len(jobs)} models from scratch ({args.epochs} epochs each; "
+        f"{len(rows) - len(jobs)} done before)",
+        flush=True,
     )
-    rows = []
-    for r in results:
-        model_space = Space.from_dict(r["model_space"])
-        rows.append(
+    run_jobs(jobs, common.JOBS, done)
+
+    table_rows = []
+    for row in rows:
+        space, subnet = _space_subnet(row)
+        table_rows.append(
             {
-                "family": r["family"],
-                "budget_mmacs": r["budget"] / 1e6,
-                "model": r["label"],
-                "seed": r["seed"],
-                "subnet": str(r["subnet"]),
-                "mmacs": complexity.macs(model_space, r["subnet"]) / 1e6,
-                "params_m": complexity.params(model_space, r["subnet"]) / 1e6,
-                "test_acc": r["test_acc"],
-                "latency_ms": latency_ms(Path(r["run_dir"]) / EXPORT_DIR),
+                "family": row["family"],
+                "budget_mmacs": float(row["budget_mmacs"]),
+                "model": row["model"],
+                "seed": int(row["seed"]),
+                "subnet": str(subnet),
+                "mmacs": complexity.macs(space, subnet) / 1e6,
+                "params_m": complexity.params(space, subnet) / 1e6,
+                "test_acc": float(row["test_acc"]),
+                "latency_ms": latency_ms(space, subnet),
                 "supernet_epochs": args.supernet_epochs,
                 "epochs": args.epochs,
             }
         )
-    table = pd.DataFrame(rows).sort_values(["budget_mmacs", "family", "model", "seed"])
+    table = pd.DataFrame(table_rows).sort_values(["budget_mmacs", "family", "model", "seed"])
     summary = (
         table.groupby(["budget_mmacs", "family", "model"])
         .agg(
@@ -267,9 +397,22 @@ def main() -> None:
     summary.to_csv(args.out / "families_summary.csv", index=False)
     plots = common.save_png(figure(table), args.out / "families.png")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    common.record_time(NAME, wall)
+    common.record_time(NAME, wall, compute_note(rows, wall), args.out)
     written = ["families.csv", "families_summary.csv", *(p.name for p in plots)]
     print(f"wrote {', '.join(written)} to {args.out} ({wall:.0f} s)")
+
+
+def compute_note(rows: list[dict[str, Any]], wall: float) -> str:
+    """The compute behind the tables, summed over every invocation that filled the ledger."""
+    searched = [r for r in rows if r["model"] == "searched"]
+    supernets = {str(r["family"]): float(r["supernet_wall_s"]) for r in searched}
+    searches = sum(float(r["search_wall_s"]) for r in searched)
+    training = sum(float(r["train_wall_s"]) for r in rows)
+    return (
+        f"this invocation {wall:.0f} s; the ledger's compute: supernets "
+        f"{sum(supernets.values()):.0f} s, searches {searches:.0f} s, stand-alone runs "
+        f"{training:.0f} s (process-seconds; 2 at a time)"
+    )
 
 
 def figure(table: pd.DataFrame) -> go.Figure:

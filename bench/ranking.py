@@ -348,7 +348,7 @@ def main() -> None:
     print(shown.loc[list(dict.fromkeys(summary["ranker"]))].to_string(float_format="{:.2f}".format))
     print("\nseed-to-seed τ (split-half) per band, epochs and seeds:")
     print(noise_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    common.record_time(NAME, wall)
+    common.record_time(NAME, wall, out=args.out)
     print(
         f"wrote ranking.csv, ranking_summary.csv, ranking_noise.csv, ranking.png, "
         f"ranking_noise.png to {args.out} ({wall:.0f} s)"

@@ -157,7 +157,7 @@ def main() -> None:
                 mine = at[(at["sampler"] == sampler) & (at["trials"] == n)]["hypervolume"].mean()
                 verdict = "met" if mine >= rand else "missed"
                 print(f"  {sampler}@{n} {mine:.4f} vs random@{2 * n} {rand:.4f}: {verdict}")
-    common.record_time(NAME, wall)
+    common.record_time(NAME, wall, out=args.out)
     print(f"wrote sample_efficiency.csv, _summary.csv, .png to {args.out} ({wall:.0f} s)")
 
 

@@ -325,7 +325,7 @@ def main() -> None:
             f"{100 * row.proxy_pick_test_std:.2f} (searched − it: "
             f"{row.diff_proxy_pt_mean:+.2f} ± {row.diff_proxy_pt_std:.2f} pt)"
         )
-    common.record_time(NAME, wall)
+    common.record_time(NAME, wall, out=args.out)
     print(f"wrote search_quality.csv, _summary.csv, .png to {args.out} ({wall:.0f} s)")
 
 
