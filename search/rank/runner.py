@@ -175,6 +175,7 @@ def _proxies(
         space, subnets, settings.proxies, batches, settings.seed, threads=settings.threads
     )
     scores.data_s = data_s
+    scores.images = sum(len(labels) for _, labels in batches)
     return scores
 
 
@@ -232,8 +233,8 @@ def run_ranking(
     jobs = _jobs(settings, run_dir, space, subnets, common, checkpoint)
     seeds = settings.scratch_seeds
     print(
-        f"ranking {len(subnets)} subnets of {checkpoint} ({space.name or 'custom space'}, "
-        f"{data.get('name')}"
+        f"ranking {len(subnets)} subnets of {checkpoint} (space {space.name or 'custom'}, "
+        f"data {data.get('name')}"
         + (f"; {band.describe()}" if band else "")
         + f"): {'scratch + fine-tune' if settings.finetune else 'scratch'}, "
         f"{train.epochs} epoch(s) each, {len(seeds)} stand-alone seed(s), "
@@ -283,7 +284,8 @@ def run_ranking(
         "proxies": {
             "names": list(settings.proxies),
             "weights": "the standalone model at initialisation (seed = the run's seed)",
-            "images": f"{settings.proxy_batches} x {settings.proxy_batch_size} validation images",
+            "images": proxies.images,  # validation images (0 without a zero-cost proxy)
+            "batches": f"{settings.proxy_batches} x {settings.proxy_batch_size} asked",
             "data_s": round(proxies.data_s, 2),
         },
         "verdict": lines[0],

@@ -145,7 +145,8 @@ def rank_table(
         }
         for name in proxies.scores if proxies else ():
             assert proxies is not None
-            row[proxy_column(name)] = proxies.scores[name][i]
+            if proxy_column(name) not in row:  # params and flops: already the (integer) counts
+                row[proxy_column(name)] = proxies.scores[name][i]
             row[f"proxy_{name}_s"] = proxies.seconds[name][i]
         rows.append(row)
     arch = [c for c in space.subnet_cls.row_columns if c not in COLUMNS]  # the family's others

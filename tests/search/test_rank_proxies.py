@@ -67,6 +67,9 @@ def test_batches_are_the_datas_validation_images(space: SearchSpace) -> None:
     assert all(tuple(r.flatten().tolist()) in rows for x, _ in got for r in x)
     again = proxy_batches({"name": "digits"}, space, batches=2, batch_size=32, seed=0)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(got, again, strict=True))
+    # more than the split holds: every validation image once, no more
+    every = proxy_batches({"name": "digits"}, space, batches=100, batch_size=64, seed=0)
+    assert sum(len(y) for _, y in every) == len(val_x) < 100 * 64
 
 
 def test_proxies_on_initial_weights_are_those_of_the_seeds_scratch_run(space: SearchSpace) -> None:
@@ -182,6 +185,9 @@ def test_every_proxy_is_ranked_and_recorded(trained_checkpoint: Path, tmp_path: 
         else:
             assert row["kendall_tau"] == pytest.approx(tau)
     assert manifest["proxies"]["names"] == list(PROXIES)
+    assert manifest["proxies"]["images"] == 2 * 32  # what the proxies saw
+    # the cost proxies rank by the cost columns, which stay integer counts
+    assert table["params"].dtype.kind == "i" and table["flops"].dtype.kind == "i"
     assert manifest["stats"]["best_proxy"] in PROXIES
     assert manifest["proxy_verdict"].startswith("proxies: the best proxy is ")
     assert "rank correlation" in (tmp_path / "rank.html").read_text()
