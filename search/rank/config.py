@@ -66,6 +66,9 @@ class RankConfig:
     latency_profile: Any = option(
         None, "a latency profile file or directory (null: latency_profiles/)"
     )
+    latency_device: Any = option("cpu", "band.latency_ms: the device latency is predicted for")
+    latency_batch_size: Any = option(1, "... at this batch size")
+    latency_threads: Any = option(None, "... with this many CPU threads; null: torch's")
     seeds: Any = option(
         None,
         "stand-alone seeds ([0,1,2]): tau against their mean accuracy, and seed-to-seed tau; "

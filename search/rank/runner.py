@@ -143,7 +143,12 @@ def _costs(
     profile = None
     if "latency_ms" in band.metrics:
         profile = resolve_latency_profile(
-            settings.latency_profile, space, needed_by=["band.latency_ms"]
+            settings.latency_profile,
+            space,
+            needed_by=["band.latency_ms"],
+            device=settings.latency_device,
+            batch_size=settings.latency_batch_size,
+            threads=settings.latency_threads,
         )
     exact = {"params": complexity.params, "macs": complexity.macs, "flops": complexity.flops}
 
@@ -277,6 +282,17 @@ def run_ranking(
         "seed": settings.seed,
         "seeds": list(seeds),
         "band": band.to_config(),
+        **(
+            {
+                "latency_target": {
+                    "device": settings.latency_device,
+                    "batch_size": settings.latency_batch_size,
+                    "threads": settings.latency_threads,
+                }
+            }
+            if "latency_ms" in band.metrics
+            else {}
+        ),
         "finetune": settings.finetune,
         "scratch_dir": str((settings.scratch_dir or run_dir / "scratch").resolve()),
         "stats": _plain(stats),

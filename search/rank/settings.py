@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from supernet.common.console import progress_mode
 from supernet.common.device import check_device
 from supernet.common.errors import UserError, quoted
-from supernet.common.resources import check_threads
+from supernet.common.resources import check_threads, cpu_cores
 from supernet.train import ConfigError, TrainConfig
 from supernet.train.rng import MAX_SEED, seed_problem
 
@@ -63,7 +63,10 @@ class RankSettings:
     proxies: tuple[str, ...] = ()
     proxy_batches: int = 3
     proxy_batch_size: int = 128
-    latency_profile: str | None = None  # for band.latency_ms
+    latency_profile: str | None = None  # for band.latency_ms: the profile of this target
+    latency_device: str = "cpu"
+    latency_batch_size: int = 1
+    latency_threads: int | None = None
 
     @property
     def scratch_seeds(self) -> tuple[int, ...]:
@@ -156,7 +159,7 @@ class RankSettings:
             pool_size=_int("pool_size", data.get("pool_size", 4096), 1),
             finetune=data.get("finetune", True),
             scratch_dir=scratch_dir,
-            n_jobs=_int("n_jobs", data.get("n_jobs", 1), 1),
+            n_jobs=_n_jobs(data.get("n_jobs", 1)),
             threads=check_threads("threads", _int("threads", data.get("threads", 1), 1)) or 1,
             device=device,
             png=data.get("png", True),
@@ -168,7 +171,37 @@ class RankSettings:
             proxy_batches=_int("proxy_batches", data.get("proxy_batches", 3), 1),
             proxy_batch_size=_int("proxy_batch_size", data.get("proxy_batch_size", 128), 2),
             latency_profile=str(profile) if profile else None,
+            latency_device=_latency_device(data.get("latency_device", "cpu")),
+            latency_batch_size=_int("latency_batch_size", data.get("latency_batch_size", 1), 1),
+            latency_threads=_latency_threads(data.get("latency_threads")),
         )
+
+
+def _n_jobs(value: Any) -> int:
+    """Training processes at once: each needs a core of its own (CPU) or shares the GPU."""
+    n = _int("n_jobs", value, 1)
+    cores = cpu_cores()
+    if n > cores:
+        raise RankError(
+            f"n_jobs={n} is more than the {cores} CPU core(s) this process may use; each "
+            f"training process needs one: pass n_jobs={cores} or fewer"
+        )
+    return n
+
+
+def _latency_device(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise RankError(
+            f"latency_device must be the device a profile was calibrated on (cpu, cuda, cuda:N), "
+            f"got {quoted(value)}; pass latency_device=cpu"
+        )
+    return value
+
+
+def _latency_threads(value: Any) -> int | None:
+    if value is None:
+        return None
+    return check_threads("latency_threads", _int("latency_threads", value, 1))
 
 
 def _progress(value: Any) -> str:

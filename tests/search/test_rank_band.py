@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from search.costs import CostModel
-from search.rank import Band, BandError, RankSettings, pick_in_band, run_ranking
+from search.rank import Band, BandError, RankError, RankSettings, pick_in_band, run_ranking
 from search.rank.band import parse_window
 from supernet import SearchSpace, complexity
 from supernet.checkpoint import load_supernet
@@ -150,3 +150,48 @@ def test_ranking_inside_a_band(trained_checkpoint: Path, tmp_path: Path) -> None
     assert manifest["band"] == {"flops": [low, high]}
     assert [r["ranker"] for r in manifest["rankers"]] == ["supernet", "flops", "depth"]
     assert result.table["arch"].tolist() == table["arch"].tolist()
+
+
+# -- a latency band: the profile of the target the options name --------------------------------
+def test_a_latency_band_uses_the_profile_of_the_named_target(
+    digits_space: SearchSpace, tmp_path: Path
+) -> None:
+    from search.latency import ProfileError, calibrate
+    from search.rank.runner import _costs
+
+    result = calibrate(
+        digits_space,
+        batch_size=1,
+        threads=1,
+        n_samples=6,
+        n_holdout=2,
+        warmup=1,
+        repeats=2,
+        rounds=1,
+        progress=False,
+    )
+    result.profile.save(tmp_path / "one_thread.yaml")
+    band = Band.from_config({"latency_ms": [0.001, 1e6]})
+    base = {
+        "supernet": "x.pt",
+        "latency_profile": str(tmp_path),
+        "band": {"latency_ms": [0.001, 1e6]},
+    }
+    settings = RankSettings.from_config({**base, "latency_threads": 1})
+    costs = _costs(settings, digits_space, band)
+    subnet = digits_space.largest()
+    assert costs(subnet)["latency_ms"] == result.profile.predict_ms(digits_space, subnet)
+    # a profile of another target (here: batch size) does not stand in for it
+    with pytest.raises(ProfileError, match=r"band\.latency_ms needs predicted latency"):
+        _costs(
+            RankSettings.from_config({**base, "latency_threads": 1, "latency_batch_size": 2}),
+            digits_space,
+            band,
+        )
+
+
+def test_n_jobs_beyond_the_cores_is_refused() -> None:
+    from supernet.common.resources import cpu_cores
+
+    with pytest.raises(RankError, match=r"n_jobs=\d+ is more than the \d+ CPU core"):
+        RankSettings.from_config({"supernet": "x.pt", "n_jobs": cpu_cores() + 1})
