@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from .common.atomic import atomic_write
 from .common.config import option
 from .common.errors import UserError
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
@@ -309,6 +310,18 @@ def _root(config: DataConfig) -> Path:
     return Path(config.root).expanduser() if config.root else DEFAULT_ROOT
 
 
+def _unpack(source: Path, target: Path) -> None:
+    """Gunzip ``source`` into ``target`` through a temporary file of this process's own, renamed
+    into place: processes that start on a fresh machine at once (a sweep, two benchmarks) each
+    unpack whole files and the last rename wins, never a half-written or vanished file."""
+
+    def write(tmp: str) -> None:
+        with gzip.open(source, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+    atomic_write(target, write)
+
+
 def _fashion_mnist(config: DataConfig) -> DataSplits:
     from torchvision.datasets import FashionMNIST
 
@@ -329,13 +342,7 @@ def _fashion_mnist(config: DataConfig) -> DataSplits:
         try:
             raw.mkdir(parents=True, exist_ok=True)
             for n in names:  # torchvision reads the uncompressed files; unpack them atomically
-                tmp = raw / f".{n}.tmp"
-                with (
-                    gzip.open(DEBIAN_FASHION_MNIST / f"{n}.gz", "rb") as src,
-                    tmp.open("wb") as dst,
-                ):
-                    shutil.copyfileobj(src, dst)
-                tmp.replace(raw / n)
+                _unpack(DEBIAN_FASHION_MNIST / f"{n}.gz", raw / n)
         except OSError as exc:
             raise DataError(
                 f"cannot unpack Fashion-MNIST from {DEBIAN_FASHION_MNIST} into {raw} ({exc}); "

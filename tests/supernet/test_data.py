@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +198,57 @@ def test_evalset_streams_or_holds_and_scores_several_subnets() -> None:
     state = torch.get_rng_state()
     EvalSet(splits.val)
     assert torch.equal(state, torch.get_rng_state())  # evaluation draws no global random numbers
+
+
+#: A process that unpacks Fashion-MNIST into argv[2] once every process is ready.
+_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from supernet import data
+data.DEBIAN_FASHION_MNIST = Path(sys.argv[1])
+ready, go = Path(sys.argv[3]), Path(sys.argv[4])
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+data.build_data({"name": "fashion_mnist", "root": sys.argv[2], "val_size": 8})
+"""
+
+
+def test_processes_unpacking_fashion_mnist_at_once_all_succeed(tmp_path: Path) -> None:
+    """Runs started together on a fresh machine (two benchmarks, a sweep) unpack the Debian files
+    at the same moment: they used one temporary name, and a rename of one made another's fail."""
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 20000), ("t10k", 2000)):  # large: the unpacks overlap
+        _write_idx(debian / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(debian / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)))
+    root, go = tmp_path / "root", tmp_path / "go"
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _AT_ONCE,
+                str(debian),
+                str(root),
+                str(tmp_path / f"r{i}"),
+                str(go),
+            ]
+        )
+        for i in range(4)
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("r?"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()  # all four unpack at the same moment
+        assert [w.wait(120) for w in workers] == [0, 0, 0, 0]
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    raw = root / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        f"{p.name[:-3]}" for p in debian.iterdir()
+    )  # every file whole, no temporary left
