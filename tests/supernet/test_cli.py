@@ -71,7 +71,10 @@ def test_ctrl_c_while_a_command_imports_is_one_line(tmp_path, delay_s: float) ->
     time.sleep(delay_s)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err[-2000:]
+    # Exit status 130, or death by SIGINT after 'interrupted' was printed: 3 of 41 interrupts
+    # between 0.5 and 2.5 s on a loaded machine ended so (CPython kills itself with SIGINT at exit
+    # when it recorded the KeyboardInterrupt as unhandled somewhere); a shell shows 130 for both.
+    assert process.returncode in (130, -signal.SIGINT), err[-2000:]
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err[-2000:]
 
 
