@@ -11,9 +11,14 @@ Chromium are available, otherwise one notice line says how to get PNGs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,6 +39,7 @@ __all__ = [
     "PLOTLY_JS",
     "history_figure",
     "pareto_figure",
+    "render_png",
     "report_figure",
     "save_figure",
     "write_html",
@@ -382,6 +388,57 @@ def write_html(
     return html_path
 
 
+#: Seconds a PNG may take. A render is a few seconds; kaleido's Chromium has been seen to hang
+#: (20 minutes on one figure of a search, on a loaded machine), which would hold up the command
+#: that plots: after this long the PNG is skipped with a notice, the HTML is there.
+PNG_TIMEOUT_S = 120.0
+
+#: The render, in a process of its own: ``python -c _RENDER <figure.json> <png>``.
+_RENDER = """
+import logging, sys
+logging.getLogger("choreographer").setLevel(logging.WARNING)
+logging.getLogger("kaleido").setLevel(logging.WARNING)
+try:
+    import plotly.io as pio
+    pio.read_json(sys.argv[1]).write_image(sys.argv[2], format="png", scale=2)
+except Exception as exc:
+    sys.stderr.write(str(exc).strip() or type(exc).__name__)
+    sys.exit(1)
+"""
+
+
+class PngError(RuntimeError):
+    """The PNG could not be rendered (the message says why)."""
+
+
+def render_png(fig: go.Figure, path: str | Path) -> None:
+    """Render ``fig`` into the PNG file ``path`` in a process of its own, in a session of its
+    own with the Chromium kaleido starts beneath it, so that a hung browser is killed with it
+    after :data:`PNG_TIMEOUT_S` (or when this process is interrupted)."""
+    with tempfile.TemporaryDirectory(prefix="vitnas-png-") as directory:
+        spec = Path(directory) / "figure.json"
+        spec.write_text(fig.to_json(), encoding="utf-8")
+        process = subprocess.Popen(
+            [sys.executable, "-c", _RENDER, str(spec), str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            _, err = process.communicate(timeout=PNG_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise PngError(f"it did not finish within {PNG_TIMEOUT_S:g} s") from None
+        finally:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    if process.returncode != 0:
+        raise PngError(err.strip() or f"the renderer exited with status {process.returncode}")
+
+
 def save_figure(
     fig: go.Figure,
     html_path: str | Path,
@@ -399,12 +456,9 @@ def save_figure(
     try:
         import kaleido  # noqa: F401
 
-        # kaleido's browser driver logs every temp-dir cleanup at INFO into the app's log
-        logging.getLogger("choreographer").setLevel(logging.WARNING)
-        logging.getLogger("kaleido").setLevel(logging.WARNING)
-        atomic_write(png_path, lambda tmp: fig.write_image(tmp, format="png", scale=2))
+        atomic_write(png_path, lambda tmp: render_png(fig, tmp))
         written.append(png_path)
-    except Exception as exc:  # kaleido missing, or no Chromium for it to drive
+    except Exception as exc:  # kaleido missing, no Chromium for it to drive, or a hung one
         if not _PNG_NOTICE_SHOWN:
             _PNG_NOTICE_SHOWN = True
             reason = (

@@ -65,8 +65,10 @@ def _write_png(fig: go.Figure, path: Path) -> str | None:
     """Write a PNG if kaleido (and its Chromium) work; else return a one-line notice."""
     if importlib.util.find_spec("kaleido") is None:
         return "PNG skipped: kaleido is not installed (the HTML plot is self-contained)"
+    from ..plots import render_png  # a render of its own, killed if its Chromium hangs
+
     try:
-        atomic_write(path, lambda tmp: fig.write_image(tmp, format="png"))
+        atomic_write(path, lambda tmp: render_png(fig, tmp))
     except Exception as exc:  # kaleido without a usable Chromium raises many kinds of error
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"PNG skipped: kaleido could not render ({reason})"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,7 @@ def test_no_png_renderer_gives_html_and_one_notice(
     """Without a Chromium for kaleido, the HTML is still written, no PNG (nor a temporary file)
     is left, and one notice names the reason (kaleido's messages start with a blank line)."""
     pytest.importorskip("kaleido")  # the dev extra installs it; without it the reason differs
-
-    def no_chrome(self: go.Figure, *args: object, **kwargs: object) -> None:
-        raise RuntimeError("\n\nKaleido requires Google Chrome to be installed.\nMore text.")
-
-    monkeypatch.setattr(go.Figure, "write_image", no_chrome)
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))  # read by the renderer
     monkeypatch.setattr(plots, "_PNG_NOTICE_SHOWN", False)
     fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
     written = plots.save_figure(fig, tmp_path / "a.html")
@@ -34,9 +31,50 @@ def test_no_png_renderer_gives_html_and_one_notice(
     err = capsys.readouterr().err
     assert "no PNG: kaleido could not render (Kaleido requires Google Chrome" in err
     assert err.count("\n") == 1
-    plots.save_figure(fig, tmp_path / "b.html")  # the notice is shown once per process
+    monkeypatch.setattr(plots, "render_png", lambda *a: pytest.fail("rendered again"))
+    with pytest.raises(pytest.fail.Exception):  # every figure tries; the notice is shown once
+        plots.save_figure(fig, tmp_path / "b.html")
     assert capsys.readouterr().err == ""
     assert plots.save_figure(fig, tmp_path / "c.html", png=False) == [tmp_path / "c.html"]
+
+
+def test_a_hung_png_renderer_is_killed_and_the_html_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kaleido's Chromium once hung for 20 minutes on one figure of a search: the render runs in
+    a session of its own, killed with everything it started after PNG_TIMEOUT_S."""
+    pytest.importorskip("kaleido")
+    pid_file = tmp_path / "renderer.pid"
+    # a renderer that starts a child of its own (as kaleido starts Chromium) and hangs
+    hang = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(300)\n"
+    )
+    monkeypatch.setattr(plots, "_RENDER", hang)
+    monkeypatch.setattr(plots, "PNG_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(plots, "_PNG_NOTICE_SHOWN", False)
+    written = plots.save_figure(go.Figure(go.Bar(y=[1, 2])), tmp_path / "a.html")
+    assert written == [tmp_path / "a.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "plotly.min.js", pid_file.name]
+    assert (
+        "no PNG: kaleido could not render (it did not finish within 5 s)" in capsys.readouterr().err
+    )
+    for pid in map(int, pid_file.read_text().split()):  # the renderer and its child: gone
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), pid
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and waiting for its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _frame(over: bool = True) -> pd.DataFrame:
