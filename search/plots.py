@@ -50,7 +50,8 @@ _SCALES = {"params": 1e6, "macs": 1e6, "flops": 1e6, "latency_ms": 1.0}
 # kaleido and the browser driver it uses log every step at INFO, which Hydra apps print.
 for _name in ("kaleido", "choreographer", "logistro"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-_PNG_NOTICE_SHOWN = False
+#: A PNG failed in this process (no kaleido, no Chromium, a hung one): the others are not tried.
+_PNG_FAILED = False
 #: The file name plotly.js is written under, beside (or above) the HTML that loads it.
 PLOTLY_JS = "plotly.min.js"
 #: The tick label of the strip that holds over-budget trials.
@@ -446,11 +447,11 @@ def save_figure(
     plotlyjs_dir: str | Path | None = None,
 ) -> list[Path]:
     """Write the HTML (see :func:`write_html`), plus a PNG beside it when kaleido can render
-    one."""
-    global _PNG_NOTICE_SHOWN
+    one (after one failure, with its notice, this process tries no more)."""
+    global _PNG_FAILED
     html_path = write_html(fig, html_path, plotlyjs_dir)
     written = [html_path]
-    if not png:
+    if not png or _PNG_FAILED:
         return written
     png_path = html_path.with_suffix(".png")
     try:
@@ -459,17 +460,16 @@ def save_figure(
         atomic_write(png_path, lambda tmp: render_png(fig, tmp))
         written.append(png_path)
     except Exception as exc:  # kaleido missing, no Chromium for it to drive, or a hung one
-        if not _PNG_NOTICE_SHOWN:
-            _PNG_NOTICE_SHOWN = True
-            reason = (
-                "kaleido is not installed"
-                if isinstance(exc, ImportError)
-                else f"kaleido could not render ({_first_line(exc)})"
-            )
-            say(
-                logging.getLogger(__name__),
-                f"note: HTML plots only, no PNG: {reason}; `pip install kaleido` and "
-                "`apt-get install chromium` enable PNGs",
-                stderr=True,
-            )
+        _PNG_FAILED = True
+        reason = (
+            "kaleido is not installed"
+            if isinstance(exc, ImportError)
+            else f"kaleido could not render ({_first_line(exc)})"
+        )
+        say(
+            logging.getLogger(__name__),
+            f"note: HTML plots only, no PNG: {reason}; `pip install kaleido` and "
+            "`apt-get install chromium` enable PNGs",
+            stderr=True,
+        )
     return written
