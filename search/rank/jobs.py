@@ -14,7 +14,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,8 @@ def run_jobs(
         pending = set(futures)
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                # each as it finishes (FIRST_EXCEPTION would return only once all had)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     results[futures[future]] = future.result()  # raises the job's error
                     if on_done is not None:

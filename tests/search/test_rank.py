@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,12 @@ from search.rank import (
     DEFAULT_PROXIES,
     RankError,
     RankSettings,
+    SubnetJob,
     pick_subnets,
     proxy_column,
     rank_stats,
     recipe,
+    run_jobs,
     run_ranking,
     slug,
     verdict,
@@ -335,3 +338,26 @@ def test_sigterm_to_the_parent_alone_stops_the_training_workers(
     assert process.returncode == 143, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "terminated", stderr[-3000:]
     assert not left, f"workers {left} outlived search.rank"
+
+
+def _sleeping_job(job: SubnetJob) -> dict[str, Any]:
+    """A stand-in for a training run: sleeps ``job.cost`` seconds (in a worker process)."""
+    time.sleep(job.cost)
+    return {"label": job.label, "finished": time.monotonic()}
+
+
+def test_each_result_is_reported_as_its_job_finishes(
+    digits_space: SearchSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several processes, ``on_done`` saw every result only once all jobs had finished, so a
+    benchmark that records each run as it ends recorded nothing until the last one."""
+    from search.rank import jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "_run", _sleeping_job)
+    subnet = digits_space.smallest()
+    jobs = [SubnetJob("scratch", subnet, {}, label="slow", cost=8.0)]
+    jobs.append(SubnetJob("scratch", subnet, {}, label="fast", cost=0.5))
+    seen: list[tuple[str, float]] = []
+    results = run_jobs(jobs, 2, lambda r: seen.append((r["label"], time.monotonic())))
+    assert [label for label, _ in seen] == ["fast", "slow"]
+    assert seen[0][1] < results[0]["finished"] - 4  # "fast" reported while "slow" still slept
