@@ -20,7 +20,7 @@ excluded as it is the other baseline; ``--proxy`` names one instead) scores high
 ``python -m search.rank`` does (at initialisation with seed s, on the supernet's validation
 images). Both are trained alone with the same recipe and seeds as the searched subnet.
 
-    python bench/search_quality.py                 # ~15 min on 2 cores after the supernet
+    python bench/search_quality.py                 # ~35 min on 2 cores after the supernets
     python bench/search_quality.py --budgets 30e6 50e6 --seeds 0 1 2 --trials 50
 
 Writes results/benchmarks/search_quality.csv (one row per budget and seed),
