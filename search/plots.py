@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -394,14 +393,14 @@ def write_html(
 #: that plots: after this long the PNG is skipped with a notice, the HTML is there.
 PNG_TIMEOUT_S = 120.0
 
-#: The render, in a process of its own: ``python -c _RENDER <figure.json> <png>``.
+#: The render, in a process of its own: ``python -c _RENDER <png>``, the figure's JSON on stdin.
 _RENDER = """
 import logging, sys
 logging.getLogger("choreographer").setLevel(logging.WARNING)
 logging.getLogger("kaleido").setLevel(logging.WARNING)
 try:
     import plotly.io as pio
-    pio.read_json(sys.argv[1]).write_image(sys.argv[2], format="png", scale=2)
+    pio.from_json(sys.stdin.read()).write_image(sys.argv[1], format="png", scale=2)
 except Exception as exc:
     sys.stderr.write(str(exc).strip() or type(exc).__name__)
     sys.exit(1)
@@ -412,30 +411,37 @@ class PngError(RuntimeError):
     """The PNG could not be rendered (the message says why)."""
 
 
+def _die_with_parent() -> None:
+    """In the renderer (Linux): be killed when the process that started it dies, even by
+    SIGKILL, rather than go on to write a PNG nobody waits for."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def render_png(fig: go.Figure, path: str | Path) -> None:
     """Render ``fig`` into the PNG file ``path`` in a process of its own, in a session of its
     own with the Chromium kaleido starts beneath it, so that a hung browser is killed with it
-    after :data:`PNG_TIMEOUT_S` (or when this process is interrupted)."""
-    with tempfile.TemporaryDirectory(prefix="vitnas-png-") as directory:
-        spec = Path(directory) / "figure.json"
-        spec.write_text(fig.to_json(), encoding="utf-8")
-        process = subprocess.Popen(
-            [sys.executable, "-c", _RENDER, str(spec), str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            _, err = process.communicate(timeout=PNG_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise PngError(f"it did not finish within {PNG_TIMEOUT_S:g} s") from None
-        finally:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    after :data:`PNG_TIMEOUT_S` (or when this process is interrupted or killed)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RENDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    try:
+        _, err = process.communicate(fig.to_json(), timeout=PNG_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise PngError(f"it did not finish within {PNG_TIMEOUT_S:g} s") from None
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     if process.returncode != 0:
         raise PngError(err.strip() or f"the renderer exited with status {process.returncode}")
 

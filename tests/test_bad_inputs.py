@@ -1056,7 +1056,7 @@ CASES = [
         "option out of range: negative seed (latency)",
         "search.latency",
         ("calibrate", "hydra.run.dir={run}", "space=digits", "seed=-1"),
-        ("seed must be an integer >= 0, got -1", "pass seed=0"),
+        ("seed must be an integer from 0 to 4294967295, got -1", "pass seed=0"),
         absent=("{run}",),
     ),
     Case(

@@ -31,6 +31,7 @@ from supernet.common.console import progress_mode, say
 from supernet.common.errors import UserError
 from supernet.saved_model import CONFIG_FILE, read_subnet_yaml
 from supernet.space import read_yaml
+from supernet.train.rng import seed_problem
 
 from . import config as _config  # noqa: F401  (registers latency_schema)
 from .calibrate import calibrate
@@ -146,10 +147,12 @@ def _check_options(cfg: DictConfig) -> None:
     check_settings(
         batch_size=cfg.batch_size, warmup=cfg.warmup, repeats=cfg.repeats, rounds=cfg.rounds
     )
-    # The designed sample needs two subnets (a fit); seed: what random.Random and NumPy accept.
-    for name, low, default in (("n_samples", 2, 32), ("n_holdout", 1, 16), ("seed", 0, 0)):
+    # The designed sample needs two subnets (a fit).
+    for name, low, default in (("n_samples", 2, 32), ("n_holdout", 1, 16)):
         if problem := count_problem(name, cfg[name], low=low, default=default):
             raise LatencyError(problem)
+    if problem := seed_problem("seed", cfg.seed):  # the range of every command's seed
+        raise LatencyError(problem)
     try:
         progress_mode(cfg.progress)
     except UserError as exc:

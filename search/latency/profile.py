@@ -340,7 +340,12 @@ def find_profile(
                 candidates.append(profile)
     if candidates:
         return max(candidates, key=lambda p: p.created)
-    place = f"in {where}/" if where.is_dir() else f"at {where} (no such file or directory)"
+    if where.is_dir():
+        place = f"in {where}/"
+    elif where.exists():
+        place = f"at {where} (not a regular file or directory)"
+    else:
+        place = f"at {where} (no such file or directory)"
     skipped = f" (skipped unreadable: {', '.join(unreadable)})" if unreadable else ""
     raise ProfileError(
         f"no latency profile {place} for {wanted}{skipped}: "

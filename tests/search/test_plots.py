@@ -207,3 +207,37 @@ def test_html_loads_one_shared_plotlyjs(tmp_path: Path) -> None:
     mtime = (tmp_path / "plotly.min.js").stat().st_mtime_ns
     plots.save_figure(fig, tmp_path / "d.html", png=False)
     assert (tmp_path / "plotly.min.js").stat().st_mtime_ns == mtime  # not rewritten
+
+
+def test_the_renderer_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    """SIGKILL of the plotting process (the OOM killer) took the renderer with it only after
+    the render: it went on and wrote a PNG beside a run that had died."""
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "renderer.pid"
+    hang = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    parent = (
+        "import plotly.graph_objects as go\n"
+        "from search import plots\n"
+        f"plots._RENDER = {hang!r}\n"
+        f"plots.render_png(go.Figure(go.Bar(y=[1])), {str(tmp_path / 'a.png')!r})\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", parent], cwd=Path(plots.__file__).parents[1])
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the renderer did not start"
+            time.sleep(0.05)
+        renderer = int(pid_file.read_text())
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 10
+        while _alive(renderer) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(renderer)
+    finally:
+        process.kill()
+        process.wait()
+    assert not (tmp_path / "a.png").exists()
