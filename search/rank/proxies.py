@@ -213,7 +213,7 @@ class ProxyScores:
     scores: dict[str, list[float]]
     seconds: dict[str, list[float]]
     data_s: float = 0.0  # loading the images, shared by the proxies that use them
-    images: int = 0  # how many the zero-cost proxies saw (the split may hold fewer than asked)
+    images: int = 0  # how many were loaded for them (the split may hold fewer than asked)
 
 
 def score_proxies(

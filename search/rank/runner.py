@@ -285,6 +285,7 @@ def run_ranking(
         **(
             {
                 "latency_target": {
+                    "profile": settings.latency_profile,
                     "device": settings.latency_device,
                     "batch_size": settings.latency_batch_size,
                     "threads": settings.latency_threads,
@@ -300,7 +301,9 @@ def run_ranking(
         "proxies": {
             "names": list(settings.proxies),
             "weights": "the standalone model at initialisation (seed = the run's seed)",
-            "images": proxies.images,  # validation images (0 without a zero-cost proxy)
+            # validation images loaded for the zero-cost proxies (each takes what its method needs:
+            # synflow none, DSS and NASWOT their first batch)
+            "images_loaded": proxies.images,
             "batches": f"{settings.proxy_batches} x {settings.proxy_batch_size} asked",
             "data_s": round(proxies.data_s, 2),
         },

@@ -8,6 +8,7 @@ overrides on top, validated by :class:`supernet.train.TrainConfig`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,9 +191,12 @@ def _n_jobs(value: Any) -> int:
 
 
 def _latency_device(value: Any) -> str:
-    if not isinstance(value, str) or not value:
+    """The device a latency profile was calibrated on: checked for its form only (a profile of
+    a GPU can predict on a machine without one)."""
+    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?|mps", value):
         raise RankError(
-            f"latency_device must be the device a profile was calibrated on (cpu, cuda, cuda:N), "
+            f"latency_device must be the device a profile was calibrated on (cpu, cuda, cuda:N, "
+            f"mps), "
             f"got {quoted(value)}; pass latency_device=cpu"
         )
     return value

@@ -195,3 +195,10 @@ def test_n_jobs_beyond_the_cores_is_refused() -> None:
 
     with pytest.raises(RankError, match=r"n_jobs=\d+ is more than the \d+ CPU core"):
         RankSettings.from_config({"supernet": "x.pt", "n_jobs": cpu_cores() + 1})
+
+
+def test_latency_device_is_checked_for_its_form_and_named() -> None:
+    base = {"supernet": "x.pt"}
+    assert RankSettings.from_config({**base, "latency_device": "cuda:1"}).latency_device == "cuda:1"
+    with pytest.raises(RankError, match=r"latency_device must be the device .* got 'tpu'"):
+        RankSettings.from_config({**base, "latency_device": "tpu"})  # even without a latency band

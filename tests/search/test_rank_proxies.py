@@ -185,7 +185,7 @@ def test_every_proxy_is_ranked_and_recorded(trained_checkpoint: Path, tmp_path: 
         else:
             assert row["kendall_tau"] == pytest.approx(tau)
     assert manifest["proxies"]["names"] == list(PROXIES)
-    assert manifest["proxies"]["images"] == 2 * 32  # what the proxies saw
+    assert manifest["proxies"]["images_loaded"] == 2 * 32
     # the cost proxies rank by the cost columns, which stay integer counts
     assert table["params"].dtype.kind == "i" and table["flops"].dtype.kind == "i"
     assert manifest["stats"]["best_proxy"] in PROXIES
