@@ -393,7 +393,22 @@ def write_html(
 #: that plots: after this long the PNG is skipped with a notice, the HTML is there.
 PNG_TIMEOUT_S = 120.0
 
-#: The render, in a process of its own: ``python -c _RENDER <png>``, the figure's JSON on stdin.
+#: The renderer's first lines (``python -c _PRELUDE+_RENDER <png> <parent pid>``): on Linux, be
+#: killed when the parent dies, even by SIGKILL (the OOM killer), rather than go on to write a PNG
+#: nobody waits for.
+_PRELUDE = """
+import os, sys
+if sys.platform == "linux":
+    try:
+        import ctypes, signal
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    if os.getppid() != int(sys.argv[2]):  # the parent died before that
+        sys.exit(1)
+"""
+
+#: The render itself, the figure's JSON on stdin.
 _RENDER = """
 import logging, sys
 logging.getLogger("choreographer").setLevel(logging.WARNING)
@@ -411,27 +426,17 @@ class PngError(RuntimeError):
     """The PNG could not be rendered (the message says why)."""
 
 
-def _die_with_parent() -> None:
-    """In the renderer (Linux): be killed when the process that started it dies, even by
-    SIGKILL, rather than go on to write a PNG nobody waits for."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def render_png(fig: go.Figure, path: str | Path) -> None:
     """Render ``fig`` into the PNG file ``path`` in a process of its own, in a session of its
     own with the Chromium kaleido starts beneath it, so that a hung browser is killed with it
     after :data:`PNG_TIMEOUT_S` (or when this process is interrupted or killed)."""
     process = subprocess.Popen(
-        [sys.executable, "-c", _RENDER, str(path)],
+        [sys.executable, "-c", _PRELUDE + _RENDER, str(path), str(os.getpid())],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     try:
         _, err = process.communicate(fig.to_json(), timeout=PNG_TIMEOUT_S)
