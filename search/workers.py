@@ -42,7 +42,7 @@ from optuna.trial import TrialState
 
 from supernet import Supernet
 from supernet.checkpoint import load_supernet
-from supernet.common.cli import Terminated, one_line
+from supernet.common.cli import Terminated, ignore_late_interrupts, one_line
 from supernet.common.console import say
 from supernet.common.device import resolve_device as common_resolve_device
 from supernet.common.errors import UserError
@@ -428,6 +428,10 @@ def worker_process_main() -> None:
         report.write(one_line(str(exc)) + "\n")
         report.flush()
         sys.exit(2)
+    finally:
+        # A signal from now on (the parent's, or the pipe watch's when the parent exits) would
+        # strike an exit handler and print a traceback: the worker is stopping anyway.
+        ignore_late_interrupts()
 
 
 def shares(n_trials: int, n_workers: int) -> list[int]:

@@ -57,6 +57,7 @@ __all__ = [
     "fail",
     "handle_sigterm",
     "hydra_main",
+    "ignore_late_interrupts",
     "one_line",
     "os_error_message",
     "parse_args",
@@ -97,6 +98,24 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """(A SIGINT or SIGTERM after the command's work is over.)"""
+
+
+def ignore_late_interrupts() -> None:
+    """The command's work is over (done, failed or interrupted), so a SIGINT or SIGTERM from now
+    on is ignored and the process exits as it was about to. Raised instead, it would strike
+    whatever exit handler runs (a finalizer of torch's, say), which Python reports as
+    ``Exception ignored in …`` with a traceback. A signal the process ignores stays ignored.
+    (A Python no-op rather than ``SIG_IGN``: a signal already pending when the handler changes
+    would otherwise still be delivered to the old one.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _ignore_signal)
 
 
 def handle_sigterm() -> None:
@@ -401,7 +420,8 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
     """Call a ``@hydra.main`` function, reporting Hydra's own errors as one line (exit 2).
 
     ``HYDRA_FULL_ERROR`` lets the exceptions reach this function instead of Hydra's printer;
-    an unexpected exception (a bug) still shows its full traceback.
+    an unexpected exception (a bug) still shows its full traceback. Without ``argv`` (the
+    process's own command line), interrupts are ignored once it returns.
     """
     from hydra.errors import HydraException
 
@@ -431,6 +451,9 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
         if debug:
             raise
         fail(_run_dir_message(exc))
+    finally:
+        if argv is None:  # the process ends now
+            ignore_late_interrupts()
 
 
 def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[str], T]:
@@ -474,7 +497,9 @@ def parse_args(argv: Sequence[str], schema: type[T], usage: str) -> tuple[list[s
 
 
 def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = None) -> None:
-    """Run ``main(argv)`` reporting a user error as one line (exit 2), Ctrl-C as exit 130."""
+    """Run ``main(argv)`` reporting a user error as one line (exit 2), Ctrl-C as exit 130.
+    Without ``argv`` (the process's own command line), interrupts are ignored once it returns."""
+    own_command = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
     handle_sigterm()
@@ -491,3 +516,6 @@ def run_cli(main: Callable[[Sequence[str]], Any], argv: Sequence[str] | None = N
         fail(os_error_message(exc))
     except KeyboardInterrupt as exc:
         exit_interrupted(exc)
+    finally:
+        if own_command:  # the process ends now
+            ignore_late_interrupts()

@@ -94,3 +94,78 @@ def test_only_a_command_of_these_packages_quiets_ctrl_c(monkeypatch: pytest.Monk
         monkeypatch.setattr(sys, "orig_argv", orig_argv)
         monkeypatch.setattr(sys, "argv", [argv0])
         assert startup.is_a_command() is expected, orig_argv
+
+
+_LATE_SIGNALS = """
+import os, signal, sys, weakref
+
+class Held:
+    pass
+
+held = Held()
+# Runs among the interpreter's exit handlers, as torch's own finalizers do.
+weakref.finalize(held, lambda: [os.kill(os.getpid(), s) for s in (signal.SIGTERM, signal.SIGINT)])
+"""
+
+
+def _run_python(code: str, stdin: str = "") -> tuple[int, str]:
+    """Run ``code``; its stdin gets ``stdin`` and stays open until it exits (a search worker
+    takes the end of its stdin for its parent's death)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        text=True,
+    )
+    assert process.stdin is not None and process.stderr is not None
+    process.stdin.write(stdin)
+    process.stdin.flush()
+    try:
+        status = process.wait(timeout=120)
+    finally:
+        process.kill()
+        process.stdin.close()
+    return status, process.stderr.read()
+
+
+@pytest.mark.parametrize("outcome", ["done", "user error", "interrupted"])
+def test_a_signal_after_a_command_returned_prints_no_traceback(outcome: str) -> None:
+    """SIGTERM and SIGINT that reach a command while its process exits (a `kill` a moment late,
+    the search's workers told to stop twice) struck torch's exit handlers, and Python printed
+    'Exception ignored in … Traceback'. The command exits as it was about to."""
+    body = {
+        "done": "pass",
+        "user error": "raise UserError('bad; fix it')",
+        "interrupted": "raise KeyboardInterrupt",
+    }[outcome]
+    code = (
+        _LATE_SIGNALS
+        + "from supernet.common.cli import run_cli\n"
+        + "from supernet.common.errors import UserError\n"
+        + f"def main(argv):\n    {body}\n"
+        + "run_cli(main)\n"
+    )
+    status, err = _run_python(code)
+    assert status == {"done": 0, "user error": 2, "interrupted": 130}[outcome], err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_a_search_worker_told_to_stop_while_it_exits_prints_no_traceback(tmp_path) -> None:
+    """The worker of the CI failure: stopping (here: a user error), a second signal from its
+    parent or its pipe watch reached it among the exit handlers and printed a traceback."""
+    from search.settings import SearchSettings
+    from search.workers import WorkerJob, _job_to_json
+
+    settings = SearchSettings.from_config({"supernet": str(tmp_path / "missing.pt")})
+    job = WorkerJob(settings, f"sqlite:///{tmp_path / 'db.sqlite'}", "study", 0, 1, 1)
+    code = _LATE_SIGNALS + "from search.workers import worker_process_main\nworker_process_main()\n"
+    status, err = _run_python(code, stdin=_job_to_json(job) + "\n")
+    assert status == 2, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
