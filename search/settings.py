@@ -31,6 +31,7 @@ from .budget import Budget
 from .config import SearchConfig
 from .costs import METRICS, resolve_latency_profile
 from .latency import LatencyProfile
+from .latency.device import latency_device_option
 from .samplers import OPTIONS, SAMPLERS, resolve_sampler_name
 
 __all__ = ["SearchSettings", "SettingsError"]
@@ -57,6 +58,19 @@ def _positive_int(key: str, value: Any, allow_none: bool = False, allow_zero: bo
 #: Worker processes per CPU core at most (more only wait for each other; two per core still
 #: helps when trials wait on a remote database).
 WORKERS_PER_CORE = 2
+
+
+def _check_measurable(device: str) -> None:
+    """Predicting latency for a GPU needs only its profile; measuring it needs the GPU."""
+    try:
+        check_device(device, "search.latency_device")
+    except UserError:
+        raise SettingsError(
+            f"search.measure_latency=true measures every feasible subnet on "
+            f"search.latency_device={device}, and this machine has no such device; pass "
+            "search.measure_latency=false (the prediction from that device's profile needs no "
+            "GPU), or search on the machine with the GPU"
+        ) from None
 
 
 def _workers(value: Any) -> int:
@@ -236,7 +250,9 @@ class SearchSettings:
                 _positive_int("search.threads", s.get("threads"), allow_none=True),
             ),
             latency_profile=s.get("latency_profile"),
-            latency_device=str(s.get("latency_device", "cpu")),
+            latency_device=latency_device_option(
+                "search.latency_device", s.get("latency_device", "cpu")
+            ),
             latency_batch_size=_positive_int(
                 "search.latency_batch_size", s.get("latency_batch_size", 1)
             ),
@@ -262,4 +278,6 @@ class SearchSettings:
         )
         if device != "auto":
             check_device(device, "search.device")  # a device this machine has
+        if settings.measure_latency and settings.latency_device != "cpu":
+            _check_measurable(settings.latency_device)
         return settings

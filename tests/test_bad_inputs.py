@@ -465,6 +465,17 @@ CASES = [
         absent=("{run}/study.db",),
     ),
     Case(
+        "search-latency-device-form",
+        "a latency target that is not a device",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "search.latency_device=gpu"),
+        (
+            "search.latency_device must be the device a latency profile was calibrated on",
+            "pass search.latency_device=cpu",
+        ),
+        absent=("{run}/study.db",),
+    ),
+    Case(
         "search-option-typo",
         "misspelt option",
         "search",

@@ -7,6 +7,7 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,21 +16,50 @@ from supernet.common.resources import check_threads
 
 from .errors import LatencyError
 
-__all__ = ["device_description", "effective_threads", "parse_device", "torch_threads"]
+__all__ = [
+    "device_description",
+    "device_kind",
+    "effective_threads",
+    "latency_device_option",
+    "parse_device",
+    "torch_threads",
+]
 
 
-def parse_device(device: str | torch.device) -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a :class:`torch.device`, checked to be usable."""
+def device_kind(device: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a :class:`torch.device`, checked for its form
+    only: the device a latency profile was calibrated on need not be on this machine."""
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
         raise LatencyError(f"unknown device {quoted(device)}; use cpu, cuda or cuda:N") from None
-    if parsed.type == "cpu":
-        return torch.device("cpu")
-    if parsed.type != "cuda":
+    if parsed.type not in ("cpu", "cuda"):
         raise LatencyError(
             f"latency can be measured on cpu or cuda, not {parsed.type!r}; pass device=cpu or cuda"
         )
+    return torch.device("cpu") if parsed.type == "cpu" else parsed
+
+
+def latency_device_option(option: str, value: Any) -> str:
+    """The value of an option that names the device latency is predicted for (``cpu``, ``cuda``
+    or ``cuda:N``): checked for its form only, since a GPU's profile predicts on any machine."""
+    try:
+        if not isinstance(value, str):
+            raise LatencyError("not a device name")
+        device_kind(value)
+    except LatencyError:
+        raise LatencyError(
+            f"{option} must be the device a latency profile was calibrated on (cpu, cuda or "
+            f"cuda:N), got {quoted(value)}; pass {option}=cpu"
+        ) from None
+    return value
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a :class:`torch.device`, checked to be usable."""
+    parsed = device_kind(device)
+    if parsed.type == "cpu":
+        return parsed
     if not torch.cuda.is_available():
         raise LatencyError(
             f"device={device}: CUDA is not available on this machine (no CUDA device); measure "

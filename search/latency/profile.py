@@ -38,7 +38,7 @@ from supernet.common.atomic import atomic_write_text
 from supernet.common.yamlio import YamlError, read_yaml
 from supernet.space import PRESETS_DIR, SpaceError
 
-from .device import device_description, effective_threads, parse_device
+from .device import device_description, device_kind, effective_threads
 from .errors import ProfileError
 from .features import feature_matrix, feature_names
 from .measure import LatencyMeasurement, measure_latency
@@ -181,12 +181,16 @@ class LatencyProfile:
     ) -> list[str]:
         """Why this profile does not fit the conditions (an empty list when it does)."""
         problems = []
-        name = device_name if device_name is not None else device_description(device)
-        if name != self.device_name:
-            problems.append(f"device {self.device_name!r}, not {name!r}")
+        kind = device_kind(device).type
+        if kind != device_kind(self.device).type:
+            problems.append(f"device {self.device!r}, not {device!r}")
+        else:
+            name = device_name if device_name is not None else _device_here(device)
+            if name is not None and name != self.device_name:
+                problems.append(f"device {self.device_name!r}, not {name!r}")
         if batch_size != self.batch_size:
             problems.append(f"batch size {self.batch_size}, not {batch_size}")
-        if parse_device(device).type == "cpu" and effective_threads(threads) != self.threads:
+        if kind == "cpu" and effective_threads(threads) != self.threads:
             problems.append(f"{self.threads} threads, not {effective_threads(threads)}")
         differences = self.space.differences(space)
         if differences:
@@ -288,6 +292,14 @@ class LatencyProfile:
         return cls.from_dict(data, source=f"latency profile {path}")
 
 
+def _device_here(device: str) -> str | None:
+    """This machine's description of ``device``; None for CUDA on a machine without it, where
+    a GPU's profile predicts for the GPU it was calibrated on."""
+    if device_kind(device).type == "cuda" and not torch.cuda.is_available():
+        return None
+    return device_description(device)
+
+
 def find_profile(
     where: str | Path,
     space: Space,
@@ -304,15 +316,17 @@ def find_profile(
     message says why nothing fits and gives the command that calibrates a profile.
     """
     where = Path(where)
-    name = device_description(device)
+    kind = device_kind(device).type
+    name = _device_here(device)
     command = calibrate_command(
         space,
         device=device,
         batch_size=batch_size,
-        threads=effective_threads(threads) if parse_device(device).type == "cpu" else None,
+        threads=effective_threads(threads) if kind == "cpu" else None,
     )
-    wanted = f"space {space.name or '(unnamed)'!r}, {name}, batch size {batch_size}"
-    if parse_device(device).type == "cpu":
+    here = name if name is not None else "a CUDA device (none on this machine: a GPU's profile)"
+    wanted = f"space {space.name or '(unnamed)'!r}, {here}, batch size {batch_size}"
+    if kind == "cpu":
         wanted += f", {effective_threads(threads)} threads"
     if where.is_file():
         profile = LatencyProfile.load(where)
@@ -338,6 +352,13 @@ def find_profile(
                 space, device=device, batch_size=batch_size, threads=threads, device_name=name
             ):
                 candidates.append(profile)
+    gpus = sorted({p.device_name for p in candidates})
+    if name is None and len(gpus) > 1:
+        raise ProfileError(
+            f"latency profiles in {where}/ fit {wanted} for {len(gpus)} GPUs ({', '.join(gpus)}) "
+            "and this machine has none to choose by: pass latency_profile=<the profile file> of "
+            "the GPU to predict for"
+        )
     if candidates:
         return max(candidates, key=lambda p: p.created)
     if where.is_dir():

@@ -8,7 +8,6 @@ overrides on top, validated by :class:`supernet.train.TrainConfig`.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,9 @@ from supernet.common.errors import UserError, quoted
 from supernet.common.resources import check_threads, cpu_cores
 from supernet.train import ConfigError, TrainConfig
 from supernet.train.rng import MAX_SEED, seed_problem
+
+from ..latency.device import latency_device_option
+from ..latency.errors import LatencyError
 
 if TYPE_CHECKING:
     from .band import Band
@@ -193,13 +195,10 @@ def _n_jobs(value: Any) -> int:
 def _latency_device(value: Any) -> str:
     """The device a latency profile was calibrated on: checked for its form only (a profile of
     a GPU can predict on a machine without one)."""
-    if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:\d+)?|mps", value):
-        raise RankError(
-            f"latency_device must be the device a profile was calibrated on (cpu, cuda, cuda:N, "
-            f"mps), "
-            f"got {quoted(value)}; pass latency_device=cpu"
-        )
-    return value
+    try:
+        return latency_device_option("latency_device", value)
+    except LatencyError as exc:
+        raise RankError(str(exc)) from None
 
 
 def _latency_threads(value: Any) -> int | None:

@@ -383,6 +383,29 @@ def test_find_profile_resolves_and_explains(calibration, spread_space, tmp_path)
         profile.predict_ms(other, other.smallest())
 
 
+def test_a_gpu_profile_predicts_on_a_machine_without_one(
+    calibration, spread_space, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calibrated on the GPU box, searched on a CPU one: the profile's GPU is the target."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    gpu = replace(calibration.profile, device="cuda:0", device_name="cuda: NVIDIA H200")
+    gpu.save(tmp_path / "h200.yaml")
+    calibration.profile.save(tmp_path / "cpu.yaml")
+    assert find_profile(tmp_path / "h200.yaml", spread_space, device="cuda", batch_size=8) == gpu
+    assert find_profile(tmp_path, spread_space, device="cuda", batch_size=8) == gpu
+    with pytest.raises(ProfileError, match="device 'cuda:0', not 'cpu'"):
+        find_profile(tmp_path / "h200.yaml", spread_space, device="cpu", batch_size=8, threads=1)
+    with pytest.raises(ProfileError, match="device 'cpu', not 'cuda'"):
+        find_profile(tmp_path / "cpu.yaml", spread_space, device="cuda", batch_size=8)
+    # two GPUs' profiles and no GPU here to choose by: the user names the file
+    replace(gpu, device_name="cuda: NVIDIA A100").save(tmp_path / "a100.yaml")
+    with pytest.raises(ProfileError, match=r"2 GPUs .*pass latency_profile=") as info:
+        find_profile(tmp_path, spread_space, device="cuda", batch_size=8)
+    assert "\n" not in str(info.value)
+    with pytest.raises(LatencyError, match="cpu or cuda, not 'mps'"):
+        find_profile(tmp_path, spread_space, device="mps", batch_size=8)
+
+
 def test_missing_profile_message_says_how_to_calibrate(tmp_path) -> None:
     space = SearchSpace.preset("fashion_mnist")
     command = "python -m search.latency calibrate space=fashion_mnist device=cpu batch_size=32"

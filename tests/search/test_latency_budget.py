@@ -80,3 +80,46 @@ def test_latency_budget_without_a_profile_says_how_to_calibrate(
     assert "budget.latency_ms needs predicted latency" in str(info.value)
     assert "python -m search.latency calibrate" in str(info.value)
     assert not (tmp_path / "run" / "trials.csv").exists()
+
+
+def test_a_gpu_target_is_searched_on_a_machine_without_one(
+    random_checkpoint: Path,
+    profile_dir: Path,
+    search_config: Callable[..., DictConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A profile calibrated on the GPU box predicts for that GPU here; only measuring needs it."""
+    import dataclasses
+
+    import torch
+
+    from search.latency import LatencyProfile
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    space: SearchSpace = load_supernet(random_checkpoint)[0].space
+    cpu = LatencyProfile.load(profile_dir / "profile.yaml")
+    gpu = dataclasses.replace(cpu, device="cuda:0", device_name="cuda: NVIDIA H200")
+    gpu.save(tmp_path / "h200.yaml")
+    budget = (gpu.predict_ms(space, space.smallest()) + gpu.predict_ms(space, space.largest())) / 2
+    options = [
+        f"supernet={random_checkpoint}",
+        f"search.latency_profile={tmp_path / 'h200.yaml'}",
+        "search.latency_device=cuda",
+        f"budget.latency_ms={budget}",
+        "search.sampler=random",
+        "search.n_trials=4",
+        "search.threads=1",
+    ]
+    trials = run_search(search_config(*options), tmp_path / "run").trials
+    assert len(trials) == 4 and trials["latency_ms"].notna().all()
+    assert (trials[trials["feasible"]]["latency_ms"] <= budget).all()
+    with pytest.raises(UserError) as info:
+        run_search(search_config(*options, "search.measure_latency=true"), tmp_path / "run2")
+    assert "search.measure_latency" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run2" / "trials.csv").exists()
+    with pytest.raises(UserError, match=r"search\.latency_device must be the device"):
+        run_search(
+            search_config(*options[:2], "search.latency_device=gpu", "budget.latency_ms=1"),
+            tmp_path / "run3",
+        )
