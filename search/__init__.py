@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from supernet.common.startup import quiet_startup_interrupts
 
-quiet_startup_interrupts()  # in a command's process only: Ctrl-C during its imports, one line
+quiet_startup_interrupts()  # in a command's process only: Ctrl-C or SIGTERM while it imports
 
 if TYPE_CHECKING:
     from .budget import Budget, BudgetError

@@ -17,13 +17,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .common.errors import CheckpointError, UserError
 from .common.startup import quiet_startup_interrupts
-from .family import Family, family_names, family_of, get_family, register_family
-from .space import Space, SpaceError, Subnet
-from .vit.space import SearchSpace, SubnetConfig
 
-quiet_startup_interrupts()  # in a command's process only: Ctrl-C during its imports, one line
+# In a command's process only, first thing: Ctrl-C or SIGTERM during its imports, one line.
+quiet_startup_interrupts()
+
+from .common.errors import CheckpointError, UserError  # noqa: E402
+from .family import Family, family_names, family_of, get_family, register_family  # noqa: E402
+from .space import Space, SpaceError, Subnet  # noqa: E402
+from .vit.space import SearchSpace, SubnetConfig  # noqa: E402
 
 if TYPE_CHECKING:
     from . import complexity

@@ -108,14 +108,24 @@ def ignore_late_interrupts() -> None:
     """The command's work is over (done, failed or interrupted), so a SIGINT or SIGTERM from now
     on is ignored and the process exits as it was about to. Raised instead, it would strike
     whatever exit handler runs (a finalizer of torch's, say), which Python reports as
-    ``Exception ignored in …`` with a traceback. A signal the process ignores stays ignored.
-    (A Python no-op rather than ``SIG_IGN``: a signal already pending when the handler changes
-    would otherwise still be delivered to the old one.)"""
+    ``Exception ignored in …`` with a traceback; and while Python tears its modules down (a
+    second or so after torch), it has put back the default action of every signal it handles,
+    which kills the finished command with the signal. ``SIG_IGN`` it leaves alone. A signal
+    already pending goes to a no-op handler first: ``signal.signal`` runs the pending ones
+    before it changes a handler, and a pending signal with ``SIG_IGN`` in place prints an
+    error. A signal the process ignores stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         return
-    for number in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(number) is not signal.SIG_IGN:
-            signal.signal(number, _ignore_signal)
+    numbers = [n for n in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(n) != signal.SIG_IGN]
+    for number in numbers:
+        while True:
+            try:
+                signal.signal(number, _ignore_signal)
+                break
+            except KeyboardInterrupt:  # pending, for the old handler: the work is over anyway
+                continue
+    for number in numbers:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def handle_sigterm() -> None:

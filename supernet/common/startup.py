@@ -1,4 +1,5 @@
-"""Ctrl-C while a command starts: ``interrupted`` and exit status 130, not a traceback.
+"""Ctrl-C while a command starts: ``interrupted`` and exit status 130, not a traceback (SIGTERM:
+``terminated`` and 143, not a silent death by the signal).
 
 A command spends its first seconds importing torch, Hydra and Optuna; Python's own
 ``KeyboardInterrupt`` there prints a traceback through the import machinery. The ``supernet`` and
@@ -22,14 +23,21 @@ __all__ = ["end_of_startup", "quiet_startup_interrupts"]
 PACKAGES = ("supernet", "search")
 SCRIPT_PREFIX = "vitnas-"
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+#: Commands whose parent reports an interrupt: they stop without a word.
+QUIET_MODULES = ("search._worker",)
 
 
 def _interrupted_while_starting(signum: int, frame: object) -> None:
+    terminated = signum == signal.SIGTERM
     try:
-        sys.stderr.write("interrupted\n")
-        sys.stderr.flush()
+        if _program() not in [("module", name) for name in QUIET_MODULES]:
+            sys.stderr.write("terminated\n" if terminated else "interrupted\n")
+            sys.stderr.flush()
     finally:
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
 
 
 def _program() -> tuple[str, str] | None:
@@ -65,19 +73,22 @@ def is_a_command() -> bool:
 
 def quiet_startup_interrupts() -> None:
     """In a command's process, until :func:`end_of_startup`: Ctrl-C prints ``interrupted`` and
-    exits with 130. (A process started with Ctrl-C ignored keeps ignoring it.)"""
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        and is_a_command()
-    ):
+    exits with 130, SIGTERM ``terminated`` and 143. (A process started with a signal ignored
+    keeps ignoring it.)"""
+    if threading.current_thread() is not threading.main_thread() or not is_a_command():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupted_while_starting)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted_while_starting)
 
 
 def end_of_startup() -> None:
-    """The command has started: Ctrl-C raises ``KeyboardInterrupt`` again."""
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is _interrupted_while_starting
-    ):
+    """The command has started: Ctrl-C raises ``KeyboardInterrupt`` again, and SIGTERM is the
+    command's to handle (:func:`supernet.common.cli.handle_sigterm`)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is _interrupted_while_starting:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
