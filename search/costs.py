@@ -60,6 +60,7 @@ def resolve_latency_profile(
     device: str = "cpu",
     batch_size: int = 1,
     threads: int | None = None,
+    option: str = "latency_profile",
 ) -> LatencyProfile | None:
     """The calibrated latency profile for ``space`` on ``device``, or None when there is none.
 
@@ -76,6 +77,7 @@ def resolve_latency_profile(
             device=device,
             batch_size=batch_size,
             threads=threads,
+            option=option,
         )
     except ProfileError as exc:
         if needed:

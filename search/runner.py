@@ -314,6 +314,14 @@ def _run_search(
         "budget": budget.to_config(),
         "val_size": len(data),
         "data": data_config,
+        # the device a latency budget or objective is for (predictions of another mean another
+        # search; a recalibration for the same device does not)
+        "latency_target": (
+            profile.target()
+            if profile is not None
+            and (budget.bound("latency_ms") is not None or "latency_ms" in settings.objectives)
+            else None
+        ),
     }
     study, created = open_study(
         storage, study_name, settings.directions, identity, metric_names=settings.objectives
@@ -339,6 +347,7 @@ def _run_search(
         "directions": settings.directions,
         "cost_axis": settings.cost_axis,
         "budget": budget.to_config(),
+        "latency": profile.record() if profile is not None else None,
         "sampler": settings.sampler_name,
         "seed": settings.seed,
         "overrides": dict(overrides or {}),
@@ -360,6 +369,13 @@ def _run_search(
         f"{len(data)} validation images, {settings.n_workers} worker(s)",
         stderr=True,
     )
+    if profile is not None:
+        say(
+            log,
+            f"latency_ms predicted for {profile.describe_target()}"
+            + (f" (profile {profile.path})" if profile.path is not None else ""),
+            stderr=True,
+        )
     if run.continued:
         say(
             log,

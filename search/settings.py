@@ -159,6 +159,7 @@ class SearchSettings:
             device=self.latency_device,
             batch_size=self.latency_batch_size,
             threads=self.latency_threads,
+            option="search.latency_profile",
         )
 
     def replace(self, **changes: Any) -> SearchSettings:

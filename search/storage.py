@@ -42,7 +42,9 @@ __all__ = [
 STUDY_ATTR = "vitnas"
 
 #: Keys of :data:`STUDY_ATTR` that must match for a resumed study to stay meaningful.
-_IDENTITY = ("checkpoint_sha256", "objectives", "budget", "val_size", "data")
+_IDENTITY = ("checkpoint_sha256", "objectives", "budget", "val_size", "data", "latency_target")
+#: Keys a study made by an earlier version lacks: not compared for such a study.
+_LATER_KEYS = ("latency_target",)
 
 
 class StudyMismatchError(UserError):
@@ -253,8 +255,9 @@ def open_study(
     """Create the study, or load it when it exists and was made for the same search.
 
     Returns ``(study, created)``. ``identity`` is stored in the study's user attributes; a
-    resumed study whose checkpoint, objectives, budget or validation set differ fails naming the
-    difference (trials of two different searches must not mix). An empty study without them
+    resumed study whose checkpoint, objectives, budget, validation set or latency target (the
+    device a latency budget or objective is for) differ fails naming the difference (trials of
+    two different searches must not mix). An empty study without them
     (its run was killed right after creating it) counts as created now. ``metric_names`` name
     the objectives (optuna-dashboard shows them), also in a study created without them.
     """
@@ -290,7 +293,9 @@ def _open_study(
         diff = [
             f"{key}: study has {stored.get(key)!r}, this run {identity.get(key)!r}"
             for key in _IDENTITY
-            if key in identity and stored.get(key) != identity.get(key)
+            if key in identity
+            and (key in stored or key not in _LATER_KEYS)
+            and stored.get(key) != identity.get(key)
         ]
         if [d.name.lower() for d in study.directions] != list(directions):
             diff.insert(0, f"directions: study has {[d.name.lower() for d in study.directions]}")

@@ -170,6 +170,8 @@ def export_subnet(
             "macs": int(row["macs"]),
             "flops": int(row["flops"]),
             "latency_ms": latency,
+            # what the prediction is for (the profile's device, batch size, threads)
+            "latency_target": manifest.get("latency") if latency is not None else None,
         },
         "budget": manifest.get("budget"),
         "data": manifest.get("data"),

@@ -31,7 +31,13 @@ def render_readme(
         f"| MACs / FLOPs per image | {costs['macs']:,} / {costs['flops']:,} (FLOPs = 2 x MACs) |",
     ]
     if costs.get("latency_ms") is not None:
-        lines.append(f"| predicted latency | {costs['latency_ms']:.3g} ms |")
+        target = costs.get("latency_target") or {}
+        on = ""
+        if target.get("device_name"):
+            on = f" on {target['device_name']}, batch {target.get('batch_size')}"
+            if target.get("threads"):
+                on += f", {target['threads']} thread{'s' if target['threads'] != 1 else ''}"
+        lines.append(f"| predicted latency | {costs['latency_ms']:.3g} ms{on} |")
     acc = meta.get("val_acc")
     lines += [
         f"| validation accuracy (inherited weights) | "

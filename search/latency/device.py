@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +45,7 @@ def latency_device_option(option: str, value: Any) -> str:
     """The value of an option that names the device latency is predicted for (``cpu``, ``cuda``
     or ``cuda:N``): checked for its form only, since a GPU's profile predicts on any machine."""
     try:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not re.fullmatch(r"cpu|cuda(:(0|[1-9]\d*))?", value):
             raise LatencyError("not a device name")
         device_kind(value)
     except LatencyError:

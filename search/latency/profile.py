@@ -98,6 +98,8 @@ class LatencyProfile:
     measurement: Mapping[str, int | str] = field(default_factory=dict)
     torch_version: str = str(torch.__version__)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    #: The file it was loaded from (not part of the profile: a copy elsewhere is the same one).
+    path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, Space):
@@ -191,7 +193,7 @@ class LatencyProfile:
         if batch_size != self.batch_size:
             problems.append(f"batch size {self.batch_size}, not {batch_size}")
         if kind == "cpu" and effective_threads(threads) != self.threads:
-            problems.append(f"{self.threads} threads, not {effective_threads(threads)}")
+            problems.append(f"{_threads(self.threads)}, not {effective_threads(threads)}")
         differences = self.space.differences(space)
         if differences:
             problems.append(f"another space (differs in {', '.join(differences)})")
@@ -289,7 +291,39 @@ class LatencyProfile:
             data = read_yaml(path, "latency profile")
         except YamlError as exc:
             raise ProfileError(f"{exc}; or calibrate it again") from None
-        return cls.from_dict(data, source=f"latency profile {path}")
+        profile = cls.from_dict(data, source=f"latency profile {path}")
+        object.__setattr__(profile, "path", path)
+        return profile
+
+    # -- what its latencies are for --------------------------------------------------------------
+    def target(self) -> dict[str, Any]:
+        """The conditions its latencies hold for: device (and its name), batch size, threads
+        (CPU only). What a run records, and what a resumed search must share."""
+        return {
+            "device": self.device,
+            "device_name": self.device_name,
+            "batch_size": self.batch_size,
+            "threads": self.threads if device_kind(self.device).type == "cpu" else None,
+        }
+
+    def describe_target(self) -> str:
+        """``"cuda: NVIDIA H200, batch 1"``, ``"cpu: AMD EPYC, 2 CPUs, batch 1, 1 thread"``."""
+        text = f"{self.device_name}, batch {self.batch_size}"
+        if device_kind(self.device).type == "cpu":
+            text += f", {_threads(self.threads)}"
+        return text
+
+    def record(self) -> dict[str, Any]:
+        """:meth:`target` with the profile's file and calibration date, for a run's records."""
+        return {
+            **self.target(),
+            "profile": str(self.path.resolve()) if self.path is not None else None,
+            "calibrated": self.created,
+        }
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'s' if n != 1 else ''}"
 
 
 def _device_here(device: str) -> str | None:
@@ -307,13 +341,16 @@ def find_profile(
     device: str = "cpu",
     batch_size: int = 1,
     threads: int | None = None,
+    option: str = "latency_profile",
 ) -> LatencyProfile:
     """The latency profile for ``space`` on ``device`` at ``batch_size`` and ``threads``.
 
     ``where`` is a profile file, or a directory of them (``calibrate`` files one in
     :data:`DEFAULT_PROFILE_DIR`); in a directory the newest fitting profile wins. ``threads=None``
     means torch's current thread count (ignored on CUDA). Raises :class:`ProfileError` whose
-    message says why nothing fits and gives the command that calibrates a profile.
+    message says why nothing fits and gives the command that calibrates a profile. Without a
+    GPU here, a ``cuda`` device takes any GPU's profile (``option`` names the setting that picks
+    one of several).
     """
     where = Path(where)
     kind = device_kind(device).type
@@ -324,10 +361,11 @@ def find_profile(
         batch_size=batch_size,
         threads=effective_threads(threads) if kind == "cpu" else None,
     )
-    here = name if name is not None else "a CUDA device (none on this machine: a GPU's profile)"
+    here = name if name is not None else "any GPU (this machine has none)"
     wanted = f"space {space.name or '(unnamed)'!r}, {here}, batch size {batch_size}"
     if kind == "cpu":
-        wanted += f", {effective_threads(threads)} threads"
+        wanted += f", {_threads(effective_threads(threads))}"
+    on = " on the machine with the GPU" if name is None else ""
     if where.is_file():
         profile = LatencyProfile.load(where)
         problems = profile.mismatches(
@@ -336,7 +374,7 @@ def find_profile(
         if problems:
             raise ProfileError(
                 f"latency profile {where} was calibrated for {'; '.join(problems)}: "
-                f"calibrate one for {wanted} with `{command}`"
+                f"calibrate one for {wanted} with `{command}`{on}"
             )
         return profile
     candidates: list[LatencyProfile] = []
@@ -356,8 +394,8 @@ def find_profile(
     if name is None and len(gpus) > 1:
         raise ProfileError(
             f"latency profiles in {where}/ fit {wanted} for {len(gpus)} GPUs ({', '.join(gpus)}) "
-            "and this machine has none to choose by: pass latency_profile=<the profile file> of "
-            "the GPU to predict for"
+            f"and this machine has none to choose by: pass {option}=<the profile file> of the "
+            "GPU to predict for"
         )
     if candidates:
         return max(candidates, key=lambda p: p.created)
@@ -370,6 +408,6 @@ def find_profile(
     skipped = f" (skipped unreadable: {', '.join(unreadable)})" if unreadable else ""
     raise ProfileError(
         f"no latency profile {place} for {wanted}{skipped}: "
-        f"calibrate one with `{command}` (a few minutes; it files the profile in "
+        f"calibrate one with `{command}`{on} (a few minutes; it files the profile in "
         f"{DEFAULT_PROFILE_DIR}/)"
     )

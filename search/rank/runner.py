@@ -26,6 +26,7 @@ from supernet.common.console import Progress
 from supernet.common.errors import CheckpointError
 
 from ..costs import resolve_latency_profile
+from ..latency import LatencyProfile
 from ..plots import save_figure
 from .band import Band, pick_in_band
 from .jobs import SubnetJob, run_jobs, training_cost
@@ -138,8 +139,9 @@ def _jobs(
 
 def _costs(
     settings: RankSettings, space: Space, band: Band
-) -> Callable[[Subnet], dict[str, float]]:
-    """The band's costs of a subnet (latency from the calibrated profile, only when asked)."""
+) -> tuple[Callable[[Subnet], dict[str, float]], LatencyProfile | None]:
+    """The band's costs of a subnet (latency from the calibrated profile, only when asked), and
+    that profile."""
     profile = None
     if "latency_ms" in band.metrics:
         profile = resolve_latency_profile(
@@ -150,6 +152,7 @@ def _costs(
             batch_size=settings.latency_batch_size,
             threads=settings.latency_threads,
         )
+        assert profile is not None  # (needed: a missing one raises)
     exact = {"params": complexity.params, "macs": complexity.macs, "flops": complexity.flops}
 
     def costs(subnet: Subnet) -> dict[str, float]:
@@ -162,7 +165,7 @@ def _costs(
                 out[metric] = float(exact[metric](space, subnet))
         return out
 
-    return costs
+    return costs, profile
 
 
 def _proxies(
@@ -220,8 +223,9 @@ def run_ranking(
     sha = file_sha256(checkpoint)
     _check_run_dir(run_dir, sha)
     band = settings.band or Band()
+    profile = None
     if band:
-        costs = _costs(settings, space, band)
+        costs, profile = _costs(settings, space, band)
         subnets = pick_in_band(space, settings.k, band, costs, settings.seed, settings.pool_size)
     else:
         subnets = pick_subnets(space, settings.k, settings.seed, settings.pool_size)
@@ -263,7 +267,8 @@ def run_ranking(
         results = run_jobs(jobs, settings.n_jobs, done)
     finally:
         bar.close()
-    table = rank_table(space, subnets, results, proxies)
+    latency = profile.predict_many(space, subnets).tolist() if profile is not None else None
+    table = rank_table(space, subnets, results, proxies, latency)
     stats: dict[str, Any] = dict(rank_stats(table))
     rankers = ranker_stats(table, settings.proxies, supernet_training_s(payload))
     stats.update(proxy_comparison(table, rankers))
@@ -284,14 +289,9 @@ def run_ranking(
         "band": band.to_config(),
         **(
             {
-                "latency_target": {
-                    "profile": settings.latency_profile,
-                    "device": settings.latency_device,
-                    "batch_size": settings.latency_batch_size,
-                    "threads": settings.latency_threads,
-                }
+                "latency_target": profile.record()  # (the file, even when a directory was given)
             }
-            if "latency_ms" in band.metrics
+            if profile is not None
             else {}
         ),
         "finetune": settings.finetune,

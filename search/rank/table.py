@@ -102,9 +102,11 @@ def rank_table(
     subnets: Sequence[Subnet],
     results: Sequence[Mapping[str, Any]],
     proxies: ProxyScores | None = None,
+    latency_ms: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """One row per subnet from the jobs' results (kinds inherit / finetune / scratch; a scratch
-    result's ``seed`` names its seed) and the proxies' scores (in the order of ``subnets``)."""
+    result's ``seed`` names its seed) and the proxies' scores (in the order of ``subnets``);
+    ``latency_ms``, the predicted latencies of a latency band, after the other costs."""
     by_kind: dict[tuple[str, Subnet], Mapping[str, Any]] = {
         (r["kind"], r["subnet"]): r for r in results if r["kind"] != "scratch"
     }
@@ -132,6 +134,7 @@ def rank_table(
             "params": cost.params,
             "macs": cost.macs,
             "flops": cost.flops,
+            **({"latency_ms": float(latency_ms[i])} if latency_ms is not None else {}),
             "inherited_val_acc": inherited[0],
             "inherited_test_acc": inherited[1],
             "finetune_val_acc": finetune["val_acc"] if finetune else math.nan,
@@ -154,7 +157,10 @@ def rank_table(
     extra = [SEED_COLUMN.format(seed) for seed in seeds]
     for name in proxies.scores if proxies else ():
         extra += [c for c in (proxy_column(name), f"proxy_{name}_s") if c not in COLUMNS]
-    return pd.DataFrame(rows, columns=[*COLUMNS[:at], *arch, *COLUMNS[at:], *extra])
+    columns = [*COLUMNS[:at], *arch, *COLUMNS[at:]]
+    if latency_ms is not None:
+        columns.insert(columns.index("flops") + 1, "latency_ms")
+    return pd.DataFrame(rows, columns=[*columns, *extra])
 
 
 def _tau(x: pd.Series, y: pd.Series) -> tuple[float, float]:

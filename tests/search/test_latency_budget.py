@@ -88,12 +88,15 @@ def test_a_gpu_target_is_searched_on_a_machine_without_one(
     search_config: Callable[..., DictConfig],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A profile calibrated on the GPU box predicts for that GPU here; only measuring needs it."""
     import dataclasses
 
     import torch
+    import yaml
 
+    from search.export import export_subnet
     from search.latency import LatencyProfile
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -114,6 +117,32 @@ def test_a_gpu_target_is_searched_on_a_machine_without_one(
     trials = run_search(search_config(*options), tmp_path / "run").trials
     assert len(trials) == 4 and trials["latency_ms"].notna().all()
     assert (trials[trials["feasible"]]["latency_ms"] <= budget).all()
+    # the run says what its latencies are for: on the terminal, in study.yaml, in an export
+    assert (
+        "latency_ms predicted for cuda: NVIDIA H200, batch 1 (profile " in capsys.readouterr().err
+    )
+    manifest = yaml.safe_load((tmp_path / "run" / "study.yaml").read_text())
+    assert manifest["latency"] == {
+        "device": "cuda:0",
+        "device_name": "cuda: NVIDIA H200",
+        "batch_size": 1,
+        "threads": None,
+        "profile": str((tmp_path / "h200.yaml").resolve()),
+        "calibrated": gpu.created,
+    }
+    export_subnet(tmp_path / "run", "best", tmp_path / "best", onnx=False)
+    assert "ms on cuda: NVIDIA H200, batch 1 |" in (tmp_path / "best" / "README.md").read_text()
+    # a rerun in the same directory for another device is another search: refused
+    cpu_options = [o for o in options if "latency_device" not in o and "h200" not in o]
+    with pytest.raises(UserError, match=r"made for another search \(latency_target: study has"):
+        run_search(
+            search_config(
+                *cpu_options,
+                f"search.latency_profile={profile_dir}",
+                "search.latency_threads=1",
+            ),
+            tmp_path / "run",
+        )
     with pytest.raises(UserError) as info:
         run_search(search_config(*options, "search.measure_latency=true"), tmp_path / "run2")
     assert "search.measure_latency" in str(info.value) and "\n" not in str(info.value)

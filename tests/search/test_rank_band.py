@@ -158,6 +158,7 @@ def test_a_latency_band_uses_the_profile_of_the_named_target(
 ) -> None:
     from search.latency import ProfileError, calibrate
     from search.rank.runner import _costs
+    from search.rank.table import rank_table
 
     result = calibrate(
         digits_space,
@@ -178,9 +179,26 @@ def test_a_latency_band_uses_the_profile_of_the_named_target(
         "band": {"latency_ms": [0.001, 1e6]},
     }
     settings = RankSettings.from_config({**base, "latency_threads": 1})
-    costs = _costs(settings, digits_space, band)
+    costs, profile = _costs(settings, digits_space, band)
     subnet = digits_space.largest()
     assert costs(subnet)["latency_ms"] == result.profile.predict_ms(digits_space, subnet)
+    # what rank.yaml records: the file found in the directory, and the device it is for
+    assert profile is not None and profile.record() == {
+        **result.profile.target(),
+        "profile": str((tmp_path / "one_thread.yaml").resolve()),
+        "calibrated": result.profile.created,
+    }
+    # rank.csv: the band's latencies beside the other costs
+    subnets = [digits_space.smallest(), subnet]
+    results = [
+        {"kind": kind, "subnet": s, "val_acc": 0.5, "test_acc": 0.5, "wall_s": 1.0, "seed": 0}
+        for s in subnets
+        for kind in ("inherit", "scratch")
+    ]
+    latencies = profile.predict_many(digits_space, subnets).tolist()
+    table = rank_table(digits_space, subnets, results, latency_ms=latencies)
+    assert list(table.columns[table.columns.get_loc("flops") + 1 :][:1]) == ["latency_ms"]
+    assert table["latency_ms"].tolist() == latencies
     # a profile of another target (here: batch size) does not stand in for it
     with pytest.raises(ProfileError, match=r"band\.latency_ms needs predicted latency"):
         _costs(
@@ -202,3 +220,5 @@ def test_latency_device_is_checked_for_its_form_and_named() -> None:
     assert RankSettings.from_config({**base, "latency_device": "cuda:1"}).latency_device == "cuda:1"
     with pytest.raises(RankError, match=r"latency_device must be the device .* got 'tpu'"):
         RankSettings.from_config({**base, "latency_device": "tpu"})  # even without a latency band
+    with pytest.raises(RankError, match=r"got 'cpu:0'; pass latency_device=cpu"):
+        RankSettings.from_config({**base, "latency_device": "cpu:0"})  # what profiles never say
