@@ -18,11 +18,11 @@ Every model is then trained alone from scratch with the same recipe for 3 seeds 
 with seed s); test accuracy mean ± std, MACs, params and the measured CPU latency (batch 1, one
 thread, median of 30 forwards) side by side.
 
-    python bench/families.py                        # a few hours on 2 cores
+    python bench/families.py       # the table in README Results: about 3.2 h of both cores
     python bench/families.py --budgets 10e6 20e6 --seeds 0 --trials 20 --epochs 4 \
         --out /tmp/families_smoke                   # a smoke run, its tables elsewhere
-    python bench/families.py --seeds 0 --trials 30 --epochs 6 --supernet-epochs 6
-        # the shortened run in README Results (about 2 h on 2 cores)
+    python bench/families.py --seeds 0 --trials 30 --epochs 6 --supernet-epochs 6 \
+        --out /tmp/families_short  # the earlier shortened run (about 2 h on 2 cores)
 
 Writes results/benchmarks/families.csv (one row per family, budget, model and seed),
 families_summary.csv and families.png.
