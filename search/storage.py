@@ -303,7 +303,8 @@ def _open_study(
             raise StudyMismatchError(
                 f"study {study_name!r} in {safe_url(storage.url)} was made for another search ("
                 + "; ".join(diff)
-                + "); resume it with the same settings, or pass search.study_name=<new name>"
+                + "); resume it with the same settings, or start another search with "
+                "search.study_name=<new name> in a new hydra.run.dir"
             )
         return study, False
     if not create:

@@ -537,7 +537,10 @@ CASES = [
             "budget.flops=5M",
             "search.study_name='{study}'",
         ),
-        ("was made for another search (budget:", "pass search.study_name=<new name>"),
+        (
+            "was made for another search (budget:",
+            "search.study_name=<new name> in a new hydra.run.dir",
+        ),
         unchanged=(
             "{search_run}/trials.csv",
             "{search_run}/study.yaml",
