@@ -190,6 +190,7 @@ for line in requests:
 #: :class:`ForkServer` for them preloads (none of them a module run as ``__main__``).
 COMMAND_IMPORTS = [
     "torch",
+    "torch._dynamo",  # (supernet.train imports it up front)
     "pandas",
     "optuna",
     "hydra",

@@ -6,6 +6,12 @@ import contextlib
 from pathlib import Path
 
 import hydra
+
+# The first optimizer imports torch._dynamo (with triton and sympy: a second or more) lazily.
+# Imported here, while Ctrl-C still stops the command at once and quietly (see
+# supernet.common.startup): a Ctrl-C inside that import chain sometimes made Python kill itself
+# with SIGINT at exit although the command had handled it.
+import torch._dynamo  # noqa: F401
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
