@@ -8,6 +8,8 @@ from typing import Any
 from supernet import Subnet
 from supernet.preprocessing import Preprocessing
 
+from ..latency.profile import describe_target
+
 __all__ = ["render_readme"]
 
 
@@ -31,12 +33,8 @@ def render_readme(
         f"| MACs / FLOPs per image | {costs['macs']:,} / {costs['flops']:,} (FLOPs = 2 x MACs) |",
     ]
     if costs.get("latency_ms") is not None:
-        target = costs.get("latency_target") or {}
-        on = ""
-        if target.get("device_name"):
-            on = f" on {target['device_name']}, batch {target.get('batch_size')}"
-            if target.get("threads"):
-                on += f", {target['threads']} thread{'s' if target['threads'] != 1 else ''}"
+        target = costs.get("latency_target")
+        on = f" on {describe_target(target)}" if target else ""
         lines.append(f"| predicted latency | {costs['latency_ms']:.3g} ms{on} |")
     acc = meta.get("val_acc")
     lines += [

@@ -48,6 +48,7 @@ __all__ = [
     "FORMAT",
     "LatencyProfile",
     "calibrate_command",
+    "describe_target",
     "find_profile",
 ]
 
@@ -308,10 +309,7 @@ class LatencyProfile:
 
     def describe_target(self) -> str:
         """``"cuda: NVIDIA H200, batch 1"``, ``"cpu: AMD EPYC, 2 CPUs, batch 1, 1 thread"``."""
-        text = f"{self.device_name}, batch {self.batch_size}"
-        if device_kind(self.device).type == "cpu":
-            text += f", {_threads(self.threads)}"
-        return text
+        return describe_target(self.target())
 
     def record(self) -> dict[str, Any]:
         """:meth:`target` with the profile's file and calibration date, for a run's records."""
@@ -320,6 +318,15 @@ class LatencyProfile:
             "profile": str(self.path.resolve()) if self.path is not None else None,
             "calibrated": self.created,
         }
+
+
+def describe_target(target: Mapping[str, Any]) -> str:
+    """A :meth:`LatencyProfile.target` (as a run records it) in words: ``"cuda: NVIDIA H200,
+    batch 1"``, ``"cpu: AMD EPYC, 2 CPUs, batch 1, 1 thread"``."""
+    text = f"{target['device_name']}, batch {target['batch_size']}"
+    if target.get("threads"):
+        text += f", {_threads(target['threads'])}"
+    return text
 
 
 def _threads(n: int) -> str:
