@@ -28,8 +28,14 @@ from .costs import METRICS, CostModel, format_cost
 __all__ = ["Bound", "Budget", "BudgetError", "parse_amount"]
 
 
+def _example(key: str) -> str:
+    """A plausible value for ``key`` in a fix line: milliseconds for latency, 2M otherwise."""
+    return "5" if key.endswith("latency_ms") else "2M"
+
+
 def _malformed(key: str, value: object) -> str:
-    return f"{key} must be a number like 2e6 or 2M, got {quoted(value)}; pass {key}=2M (say)"
+    like = "of milliseconds like 5 or 0.8" if key.endswith("latency_ms") else "like 2e6 or 2M"
+    return f"{key} must be a number {like}, got {quoted(value)}; pass {key}={_example(key)} (say)"
 
 
 _AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
@@ -57,8 +63,15 @@ def parse_amount(key: str, value: object) -> float | None:
         amount = float(match.group(1)) * _SCALE[match.group(2)]
     else:
         raise BudgetError(_malformed(key, value))
-    if not math.isfinite(amount) or amount <= 0:
-        raise BudgetError(f"{key} must be positive, got {quoted(value)}; pass {key}=2M (say)")
+    if not math.isfinite(amount):
+        raise BudgetError(
+            f"{key} must be a finite number, got {quoted(value)}; pass {key}=null for no bound "
+            f"or {key}={_example(key)} (say)"
+        )
+    if amount <= 0:
+        raise BudgetError(
+            f"{key} must be positive, got {quoted(value)}; pass {key}={_example(key)} (say)"
+        )
     return amount
 
 
@@ -119,7 +132,10 @@ class Budget:
                 )
             bounds.append(Bound(metric, low, high))
         if problems:
-            raise BudgetError("; ".join(problems))
+            raise BudgetError(
+                f"{' and '.join(problems)}, so no subnet can meet the budget; make each lower "
+                "bound at most its upper bound"
+            )
         return cls(tuple(bounds))
 
     # -- queries ---------------------------------------------------------------------------------

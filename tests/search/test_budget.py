@@ -58,8 +58,43 @@ def test_unknown_key_and_crossed_bounds() -> None:
         BudgetError, match=r"unknown budget key\(s\) flop; the keys are params, macs, flops"
     ):
         Budget.from_config({"flop": 1})
-    with pytest.raises(BudgetError, match=r"budget\.min_flops \(3M FLOPs\) is above budget\.flops"):
+    with pytest.raises(BudgetError) as info:
         Budget.from_config({"flops": "2M", "min_flops": "3M"})
+    assert str(info.value) == (
+        "budget.min_flops (3M FLOPs) is above budget.flops (2M FLOPs), so no subnet can meet the "
+        "budget; make each lower bound at most its upper bound"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        # Hydra reads budget.flops=inf as a float: not 'must be positive'
+        (
+            {"flops": math.inf},
+            "budget.flops must be a finite number, got inf; pass budget.flops=null for no bound "
+            "or budget.flops=2M (say)",
+        ),
+        # a latency bound is in milliseconds: its example is not 2M
+        (
+            {"latency_ms": -1},
+            "budget.latency_ms must be positive, got -1; pass budget.latency_ms=5 (say)",
+        ),
+        (
+            {"min_latency_ms": "fast"},
+            "budget.min_latency_ms must be a number of milliseconds like 5 or 0.8, got 'fast'; "
+            "pass budget.min_latency_ms=5 (say)",
+        ),
+        (
+            {"params": 0},
+            "budget.params must be positive, got 0; pass budget.params=2M (say)",
+        ),
+    ],
+)
+def test_bad_amounts_say_what_to_pass(config: dict, message: str) -> None:
+    with pytest.raises(BudgetError) as info:
+        Budget.from_config(config)
+    assert str(info.value) == message
 
 
 def test_unreachable_budget_names_the_space_range(digits_space: SearchSpace) -> None:
