@@ -531,7 +531,7 @@ def run_workers(
                     if code > 0 and signum is None:
                         failures.append(worker.failure(code))
                     elif signum is not None:  # killed (or stopped) by a signal: replace it
-                        completed, lost = _reap(study, worker)
+                        completed, lost, unchosen = _reap(study, worker)
                         left = worker.job.n_trials - completed
                         what = (
                             f"{worker.name} was killed by {_signal_name(signum)} after {completed} "
@@ -542,6 +542,11 @@ def run_workers(
                                 "failed and are queued again with the same subnet"
                                 if retry_callback(study) is not None
                                 else "failed (heartbeats are off, so they are not retried)"
+                            )
+                        if unchosen:
+                            what += (
+                                f"; the trial(s) it had started without choosing a subnet yet, "
+                                f"{unchosen}, failed (there is nothing to queue again)"
                             )
                         if left <= 0 or (
                             run_id and run_total and claimed_by(study, run_id) >= run_total
@@ -648,11 +653,12 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _reap(study: optuna.Study, worker: _Process) -> tuple[int, list[int]]:
+def _reap(study: optuna.Study, worker: _Process) -> tuple[int, list[int], list[int]]:
     """After ``worker`` died: the number of trials it completed, and the numbers of the trials
-    it left RUNNING, which are failed and queued again (as a stale heartbeat would do)."""
+    it left RUNNING, which are failed and queued again (as a stale heartbeat would do) — those
+    that had chosen a subnet, then those that had not (failed only: there is nothing to retry)."""
     name = worker_name(worker.process.pid)
-    completed, running = 0, []
+    completed, running, unchosen = 0, [], set()
     for trial in study.get_trials(deepcopy=False):
         start = trial.datetime_start
         if trial.user_attrs.get("worker") != name or start is None or start < worker.started:
@@ -661,4 +667,7 @@ def _reap(study: optuna.Study, worker: _Process) -> tuple[int, list[int]]:
             completed += 1
         elif trial.state == TrialState.RUNNING:
             running.append(trial_id(trial))
-    return completed, fail_and_retry(study, running)
+            if not trial.params:
+                unchosen.add(trial.number)
+    lost = fail_and_retry(study, running)
+    return completed, [n for n in lost if n not in unchosen], [n for n in lost if n in unchosen]

@@ -49,3 +49,33 @@ def test_fail_and_retry_leaves_finished_trials_alone(tmp_path: Path) -> None:
     assert fail_and_retry(study, [done._trial_id, running._trial_id]) == [running.number]
     assert study.get_trials()[done.number].state == TrialState.COMPLETE
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+
+
+def test_a_killed_workers_trials_are_told_apart_by_whether_they_chose_a_subnet(
+    tmp_path: Path,
+) -> None:
+    """The parent's note says 'queued again with the same subnet' only of the trials that had
+    one; a trial killed before choosing is failed and not queued (it said so of both)."""
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from search.objective import worker_name
+    from search.workers import _reap
+
+    study, _ = _study(tmp_path)
+    pid = 999_999_999  # no such process: the worker is gone
+    worker = SimpleNamespace(process=SimpleNamespace(pid=pid), started=datetime.now())
+    worker.started -= timedelta(seconds=5)
+    done, chosen, unchosen, other = (study.ask() for _ in range(4))
+    for trial in (done, chosen, unchosen):
+        trial.set_user_attr("worker", worker_name(pid))
+    other.set_user_attr("worker", worker_name(pid + 1))  # another worker's: left alone
+    for trial in (done, chosen, other):
+        trial.suggest_int("depth", 1, 4)
+    study.tell(done, 0.5)
+    assert _reap(study, worker) == (1, [chosen.number], [unchosen.number])  # type: ignore[arg-type]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[chosen.number] == states[unchosen.number] == TrialState.FAIL
+    assert states[other.number] == TrialState.RUNNING
+    retries = [t.system_attrs.get("failed_trial") for t in study.get_trials()]
+    assert [r for r in retries if r is not None] == [chosen.number]
