@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -88,9 +90,24 @@ def test_training_second_epoch_on_a_full_disk(small_disk: Disk) -> None:
     run = disk / "run"
     args = ("data.train_subset=64", "train.epochs=2", "train.batch_size=32")
     result = _run("supernet.train", f"hydra.run.dir={run}", *args)
-    _one_error(result, f"cannot write {run}/supernet.pt", "no space left on the device")
+    error = _one_error(
+        result,
+        f"cannot write {run}/supernet.pt",
+        "no space left on the device",
+        "then run the same command with resume=auto: it continues from epoch 1",
+    )
     assert load_checkpoint(run / "supernet.pt")["epoch"] == 1  # the previous checkpoint, whole
     assert not _hidden(disk)
+    # The free space it reports is the disk's once the half-written file is gone: torch's writer
+    # held that file open (reported as 0.0 MiB) until the exception's frames were dropped.
+    reported = float(re.search(r"\(([0-9.]+) MiB free there\)", error).group(1))  # type: ignore[union-attr]
+    assert reported == pytest.approx(shutil.disk_usage(disk).free / 2**20, abs=0.11)
+    assert reported > 1.0  # 4 MiB less one 2.5 MB checkpoint (and the run's small files)
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    again = _run("supernet.train", f"hydra.run.dir={run}", *args, "resume=auto")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert load_checkpoint(run / "supernet.pt")["epoch"] == 2
 
 
 @pytest.mark.slow
@@ -106,7 +123,12 @@ def test_finetune_on_a_full_disk(trained: dict[str, Path], small_disk: Disk) -> 
         "data.train_subset=64",
         "train.epochs=2",
     )
-    _one_error(result, f"cannot write {run}/checkpoint.pt", "no space left on the device")
+    _one_error(
+        result,
+        f"cannot write {run}/checkpoint.pt",
+        "no space left on the device",
+        "resume=auto: it continues from epoch 1",
+    )
     kept = load_checkpoint(run / "checkpoint.pt", expected_format="vitnas-subnet-training")
     assert kept["epoch"] == 1
     assert not _hidden(disk)

@@ -126,6 +126,21 @@ def write_error(exc: Exception, directory: str | Path) -> OSError:
     )
 
 
+def _release_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of the exceptions it chains: their frames hold torch's
+    writer, and with it the temporary file open, whose space (already unlinked) is freed — and
+    the free space reported right — only once they go."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += [e.__context__, e.__cause__]
+
+
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)``, flush it to disk, and rename it to ``path`` in one step."""
     path = Path(path)
@@ -141,6 +156,8 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
             except Exception as exc:  # torch's RuntimeError, safetensors' SafetensorError
                 if not _write_failed(exc):
                     raise
+                _release_frames(exc)
+                Path(tmp).unlink(missing_ok=True)
                 # The reason torch does not give: most often a full disk.
                 raise write_error(exc, path.parent) from exc
             with open(tmp, "rb") as f:

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..common.atomic import atomic_write_text, remove_stale_temps
 from ..common.console import Progress
-from ..common.errors import UserError
+from ..common.errors import OutputError, UserError
 from ..data import BatchAugment, DataSplits
 from . import rng
 from .config import ConfigError, TrainConfig
@@ -366,10 +366,17 @@ def fit(
                 "wall_s": round(wall, 3),
             }
             result.rows.append(row)
-            task.save(
-                checkpoint, {**(extra or {}), "epoch": epoch + 1, **state, "metrics": result.rows}
-            )
-            write_csv(run_dir / "metrics.csv", result.rows)
+            try:
+                task.save(
+                    checkpoint,
+                    {**(extra or {}), "epoch": epoch + 1, **state, "metrics": result.rows},
+                )
+            except OutputError as exc:
+                raise _resumable(exc, saved) from exc
+            try:
+                write_csv(run_dir / "metrics.csv", result.rows)
+            except OutputError as exc:
+                raise _resumable(exc, epoch + 1) from exc
             log.info(
                 "epoch %d/%d  loss %.4f  %s  lr %.2e  %.0f img/s  %.1fs",
                 epoch + 1,
@@ -385,6 +392,16 @@ def fit(
         saved = epoch + 1
         env.barrier()
     return result
+
+
+def _resumable(exc: OutputError, saved: int) -> OutputError:
+    """A checkpoint or metrics write that failed, with how to continue once it can succeed."""
+    then = (
+        f"then run the same command with resume=auto: it continues from epoch {saved}"
+        if saved
+        else "then run the same command again (no epoch was saved)"
+    )
+    return OutputError(f"{exc}; {then}")
 
 
 def _diverged_message(
