@@ -732,10 +732,21 @@ CASES = [
     ),
     Case(
         "export-checkpoint-changed",
-        "checkpoint changed since the search",
+        "another checkpoint than the one searched",
+        "search.export",
+        ("{search_run}", "supernet={mismatched}", "out={run}/best"),
+        ("is not the checkpoint this run searched", "pass supernet=<the searched one>"),
+        absent=("{run}/best",),
+    ),
+    Case(
+        "export-checkpoint-damaged",
+        "the searched checkpoint damaged since the search",
         "search.export",
         ("{search_run}", "supernet={truncated}", "out={run}/best"),
-        ("is not the checkpoint this run searched", "pass supernet=<the searched one>"),
+        (
+            "is damaged, truncated or corrupt",
+            "restore the searched checkpoint from a copy, or pass supernet=<an undamaged copy>",
+        ),
         absent=("{run}/best",),
     ),
     Case(

@@ -45,6 +45,7 @@ from supernet.common.atomic import (
     writing,
 )
 from supernet.common.errors import CheckpointError, UserError
+from supernet.common.torchfile import damaged_torch_file
 from supernet.onnx_export import onnx_wanted
 from supernet.saved_model import read_subnet_yaml, save_subnet
 
@@ -143,9 +144,15 @@ def export_subnet(
         )
     sha = file_sha256(checkpoint)
     if sha != manifest["checkpoint_sha256"]:
+        hashes = f"sha256 {sha[:12]}..., expected {manifest['checkpoint_sha256'][:12]}..."
+        if damaged_torch_file(checkpoint):
+            raise CheckpointError(
+                f"{checkpoint} is damaged, truncated or corrupt ({hashes}); restore the searched "
+                "checkpoint from a copy, or pass supernet=<an undamaged copy>"
+            )
         raise CheckpointError(
-            f"{checkpoint} is not the checkpoint this run searched (sha256 {sha[:12]}..., "
-            f"expected {manifest['checkpoint_sha256'][:12]}...); pass supernet=<the searched one>"
+            f"{checkpoint} is not the checkpoint this run searched ({hashes}); pass "
+            "supernet=<the searched one>"
         )
     net, payload = load_supernet(checkpoint)
     space = net.space

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["MAX_ERROR_CHARS", "CheckpointError", "OutputError", "UserError", "cap_text", "quoted"]
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "CheckpointError",
+    "OutputError",
+    "UserError",
+    "cap_text",
+    "first_sentence",
+    "quoted",
+]
 
 #: The longest error line printed; the rest is cut (a value quoted in a message can be huge).
 MAX_ERROR_CHARS = 2000
@@ -29,6 +37,18 @@ def cap_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
         return text
     tail = limit // 4
     return f"{text[: limit - tail]} … ({len(text) - limit} characters cut) … {text[-tail:]}"
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    """What a library's error ``text`` says went wrong: its first non-empty line up to the end of
+    its first sentence, at most ``limit`` characters (torch's go on with advice for its own
+    developers, and a cut at a fixed length ended mid-sentence)."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    end = line.find(". ")
+    if end != -1:
+        line = line[:end]
+    line = line.rstrip(".")
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def quoted(value: object, limit: int = 200) -> str:

@@ -6,13 +6,16 @@ pointer, an HTML error page), a truncated download, a pickle of arbitrary object
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["ReadError", "load_torch_file", "text_start"]
+from .errors import first_sentence
+
+__all__ = ["ReadError", "damaged_torch_file", "load_torch_file", "text_start"]
 
 
 class ReadError(Exception):
@@ -64,7 +67,23 @@ def load_torch_file(
             f"cannot read {what} {path}: it is corrupt (it asks for more than it holds)"
         ) from None
     except Exception as exc:  # torch's unpickler raises IndexError, KeyError ... on garbage
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_sentence(str(exc)) or type(exc).__name__
         raise ReadError(
-            f"cannot read {what} {path}: the file is truncated or corrupt ({first[:200]})"
+            f"cannot read {what} {path}: the file is truncated or corrupt ({first})"
         ) from None
+
+
+def damaged_torch_file(path: Path) -> bool:
+    """Whether ``path`` starts as the zip archive ``torch.save`` writes but is not a whole one:
+    its directory at the end is missing (truncated) or a member's CRC fails (corrupted). Another
+    kind of file is not 'damaged'."""
+    try:
+        with path.open("rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return False
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is not None
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
+        return True
+    except OSError:
+        return False

@@ -129,6 +129,11 @@ def test_export_never_clobbers_and_checks_the_checkpoint(
     with pytest.raises(CheckpointError, match=r"is not the checkpoint this run searched"):
         export_subnet(searched.run_dir, "best", tmp_path / "x", supernet=other, onnx=False)
     assert not (tmp_path / "x").exists()
+    data = other.read_bytes()
+    other.write_bytes(data[: len(data) // 3])  # the searched checkpoint, cut short
+    with pytest.raises(CheckpointError, match=r"other\.pt is damaged, truncated or corrupt \("):
+        export_subnet(searched.run_dir, "best", tmp_path / "x", supernet=other, onnx=False)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(UserError, match="is not a search run directory"):
         export_subnet(tmp_path, "best", tmp_path / "y")
 

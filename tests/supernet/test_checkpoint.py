@@ -11,7 +11,8 @@ import torch
 from supernet import CheckpointError, SearchSpace, Supernet, UserError, load_subnet, save_subnet
 from supernet.checkpoint import load_checkpoint, load_supernet, save_checkpoint
 from supernet.common.atomic import atomic_write, remove_stale_staging, staging_dir
-from supernet.common.errors import OutputError
+from supernet.common.errors import OutputError, first_sentence
+from supernet.common.torchfile import damaged_torch_file
 
 
 def test_round_trip(tiny_space: SearchSpace, tmp_path: Path) -> None:
@@ -36,10 +37,44 @@ def test_missing(tmp_path: Path) -> None:
 def test_truncated(tiny_space: SearchSpace, tmp_path: Path) -> None:
     path = tmp_path / "supernet.pt"
     save_checkpoint(path, Supernet(tiny_space))
+    assert not damaged_torch_file(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="the file is truncated or corrupt"):
         load_supernet(path)
+    assert damaged_torch_file(path)
+    path.write_bytes(data[:100])  # torch's text goes on with advice; the message keeps its start
+    with pytest.raises(CheckpointError) as info:
+        load_supernet(path)
+    assert (
+        "the file is truncated or corrupt (PytorchStreamReader failed reading zip archive: "
+        "failed finding central directory); use a checkpoint"
+    ) in str(info.value)
+    assert damaged_torch_file(path)
+    corrupt = bytearray(data)
+    corrupt[len(data) // 2] ^= 0xFF  # a flipped byte inside a member: its CRC fails
+    path.write_bytes(bytes(corrupt))
+    assert damaged_torch_file(path)
+    path.write_text("epoch,loss\n")  # another kind of file is not a damaged checkpoint
+    assert not damaged_torch_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "PytorchStreamReader failed reading zip archive: failed finding central directory. "
+            "This is an internal miniz error. If you are seeing this error",
+            "PytorchStreamReader failed reading zip archive: failed finding central directory",
+        ),
+        ("\n  Error(s) in loading state_dict:\n\tmore", "Error(s) in loading state_dict:"),
+        ("version 1.2.3 is too old", "version 1.2.3 is too old"),
+        ("x" * 300, "x" * 199 + "…"),
+        ("", ""),
+    ],
+)
+def test_first_sentence(text: str, expected: str) -> None:
+    assert first_sentence(text) == expected
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from supernet import SearchSpace, SpaceError, SubnetConfig, Supernet, VisionTransformer
+from supernet.common.errors import CheckpointError
 from supernet.model import weight_count
 from supernet.saved_model import load_subnet, save_subnet
 from supernet.space import PRESETS_DIR, Space
@@ -234,6 +236,26 @@ def test_save_and_load_without_supernet(tmp_path: Path) -> None:
     with torch.no_grad():
         assert (model(x) - expected).abs().max().item() <= 1e-5
     assert VisionTransformer.from_config(model.config()).subnet == subnet
+
+
+def test_weights_of_another_subnet_name_the_first_mismatch(tmp_path: Path) -> None:
+    """torch's first line only says there are errors; the message names the first of them."""
+    space = SearchSpace.preset("digits")
+    net = Supernet(space).eval()
+    save_subnet(net.extract(SubnetConfig(32, 2, (1, 1), (2.0, 2.0))), space, tmp_path / "a")
+    save_subnet(net.extract(SubnetConfig(48, 2, (1, 1), (2.0, 2.0))), space, tmp_path / "b")
+    (tmp_path / "a" / "subnet.yaml").write_bytes((tmp_path / "b" / "subnet.yaml").read_bytes())
+    with pytest.raises(CheckpointError) as info:
+        load_subnet(tmp_path / "a")
+    message = str(info.value)
+    assert message.startswith(
+        f"{tmp_path / 'a' / 'model.safetensors'} does not match subnet.yaml ("
+    )
+    assert (
+        "size mismatch for cls_token: copying a param with shape torch.Size([1, 1, 32])" in message
+    )
+    assert re.search(r"\(and \d+ more\)\); export the subnet again", message), message
+    assert "Error(s) in loading state_dict" not in message
 
 
 def _spaces_of_every_kind() -> list[Space]:
