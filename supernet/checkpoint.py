@@ -20,7 +20,7 @@ from .common.atomic import atomic_write
 from .common.device import check_device
 from .common.errors import CheckpointError, quoted
 from .common.resources import check_memory
-from .common.torchfile import ReadError, load_torch_file
+from .common.torchfile import ReadError, load_torch_file, state_dict_problem
 from .model import Supernet, weight_count
 from .preprocessing import Preprocessing, PreprocessingError
 from .saved_model import check_finite
@@ -166,7 +166,7 @@ def load_supernet(
         net.load_state_dict(payload["model"])
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{path}: weights do not match its search space ({str(exc).splitlines()[0]}); the "
+            f"{path}: weights do not match its search space ({state_dict_problem(exc)}); the "
             "file was altered: restore it from a copy, or train again"
         ) from None
     return net.to(map_location), payload

@@ -33,7 +33,8 @@ from .common.atomic import (
     write_error,
     writing,
 )
-from .common.errors import CheckpointError, first_sentence
+from .common.errors import CheckpointError
+from .common.torchfile import state_dict_problem
 from .common.yamlio import YamlError, read_yaml
 from .family import family_of
 from .preprocessing import Preprocessing, PreprocessingError
@@ -230,21 +231,11 @@ def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu")
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(
-            f"{weights} does not match {CONFIG_FILE} ({_state_dict_problem(exc)}); export the "
+            f"{weights} does not match {CONFIG_FILE} ({state_dict_problem(exc)}); export the "
             "subnet again, or restore both files from one copy"
         ) from None
     attach_preprocessing(model, preprocessing, space.num_classes)
     return model.to(map_location).eval()
-
-
-def _state_dict_problem(exc: Exception) -> str:
-    """The first problem ``load_state_dict`` lists (its first line only says there are some),
-    and how many more there are."""
-    lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
-    if not lines:
-        return first_sentence(str(exc))
-    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-    return first_sentence(lines[0], limit=300) + more
 
 
 def attach_preprocessing(

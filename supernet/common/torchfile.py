@@ -15,7 +15,13 @@ import torch
 
 from .errors import first_sentence
 
-__all__ = ["ReadError", "damaged_torch_file", "load_torch_file", "text_start"]
+__all__ = [
+    "ReadError",
+    "damaged_torch_file",
+    "load_torch_file",
+    "state_dict_problem",
+    "text_start",
+]
 
 
 class ReadError(Exception):
@@ -87,3 +93,15 @@ def damaged_torch_file(path: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def state_dict_problem(exc: BaseException) -> str:
+    """The first problem ``load_state_dict``'s error lists (its first line only says there are
+    some), and how many more there are; a ``KeyError``'s key."""
+    if isinstance(exc, KeyError):
+        return f"no {exc}"
+    lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+    if not lines:
+        return first_sentence(str(exc)) or type(exc).__name__
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return first_sentence(lines[0], limit=300) + more

@@ -59,6 +59,20 @@ def test_truncated(tiny_space: SearchSpace, tmp_path: Path) -> None:
     assert not damaged_torch_file(path)
 
 
+def test_altered_weights_name_the_first_mismatch(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    path = tmp_path / "supernet.pt"
+    save_checkpoint(path, Supernet(tiny_space))
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["cls_token"] = torch.zeros(1, 1, 3)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError) as info:
+        load_supernet(path)
+    assert f"{path}: weights do not match its search space (size mismatch for cls_token: " in str(
+        info.value
+    )
+    assert "Error(s) in loading state_dict" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
