@@ -76,6 +76,11 @@ def load_checkpoint(
                 f"{path} is a directory without a supernet.pt checkpoint; give a training run's "
                 "directory or its supernet.pt (train one with `python -m supernet.train`)"
             )
+    if not path.is_file():  # a FIFO would block the read for ever, /dev/null reads as empty
+        raise CheckpointError(
+            f"{path} is not a regular file (a pipe, a device or a socket); give a checkpoint file "
+            "written by `python -m supernet.train`"
+        )
     try:
         payload = load_torch_file(path, map_location=map_location, what="checkpoint")
     except ReadError as exc:
@@ -173,6 +178,11 @@ def load_supernet(
 
 
 def file_sha256(path: str | Path) -> str:
+    if not Path(path).is_file():  # reading a FIFO would block for ever
+        raise CheckpointError(
+            f"{path} is not a regular file (a pipe, a device or a socket); give a checkpoint file "
+            "written by `python -m supernet.train`"
+        )
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -44,6 +44,8 @@ def first_sentence(text: str, limit: int = 200) -> str:
     its first sentence, at most ``limit`` characters (torch's go on with advice for its own
     developers, and a cut at a fixed length ended mid-sentence)."""
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if line.startswith("[enforce fail at") and "] " in line:  # torch's C++ check: its source line
+        line = line.split("] ", 1)[1].lstrip(". ")
     end = line.find(". ")
     if end != -1:
         line = line[:end]

@@ -21,6 +21,7 @@ __all__ = [
     "load_torch_file",
     "state_dict_problem",
     "text_start",
+    "zip_damage",
 ]
 
 
@@ -36,8 +37,8 @@ def text_start(path: Path, size: int = 512) -> str | None:
             head = f.read(size)
     except OSError:
         return None
-    if not head or head.startswith((b"PK", b"\x80")):
-        return None
+    if not head or head.startswith((b"PK", b"\x80")) or _ZIP_MAGIC.startswith(head):
+        return None  # (the start of a zip archive cut after a byte or two is not text either)
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -50,10 +51,27 @@ def text_start(path: Path, size: int = 512) -> str | None:
     return first[:60] + ("…" if len(first) > 60 else "")
 
 
+#: How every file ``torch.save`` writes (a zip archive) starts.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _safetensors(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file: a little-endian header length, then JSON."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 1e8
+
+
 def load_torch_file(
     path: Path, map_location: Any = "cpu", safe_globals: Iterable[Any] = (), what: str = "file"
 ) -> Any:
-    """``torch.load(path, weights_only=True)``, or one :class:`ReadError` saying why not."""
+    """``torch.load(path, weights_only=True)``, or one :class:`ReadError` saying why not.
+
+    A zip archive's CRCs are checked first: torch reads a flipped byte in a tensor without a
+    word, and one in the pickle as an 'unsupported operand', which is no attempt to run code."""
     start = text_start(path)
     if start is not None:
         raise ReadError(
@@ -61,9 +79,30 @@ def load_torch_file(
             "(a log, a table, a Git LFS pointer or a web page saved in its place?)"
         )
     try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        raise ReadError(
+            f"cannot read {what} {path}: the file is empty (a write that failed, or a copy that "
+            "did not finish?)"
+        )
+    if _safetensors(path):
+        raise ReadError(
+            f"{path} is a safetensors file (an exported model's weights), not a file written by "
+            "torch.save"
+        )
+    damage = zip_damage(path)
+    if damage is not None:
+        raise ReadError(f"cannot read {what} {path}: the file is truncated or corrupt ({damage})")
+    try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # garbage, not a class it would have to run
+            raise ReadError(
+                f"cannot read {what} {path}: the file is corrupt ({_unpickler_problem(exc)})"
+            ) from None
         raise ReadError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, "
             "which could run code when unpickled"
@@ -79,20 +118,55 @@ def load_torch_file(
         ) from None
 
 
-def damaged_torch_file(path: Path) -> bool:
-    """Whether ``path`` starts as the zip archive ``torch.save`` writes but is not a whole one:
-    its directory at the end is missing (truncated) or a member's CRC fails (corrupted). Another
-    kind of file is not 'damaged'."""
+def zip_damage(path: Path) -> str | None:
+    """What is wrong with ``path`` if it starts as the zip archive ``torch.save`` writes but is
+    not a whole one (its directory at the end is missing, a member's CRC fails); ``None`` for a
+    whole archive and for any other kind of file."""
     try:
         with path.open("rb") as f:
-            if f.read(4) != b"PK\x03\x04":
-                return False
+            head = f.read(len(_ZIP_MAGIC))
+    except OSError:
+        return None
+    if not head or not _ZIP_MAGIC.startswith(head[: len(_ZIP_MAGIC)]):
+        return None
+    if len(head) < len(_ZIP_MAGIC):
+        return f"only {len(head)} byte(s)"
+    try:
         with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is not None
-    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
-        return True
+            bad = archive.testzip()
+    except zipfile.BadZipFile as exc:
+        if "not a zip file" in str(exc):  # no end-of-archive record: the file was cut short
+            return "the end of the archive, its directory, is missing"
+        return first_sentence(str(exc))
+    except (EOFError, ValueError, NotImplementedError) as exc:
+        return first_sentence(str(exc)) or type(exc).__name__
+    except OSError:
+        return None
+    # torch names the archive's top folder after the file it first wrote (a temporary one)
+    return None if bad is None else f"the CRC check of its {bad.split('/', 1)[-1]} fails"
+
+
+def damaged_torch_file(path: Path) -> bool:
+    """Whether ``path`` starts as the zip archive ``torch.save`` writes but is not a whole one
+    (see :func:`zip_damage`); an empty file counts as damaged too (what a full disk leaves).
+    Another kind of file is not 'damaged'."""
+    try:
+        if path.stat().st_size == 0:
+            return True
     except OSError:
         return False
+    return zip_damage(path) is not None
+
+
+def _unpickler_problem(exc: BaseException) -> str:
+    """torch's unpickler error without its advice: the line naming the problem."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.endswith("WeightsUnpickler error:") and i + 1 < len(lines):
+            return first_sentence(lines[i + 1])
+        if "WeightsUnpickler error:" in line:
+            return first_sentence(line.split("WeightsUnpickler error:", 1)[1])
+    return first_sentence(str(exc)) or type(exc).__name__
 
 
 def state_dict_problem(exc: BaseException) -> str:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,16 +49,49 @@ def test_truncated(tiny_space: SearchSpace, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         load_supernet(path)
     assert (
-        "the file is truncated or corrupt (PytorchStreamReader failed reading zip archive: "
-        "failed finding central directory); use a checkpoint"
+        "the file is truncated or corrupt (the end of the archive, its directory, is missing); "
+        "use a checkpoint"
     ) in str(info.value)
     assert damaged_torch_file(path)
-    corrupt = bytearray(data)
-    corrupt[len(data) // 2] ^= 0xFF  # a flipped byte inside a member: its CRC fails
-    path.write_bytes(bytes(corrupt))
+    path.write_bytes(data[:1])  # the first byte of the zip signature: not 'a text file'
+    with pytest.raises(CheckpointError, match=r"truncated or corrupt \(only 1 byte\(s\)\)"):
+        load_supernet(path)
+    path.write_bytes(b"")  # what a full disk can leave
+    with pytest.raises(CheckpointError, match=r"the file is empty \(a write that failed"):
+        load_supernet(path)
     assert damaged_torch_file(path)
+    for where in (100, len(data) // 2):  # a flipped byte in the pickle, in a tensor
+        corrupt = bytearray(data)
+        corrupt[where] ^= 0xFF
+        path.write_bytes(bytes(corrupt))
+        assert damaged_torch_file(path)
+        # torch itself would read the tensor's silently, and the pickle's as an 'unsupported
+        # operand' (which is not an attempt to run code)
+        with pytest.raises(CheckpointError, match=r"truncated or corrupt \(the CRC check of its "):
+            load_supernet(path)
     path.write_text("epoch,loss\n")  # another kind of file is not a damaged checkpoint
     assert not damaged_torch_file(path)
+
+
+def test_files_of_other_kinds(tiny_space: SearchSpace, tmp_path: Path) -> None:
+    net = Supernet(tiny_space)
+    weights = tmp_path / "weights.pt"  # an export's model.safetensors, renamed
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, weights)
+    with pytest.raises(CheckpointError, match=r"weights\.pt is a safetensors file"):
+        load_supernet(weights)
+    archive = tmp_path / "plain.pt"  # a whole zip that torch did not write
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(CheckpointError) as info:
+        load_supernet(archive)
+    assert "(file in archive is not in a subdirectory: hello.txt)" in str(info.value)
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    for special in (fifo, Path("/dev/null")):  # the FIFO blocked the read for ever
+        with pytest.raises(CheckpointError, match=r"is not a regular file \(a pipe, a device"):
+            load_supernet(special)
 
 
 def test_altered_weights_name_the_first_mismatch(tiny_space: SearchSpace, tmp_path: Path) -> None:
@@ -84,6 +119,10 @@ def test_altered_weights_name_the_first_mismatch(tiny_space: SearchSpace, tmp_pa
         ("\n  Error(s) in loading state_dict:\n\tmore", "Error(s) in loading state_dict:"),
         ("version 1.2.3 is too old", "version 1.2.3 is too old"),
         ("x" * 300, "x" * 199 + "…"),
+        (
+            "[enforce fail at inline_container.cc:180] . file in archive is not in a subdirectory",
+            "file in archive is not in a subdirectory",
+        ),
         ("", ""),
     ],
 )
