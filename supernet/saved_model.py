@@ -214,8 +214,16 @@ def load_subnet(directory: str | Path, map_location: str | torch.device = "cpu")
     space, subnet, _ = read_subnet_yaml(directory)
     preprocessing = read_preprocessing(directory)
     weights = directory / WEIGHTS_FILE
+    if weights.exists() and not weights.is_file():
+        raise CheckpointError(
+            f"{weights} is not a regular file (a directory, a pipe or a device); export the "
+            "subnet again, or restore the file from a copy"
+        )
     if not weights.is_file():
-        raise CheckpointError(f"no {WEIGHTS_FILE} in {directory}")
+        raise CheckpointError(
+            f"no {WEIGHTS_FILE} in {directory}; export the subnet again, or restore the file "
+            "from a copy"
+        )
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:

@@ -138,6 +138,11 @@ def export_subnet(
     _check_target(out, overwrite)
     onnx_wanted(onnx, quiet=True)  # a bad value, or onnx=true without its packages: fail now
 
+    if checkpoint.exists() and not checkpoint.is_file():
+        raise CheckpointError(
+            f"{checkpoint} is not a regular file (a pipe, a device or a socket); pass "
+            "supernet=<the searched checkpoint file>"
+        )
     if not checkpoint.is_file():
         raise CheckpointError(
             f"the searched checkpoint {checkpoint} is gone; pass supernet=<its new path>"
@@ -149,6 +154,11 @@ def export_subnet(
             raise CheckpointError(
                 f"{checkpoint} is damaged, truncated or corrupt ({hashes}); restore the searched "
                 "checkpoint from a copy, or pass supernet=<an undamaged copy>"
+            )
+        if supernet is None:  # the file the search read, changed in place since
+            raise CheckpointError(
+                f"{checkpoint}, the checkpoint this run searched, has changed since ({hashes}); "
+                "restore it from a copy, or pass supernet=<a copy of the searched one>"
             )
         raise CheckpointError(
             f"{checkpoint} is not the checkpoint this run searched ({hashes}); pass "

@@ -6,6 +6,7 @@ pointer, an HTML error page), a truncated download, a pickle of arbitrary object
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -171,11 +172,20 @@ def _unpickler_problem(exc: BaseException) -> str:
 
 def state_dict_problem(exc: BaseException) -> str:
     """The first problem ``load_state_dict``'s error lists (its first line only says there are
-    some), and how many more there are; a ``KeyError``'s key."""
+    some) and how many more there are, counting each missing or unexpected key; a
+    ``KeyError``'s key."""
     if isinstance(exc, KeyError):
         return f"no {exc}"
-    lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
-    if not lines:
+    problems: list[str] = []
+    for line in str(exc).splitlines()[1:]:
+        line = line.strip()
+        keys = re.match(r"(Missing|Unexpected) key\(s\) in state_dict: (.*)", line)
+        if keys:
+            kind = keys.group(1).lower()
+            problems += [f'{kind} key "{k}"' for k in re.findall(r'"([^"]*)"', keys.group(2))]
+        elif line:
+            problems.append(first_sentence(line, limit=300))
+    if not problems:
         return first_sentence(str(exc)) or type(exc).__name__
-    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
-    return first_sentence(lines[0], limit=300) + more
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0] + more

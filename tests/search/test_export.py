@@ -134,6 +134,24 @@ def test_export_never_clobbers_and_checks_the_checkpoint(
     with pytest.raises(CheckpointError, match=r"other\.pt is damaged, truncated or corrupt \("):
         export_subnet(searched.run_dir, "best", tmp_path / "x", supernet=other, onnx=False)
     assert not (tmp_path / "x").exists()
+    with pytest.raises(CheckpointError, match=r"null is not a regular file \(a pipe, a device"):
+        export_subnet(searched.run_dir, "best", tmp_path / "x", supernet="/dev/null", onnx=False)
+    # The searched file itself, changed in place (no supernet= given): emptied, as a full disk
+    # leaves it, it is damaged; replaced by a whole file, it has changed (not 'another one').
+    source = Path(read_subnet_yaml(out)[2]["source"]["checkpoint"])
+    original = source.read_bytes()
+    try:
+        source.write_bytes(b"")
+        with pytest.raises(CheckpointError, match=r"supernet\.pt is damaged, truncated or corrupt"):
+            export_subnet(searched.run_dir, "best", tmp_path / "x", onnx=False)
+        source.write_bytes(data)
+        with pytest.raises(
+            CheckpointError, match=r"supernet\.pt, the checkpoint this run searched, has changed"
+        ):
+            export_subnet(searched.run_dir, "best", tmp_path / "x", onnx=False)
+    finally:
+        source.write_bytes(original)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(UserError, match="is not a search run directory"):
         export_subnet(tmp_path, "best", tmp_path / "y")
 

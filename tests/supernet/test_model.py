@@ -256,6 +256,28 @@ def test_weights_of_another_subnet_name_the_first_mismatch(tmp_path: Path) -> No
     )
     assert re.search(r"\(and \d+ more\)\); export the subnet again", message), message
     assert "Error(s) in loading state_dict" not in message
+    # A deeper subnet's weights: every unexpected key counts (torch lists them on one line)
+    save_subnet(net.extract(SubnetConfig(32, 3, (1, 1, 1), (2.0,) * 3)), space, tmp_path / "c")
+    (tmp_path / "a" / "model.safetensors").write_bytes(
+        (tmp_path / "c" / "model.safetensors").read_bytes()
+    )
+    (tmp_path / "a" / "subnet.yaml").write_bytes((tmp_path / "c" / "subnet.yaml").read_bytes())
+    (tmp_path / "c" / "subnet.yaml").write_bytes((tmp_path / "b" / "subnet.yaml").read_bytes())
+    with pytest.raises(CheckpointError) as info:
+        load_subnet(tmp_path / "c")
+    found = net.extract(SubnetConfig(32, 3, (1, 1, 1), (2.0,) * 3)).state_dict()
+    wanted = net.extract(SubnetConfig(48, 2, (1, 1), (2.0, 2.0))).state_dict()
+    unexpected = [k for k in found if k not in wanted]
+    resized = [k for k in wanted if k in found and found[k].shape != wanted[k].shape]
+    assert len(unexpected) > 1 and resized
+    count = len(unexpected) + len(resized) - 1
+    assert f"(and {count} more)); export" in str(info.value)
+    assert '(unexpected key "blocks.2.' in str(info.value)
+    weights = tmp_path / "a" / "model.safetensors"
+    weights.unlink()
+    weights.mkdir()
+    with pytest.raises(CheckpointError, match=r"is not a regular file \(a directory"):
+        load_subnet(tmp_path / "a")
 
 
 def _spaces_of_every_kind() -> list[Space]:
