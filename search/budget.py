@@ -38,7 +38,10 @@ def _malformed(key: str, value: object) -> str:
     return f"{key} must be a number {like}, got {quoted(value)}; pass {key}={_example(key)} (say)"
 
 
-_AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
+_AMOUNT = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
+#: What Python's float() reads as not finite: an option given on a command line other than
+#: Hydra's (search.export's) stays a string.
+_NOT_FINITE = re.compile(r"^\s*[+-]?(inf|infinity|nan)\s*$", re.IGNORECASE)
 _SCALE = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
@@ -58,9 +61,12 @@ def parse_amount(key: str, value: object) -> float | None:
         if value.strip().lower() in ("", "null", "none"):
             return None
         match = _AMOUNT.match(value)
-        if not match:
+        if match:
+            amount = float(match.group(1)) * _SCALE[match.group(2)]
+        elif _NOT_FINITE.match(value):
+            amount = float(value)
+        else:
             raise BudgetError(_malformed(key, value))
-        amount = float(match.group(1)) * _SCALE[match.group(2)]
     else:
         raise BudgetError(_malformed(key, value))
     if not math.isfinite(amount):

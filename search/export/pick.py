@@ -76,6 +76,13 @@ def pick_trial(
             "search command adds them), or export an over-budget one with trial=<number> "
             "allow_infeasible=true"
         )
+    unknown = [m for m in max_costs if ok[m].isna().all()]
+    if unknown:  # a latency bound on a search that predicted no latency: no bound can help
+        raise UserError(
+            f"this run has no {', '.join(unknown)} for its trials (its search predicted none); "
+            f"drop {', '.join(f'{m}=' for m in unknown)}, or calibrate a latency profile "
+            "(`python -m search.latency calibrate`) and search again"
+        )
     within = ok
     for metric, limit in max_costs.items():
         within = within[within[metric] <= limit]

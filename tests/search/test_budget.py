@@ -89,6 +89,19 @@ def test_unknown_key_and_crossed_bounds() -> None:
             {"params": 0},
             "budget.params must be positive, got 0; pass budget.params=2M (say)",
         ),
+        # a signed amount is a number (it said 'must be a number like 2e6 or 2M')
+        ({"flops": "-2M"}, "budget.flops must be positive, got '-2M'; pass budget.flops=2M (say)"),
+        # strings, as search.export's own options arrive
+        (
+            {"flops": "inf"},
+            "budget.flops must be a finite number, got 'inf'; pass budget.flops=null for no "
+            "bound or budget.flops=2M (say)",
+        ),
+        (
+            {"min_macs": "NaN"},
+            "budget.min_macs must be a finite number, got 'NaN'; pass budget.min_macs=null for no "
+            "bound or budget.min_macs=2M (say)",
+        ),
     ],
 )
 def test_bad_amounts_say_what_to_pass(config: dict, message: str) -> None:

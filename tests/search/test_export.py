@@ -90,6 +90,14 @@ def test_pick_best_under_a_cost_and_by_number(searched: SearchResult) -> None:
         pick_trial(frame, "top")
     with pytest.raises(UserError, match="no feasible evaluated trial with flops <= 1 FLOPs"):
         pick_trial(frame, "best", {"flops": 1.0})
+    assert frame["latency_ms"].isna().all()  # searched without a latency profile
+    with pytest.raises(UserError) as info:  # it said 'the cheapest has latency_ms n/a: raise it'
+        pick_trial(frame, "best", {"latency_ms": 5.0})
+    assert str(info.value) == (
+        "this run has no latency_ms for its trials (its search predicted none); drop "
+        "latency_ms=, or calibrate a latency profile (`python -m search.latency calibrate`) and "
+        "search again"
+    )
 
 
 def test_an_infeasible_or_unfinished_trial_is_exported_only_when_asked(
