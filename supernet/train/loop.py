@@ -335,6 +335,8 @@ def fit(
         trainer.load(resume)
         result.rows = [dict(r) for r in resume["metrics"]]
         start = int(resume["epoch"])
+        if start >= config.epochs:
+            _adopt(task, trainer, checkpoint, resume, extra, result.rows, env)
     wall = float(result.rows[-1]["wall_s"]) if result.rows else 0.0
     saved = start
     for epoch in range(start, config.epochs):
@@ -392,6 +394,29 @@ def fit(
         saved = epoch + 1
         env.barrier()
     return result
+
+
+def _adopt(
+    task: Task,
+    trainer: _Trainer,
+    checkpoint: Path,
+    resume: Mapping[str, Any],
+    extra: Mapping[str, Any] | None,
+    rows: list[dict[str, Any]],
+    env: DistEnv,
+) -> None:
+    """A run resumed from a finished checkpoint of another directory has nothing to train, but
+    its own directory still gets that checkpoint and its metrics (the run said it saved them)."""
+    state = trainer.state()  # a collective: every rank takes part
+    if env.is_main and not checkpoint.exists():
+        try:
+            task.save(
+                checkpoint,
+                {**(extra or {}), "epoch": int(resume["epoch"]), **state, "metrics": rows},
+            )
+            write_csv(checkpoint.parent / "metrics.csv", rows)
+        except OutputError as exc:
+            raise _resumable(exc, 0) from exc
 
 
 def _resumable(exc: OutputError, saved: int) -> OutputError:

@@ -137,6 +137,21 @@ def test_resuming_a_finished_run_trains_no_more(tiny_run: Factory) -> None:
         assert first.checkpoint.read_bytes() == before
 
 
+def test_resuming_another_runs_finished_checkpoint_saves_it_here(tiny_run: Factory) -> None:
+    """A new run dir given another run's finished checkpoint has nothing to train; it said
+    'saved <its dir>/supernet.pt' and wrote nothing there."""
+    first = train_supernet(tiny_run(epochs=1))
+    config = {**tiny_run("copy", epochs=1), "resume": str(first.checkpoint)}
+    again = train_supernet(config)
+    assert again.resumed_from == 1 and again.checkpoint.is_file()
+    a, b = load_checkpoint(first.checkpoint), load_checkpoint(again.checkpoint)
+    assert a["epoch"] == b["epoch"] == 1 and a["metrics"] == b["metrics"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert _rows(again.run_dir / "metrics.csv") == _rows(first.run_dir / "metrics.csv")
+    # and the copy is a run of its own: resume=true there finds it
+    assert train_supernet({**tiny_run("copy", epochs=1), "resume": True}).resumed_from == 1
+
+
 def test_resume_with_another_space_names_the_fields(tiny_run: Factory) -> None:
     config = tiny_run(epochs=1)
     train_supernet(config)
