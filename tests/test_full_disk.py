@@ -95,6 +95,7 @@ def test_training_second_epoch_on_a_full_disk(small_disk: Disk) -> None:
         f"cannot write {run}/supernet.pt",
         "no space left on the device",
         "then run the same command with resume=auto: it continues from epoch 1",
+        "(its previous version is kept as it was)",
     )
     assert load_checkpoint(run / "supernet.pt")["epoch"] == 1  # the previous checkpoint, whole
     assert not _hidden(disk)
@@ -108,6 +109,27 @@ def test_training_second_epoch_on_a_full_disk(small_disk: Disk) -> None:
     again = _run("supernet.train", f"hydra.run.dir={run}", *args, "resume=auto")
     assert again.returncode == 0, again.stderr[-3000:]
     assert load_checkpoint(run / "supernet.pt")["epoch"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["supernet.train", "search"])
+def test_a_disk_too_full_for_hydras_own_files(
+    module: str, trained: dict[str, Path], small_disk: Disk
+) -> None:
+    """Hydra writes the run directory's .hydra/ copies before the task starts: on a full disk the
+    line named no directory, and a half-written .hydra/ was left behind."""
+    disk = small_disk("8k")
+    run = disk / "new" / "run"
+    args = ("data.train_subset=64", "train.epochs=1")
+    if module == "search":
+        args = (f"supernet={trained['checkpoint']}",)
+    result = _run(module, f"hydra.run.dir={run}", *args)
+    _one_error(
+        result,
+        f"cannot write the run directory {run}: no space left on the device (",
+        "KiB free there); free some space, or pass hydra.run.dir=<a directory on another disk>",
+    )
+    assert not list(disk.iterdir())  # the directories it made are gone again
 
 
 @pytest.mark.slow

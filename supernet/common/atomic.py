@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_text",
     "check_target_dir",
     "default_mode",
+    "free_space",
     "make_dir",
     "move_into_place",
     "remove_stale_staging",
@@ -64,23 +65,26 @@ def writing(path: str | Path) -> Iterator[None]:
     except OSError as exc:
         path = Path(path)
         if exc.errno == errno.ENOSPC:
+            # an atomic write leaves the file it replaces alone until its new version is whole
+            kept = " (its previous version is kept as it was)" if path.is_file() else ""
             raise OutputError(
-                f"cannot write {path}: no space left on the device ({_free(path)} free there); "
-                "free some space or write elsewhere (a previous version of the file is kept as "
-                "it was)"
+                f"cannot write {path}: no space left on the device ({free_space(path)} free "
+                f"there); free some space or write elsewhere{kept}"
             ) from exc
         raise OutputError(
             f"cannot write {path}: {_reason(path, exc)}; choose a location you may write to"
         ) from exc
 
 
-def _free(path: Path) -> str:
+def free_space(path: Path) -> str:
+    """The free space on the disk of ``path`` (or of its nearest existing parent), in words."""
     for parent in (path, *path.parents):
         if parent.exists():
             try:
-                return f"{shutil.disk_usage(parent).free / 2**20:.1f} MiB"
+                free = shutil.disk_usage(parent).free
             except OSError:
                 break
+            return f"{free / 2**20:.1f} MiB" if free >= 2**20 else f"{free / 2**10:.0f} KiB"
     return "little"
 
 

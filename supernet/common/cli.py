@@ -24,6 +24,7 @@ wrong type is one error line, and ``--help`` prints the module's usage.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -300,20 +301,25 @@ def _remove_empty_parents(run_dir: Path, new_root: Path | None) -> None:
         parent = parent.parent
 
 
-def _restore_run_files() -> None:
+def _restore_run_files(hydra_failed: bool = False) -> None:
     """After a refused command: the run directory's ``.hydra/`` files as they were before it (a
-    directory this command created, if it holds nothing but Hydra's files, is removed)."""
+    directory this command created, if it holds nothing but Hydra's files, is removed).
+
+    ``hydra_failed``: Hydra itself failed while it made the directory (a full disk), after
+    this run's ``on_run_start`` noted it and before the job started, so there is no job's
+    config to check the directory against."""
     global _snapshot
     snapshot, _snapshot = _snapshot, None
     if snapshot is None:
         return
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    if not hydra_failed:
+        try:
+            from hydra.core.hydra_config import HydraConfig
 
-        if Path(HydraConfig.get().runtime.output_dir) != snapshot.run_dir:
-            return  # not the directory noted (a multirun job, or another app)
-    except (ValueError, OmegaConfBaseException):
-        return
+            if Path(HydraConfig.get().runtime.output_dir) != snapshot.run_dir:
+                return  # not the directory noted (a multirun job, or another app)
+        except (ValueError, OmegaConfBaseException):
+            return
     try:
         if not snapshot.existed:
             if snapshot.run_dir.is_dir() and _only_hydra_files(snapshot.run_dir, snapshot.subdir):
@@ -417,11 +423,22 @@ def _missing_plugin(missing: str, options: Sequence[str]) -> str | None:
     )
 
 
-def _run_dir_message(exc: OSError) -> str:
+def _run_dir_message(exc: OSError, where: str | Path | None) -> str:
     """An ``OSError`` raised by Hydra itself: it creates and writes the run directory (its
-    ``.hydra/`` copies of the config, the log file) before the task runs."""
+    ``.hydra/`` copies of the config, the log file) before the task runs. A write that fails
+    names no file: ``where`` is then the directory the run was to use."""
+    where_text = f" {where}" if where else ""
+    if exc.errno == errno.ENOSPC:
+        from .atomic import free_space
+
+        free = f" ({free_space(Path(where))} free there)" if where else ""
+        return (
+            f"cannot write the run directory{where_text}: no space left on the device{free}; "
+            "free some space, or pass hydra.run.dir=<a directory on another disk> "
+            "(hydra.sweep.dir= with --multirun)"
+        )
     return (
-        f"cannot write the run directory {exc.filename or ''}: {exc.strerror or exc}; pass "
+        f"cannot write the run directory{where_text}: {exc.strerror or exc}; pass "
         "hydra.run.dir=<a directory you may write to> (hydra.sweep.dir= with --multirun)"
     )
 
@@ -460,7 +477,9 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
     except OSError as exc:
         if debug:
             raise
-        fail(_run_dir_message(exc))
+        where = exc.filename or (_snapshot.run_dir if _snapshot is not None else None)
+        _restore_run_files(hydra_failed=True)  # a directory it made: a half-written .hydra/
+        fail(_run_dir_message(exc, where))
     finally:
         if argv is None:  # the process ends now
             ignore_late_interrupts()
