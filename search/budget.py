@@ -14,13 +14,15 @@ very different magnitudes. Every trial sets the same constraint names (some samp
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from supernet import Space
+from supernet import Space, Subnet
 from supernet.common.errors import UserError, quoted
 
 from .costs import METRICS, CostModel, format_cost
@@ -204,3 +206,21 @@ class Budget:
                 )
         if problems:
             raise BudgetError("; ".join(problems))
+
+    def clashes(self) -> bool:
+        """Whether the bounds can clash with each other (not only with the space): a window on
+        one cost, or bounds on two costs. :meth:`check` takes each bound alone."""
+        return len(self.bounds) > 1 or any(
+            b.low is not None and b.high is not None for b in self.bounds
+        )
+
+    def find_feasible(
+        self, space: Space, costs: CostModel, draws: int = 5000, seed: int = 0
+    ) -> Subnet | None:
+        """A subnet that meets every bound at once, from the smallest, the largest and
+        ``draws`` random ones (seeded), or None. None does not prove there is none."""
+        rng = random.Random(seed)
+        candidates = itertools.chain(
+            (space.smallest(), space.largest()), (space.sample(rng) for _ in range(draws))
+        )
+        return next((s for s in candidates if self.is_feasible(costs(s))), None)

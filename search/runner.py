@@ -174,6 +174,10 @@ def read_manifest(run_dir: str | Path, required: Sequence[str] = _MANIFEST_KEYS)
     return dict(data)
 
 
+#: Random subnets drawn to see that a budget's bounds do not clash (half a second for a ViT).
+FEASIBILITY_DRAWS = 5000
+
+
 def _previous_manifest(path: Path) -> Mapping[str, Any] | None:
     """The manifest a rerun finds (None if it is missing or unreadable: a new run starts)."""
     if not path.is_file():
@@ -268,6 +272,14 @@ def _run_search(
     costs = CostModel(space, profile.predict_ms if profile is not None else None)
     budget = settings.budget
     budget.check(space, costs)
+    if budget.clashes() and budget.find_feasible(space, costs, FEASIBILITY_DRAWS) is None:
+        say(
+            log,
+            f"warning: no subnet of {FEASIBILITY_DRAWS:,} drawn at random (nor the smallest or "
+            f"the largest) meets {budget.describe()} at once; the search may find none: loosen "
+            "a bound (each alone is within the space's range)",
+            stderr=True,
+        )
     build_sampler(  # its options are checked here, before anything is written
         settings.sampler,
         settings.sampler_options,

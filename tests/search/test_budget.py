@@ -145,3 +145,21 @@ def test_latency_predictor_is_used(digits_space: SearchSpace) -> None:
     budget = Budget.from_config({"latency_ms": 0.75})
     assert budget.is_feasible(costs(digits_space.smallest()))
     assert not budget.is_feasible(costs(digits_space.largest()))
+
+
+def test_bounds_that_clash_only_with_each_other(digits_space: SearchSpace) -> None:
+    """Each bound alone is within the space's range (check passes), together none meets them:
+    the search warns before it starts (it ran and reported no feasible subnet at the end)."""
+    costs = CostModel(digits_space)
+    small, large = costs(digits_space.smallest()), costs(digits_space.largest())
+    # nearly the most params, and nearly the fewest FLOPs
+    clash = Budget.from_config(
+        {"min_params": 0.95 * large["params"], "flops": 1.05 * small["flops"]}
+    )
+    clash.check(digits_space, costs)
+    assert clash.clashes() and clash.find_feasible(digits_space, costs, draws=500) is None
+    fine = Budget.from_config({"min_params": small["params"], "flops": large["flops"]})
+    found = fine.find_feasible(digits_space, costs, draws=500)
+    assert found is not None and fine.is_feasible(costs(found))
+    assert not Budget.from_config({"flops": "1M"}).clashes()
+    assert Budget.from_config({"min_flops": "1M", "flops": "2M"}).clashes()
