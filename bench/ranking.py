@@ -20,6 +20,11 @@ of that size) at every length tried.
     python bench/ranking.py                          # 12-epoch references, seeds 0-2
     python bench/ranking.py --epochs 12 24 --seeds 0 1 2 3 4
     python bench/ranking.py --seeds 0 1 2 3 4 --band-seeds 5 3   # 5 seeds in the first band
+    python bench/ranking.py --bands 8.9M --epochs 36 --keep   # add 36-epoch references to one band
+
+``--keep`` keeps, from the tables already in ``--out``, the rows of every (band, length) this
+invocation does not run, so a longer reference can be added to a finished run without training
+its shorter runs again (they need not be in ``runs/bench/`` any more).
 
 Writes results/benchmarks/ranking.csv (one row per band, supernet and subnet),
 ranking_summary.csv (one row per band and ranker: τ, ρ, cost), ranking_noise.csv (the seed-to-seed
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from pathlib import Path
 
@@ -185,16 +191,32 @@ def summary_rows(
     return rows
 
 
+def reference_label(row: pd.Series) -> str:
+    return f"band {row['band_mflops']} MFLOPs, {row['epochs']}-epoch reference"
+
+
+def kept(path: Path, new: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``new`` after the rows of ``path``'s table whose ``keys`` this invocation did not produce."""
+    if not path.is_file() or new.empty:
+        return new
+    old = pd.read_csv(path)
+    if not set(keys) <= set(old.columns):
+        raise SystemExit(f"--keep: {path} has no {', '.join(keys)} columns; run without --keep")
+    done = set(new[keys].astype(str).itertuples(index=False, name=None))
+    stay = [tuple(row) not in done for row in old[keys].astype(str).itertuples(index=False)]
+    return pd.concat([old[stay], new], ignore_index=True)
+
+
 def tau_figure(summary: pd.DataFrame) -> go.Figure:
     names = list(dict.fromkeys(summary["ranker"]))
     fig = go.Figure()
-    for i, (_, group) in enumerate(summary.groupby("band", sort=False)):
+    for i, (_, group) in enumerate(summary.groupby(["band", "epochs"], sort=False)):
         by = group.set_index("ranker")
         fig.add_trace(
             go.Bar(
                 x=names,
                 y=[by.loc[n, "kendall_tau"] if n in by.index else None for n in names],
-                name=f"band {group['band_mflops'].iloc[0]} MFLOPs",
+                name=reference_label(group.iloc[0]),
                 marker={"color": qualitative.Plotly[i]},
             )
         )
@@ -204,7 +226,10 @@ def tau_figure(summary: pd.DataFrame) -> go.Figure:
                 y=ceiling,
                 line_dash="dash",
                 line_color=qualitative.Plotly[i],
-                annotation_text=f"seeds' split-half τ {ceiling:.2f}",
+                annotation_text=f"split-half τ {ceiling:.2f} ({group['epochs'].iloc[0]} epochs)",
+                # labels of close lines apart: alternate corners
+                annotation_position=("top right", "bottom right", "top left", "bottom left")[i % 4],
+                annotation_font_color=qualitative.Plotly[i],
             )
     fig.update_layout(
         title="Kendall τ with stand-alone accuracy inside two FLOP bands (Fashion-MNIST)",
@@ -291,8 +316,20 @@ def main() -> None:
     parser.add_argument(
         "--supernets", nargs="+", choices=RANKED, default=list(RANKED), help="supernets ranked"
     )
+    parser.add_argument(
+        "--bands",
+        nargs="+",
+        metavar="NAME",
+        help="the bands run, by budget name (8.9M, 15.6M; default: both)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the rows of the (band, length) pairs not run here from the tables in --out",
+    )
     parser.add_argument("--out", type=Path, default=common.OUT)
     args = parser.parse_args()
+    args.raw = sys.argv[1:]
 
     if args.band_seeds and not all(2 <= n <= len(args.seeds) for n in args.band_seeds):
         parser.error(f"--band-seeds: each from 2 to the {len(args.seeds)} seeds of --seeds")
@@ -301,9 +338,15 @@ def main() -> None:
     space = SearchSpace.from_dict(load_checkpoint(checkpoints[args.supernets[0]])["space"])
     reference = max(args.epochs)
     all_bands = bands(space)
+    if args.bands:
+        names = [b[0] for b in all_bands]
+        unknown = [n for n in args.bands if n not in names]
+        if unknown:
+            parser.error(f"--bands: no band {', '.join(unknown)}; the bands are {', '.join(names)}")
+        all_bands = [b for b in all_bands if b[0] in args.bands]
     counts = args.band_seeds or [len(args.seeds)] * len(all_bands)
     if len(counts) != len(all_bands):
-        parser.error(f"--band-seeds takes one number per band ({len(all_bands)})")
+        parser.error(f"--band-seeds takes one number per band run ({len(all_bands)})")
     tables, summaries, noise, within = [], [], [], []
     for band, count in zip(all_bands, counts, strict=True):
         seeds = args.seeds[:count]
@@ -332,23 +375,35 @@ def main() -> None:
         ]
     ]
     summary, noise_table = pd.DataFrame(summaries), pd.DataFrame(noise)
+    within_table = pd.DataFrame(within)
+    if args.keep:
+        table = kept(args.out / "ranking.csv", table, ["band", "supernet", "epochs"])
+        summary = kept(args.out / "ranking_summary.csv", summary, ["band", "epochs"])
+        noise_table = kept(args.out / "ranking_noise.csv", noise_table, ["band", "epochs"])
+        within_table = kept(args.out / "ranking_noise_epochs.csv", within_table, ["band", "epochs"])
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "ranking.csv", index=False)
     summary.to_csv(args.out / "ranking_summary.csv", index=False)
     noise_table.to_csv(args.out / "ranking_noise.csv", index=False)
-    within_table = pd.DataFrame(within)
     within_table.to_csv(args.out / "ranking_noise_epochs.csv", index=False)
     common.save_png(tau_figure(summary), args.out / "ranking.png")
     common.save_png(noise_figure(noise_table, within_table), args.out / "ranking_noise.png")
-    shown = summary.pivot(index="ranker", columns="band", values="kendall_tau")
-    print(
-        f"\nKendall τ inside each band ({args.k} subnets, {'/'.join(map(str, counts))} seeds, "
-        f"{reference} stand-alone epochs):"
-    )
+    summary = summary.assign(reference=summary.apply(reference_label, axis=1))
+    shown = summary.pivot(index="ranker", columns="reference", values="kendall_tau")
+    print(f"\nKendall τ inside each band ({args.k} subnets):")
     print(shown.loc[list(dict.fromkeys(summary["ranker"]))].to_string(float_format="{:.2f}".format))
     print("\nseed-to-seed τ (split-half) per band, epochs and seeds:")
     print(noise_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    common.record_time(NAME, wall, out=args.out)
+    if args.keep:  # this invocation's time adds to that of the rows it kept
+        times = args.out / "wall_times.csv"
+        before = pd.read_csv(times).set_index("benchmark") if times.is_file() else None
+        if before is not None and NAME in before.index:
+            note = f"{before.loc[NAME, 'note']}; then {wall:.0f} s for {' '.join(args.raw)}"
+            common.record_time(NAME, float(before.loc[NAME, "wall_s"]) + wall, note, args.out)
+        else:
+            common.record_time(NAME, wall, out=args.out)
+    else:
+        common.record_time(NAME, wall, out=args.out)
     print(
         f"wrote ranking.csv, ranking_summary.csv, ranking_noise.csv, ranking.png, "
         f"ranking_noise.png to {args.out} ({wall:.0f} s)"

@@ -11,6 +11,7 @@ export PYTHONPATH=$PWD OMP_NUM_THREADS=1
 
 "$PYTHON" bench/cost_model.py --n 200       # analytic vs counted FLOPs/params, every preset
 "$PYTHON" bench/ranking.py --seeds 0 1 2 3 4 --band-seeds 5 3  # two budget bands (hours)
+"$PYTHON" bench/ranking.py --bands 8.9M --epochs 36 --seeds 0 1 2 --keep  # 36-epoch references
 "$PYTHON" bench/search_quality.py           # searched vs DeiT-style baseline, 2 budgets x 3 seeds
 "$PYTHON" bench/families.py                 # ViT vs Swin at equal MACs, searched vs designed (hours)
 "$PYTHON" bench/sample_efficiency.py        # hypervolume vs trials: nsga2, tpe, random x 3 seeds
