@@ -87,6 +87,10 @@ def test_files_of_other_kinds(tiny_space: SearchSpace, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         load_supernet(archive)
     assert "(file in archive is not in a subdirectory: hello.txt)" in str(info.value)
+    garbage = tmp_path / "garbage.pt"  # a pickle's start, then garbage: corrupt, not 'could run'
+    garbage.write_bytes(b"\x80\x02" + bytes(range(40, 140)))
+    with pytest.raises(CheckpointError, match=r"the file is corrupt \(Unsupported operand 42\)"):
+        load_supernet(garbage)
     fifo = tmp_path / "fifo.pt"
     os.mkfifo(fifo)
     for special in (fifo, Path("/dev/null")):  # the FIFO blocked the read for ever
