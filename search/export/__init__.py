@@ -131,6 +131,11 @@ def export_subnet(
     out = Path(out) if out is not None else run_dir / "export" / f"trial_{number}"
     checkpoint = Path(supernet) if supernet is not None else Path(manifest["checkpoint"])
     if checkpoint.is_dir():
+        if supernet is not None and not (checkpoint / "supernet.pt").exists():
+            raise CheckpointError(
+                f"supernet={supernet} is a directory without a supernet.pt; pass "
+                "supernet=<the searched checkpoint file, or its training run's directory>"
+            )
         checkpoint = checkpoint / "supernet.pt"
     _refuse_own_inputs(out, run_dir, checkpoint)
     with writing(out):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -97,12 +98,18 @@ def load_torch_file(
     if damage is not None:
         raise ReadError(f"cannot read {what} {path}: the file is truncated or corrupt ({damage})")
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
+        with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
+            # a bare pickle's protocol: the error line below says what the file is
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # garbage, not a class it would have to run
+        # torch names the class or function it refused ("Unsupported global: GLOBAL print",
+        # "unsupported GLOBAL posix.system whose module posix is blocked"); anything else is an
+        # opcode it cannot read: garbage, or a pickle torch.save did not write
+        if "global" not in str(exc).lower():
             raise ReadError(
-                f"cannot read {what} {path}: the file is corrupt ({_unpickler_problem(exc)})"
+                f"cannot read {what} {path}: the file is corrupt or not written by torch.save "
+                f"({_unpickler_problem(exc)})"
             ) from None
         raise ReadError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, "

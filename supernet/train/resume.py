@@ -42,6 +42,11 @@ def resume_path(resume: bool | str, run_dir: Path, name: str) -> Path | None:
     path = Path(resume).expanduser()
     if path.is_dir():
         path = path / name
+    if path.exists() and not path.is_file():
+        raise ConfigError(
+            f"resume={resume}: {path} is not a regular file (a pipe, a device or a socket); give "
+            "the path of a checkpoint, or resume=true to continue the one in hydra.run.dir"
+        )
     if not path.is_file():
         raise ConfigError(
             f"resume={resume}: no checkpoint at {path}; give the path of a checkpoint, or "

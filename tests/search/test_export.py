@@ -144,6 +144,9 @@ def test_export_never_clobbers_and_checks_the_checkpoint(
     assert not (tmp_path / "x").exists()
     with pytest.raises(CheckpointError, match=r"null is not a regular file \(a pipe, a device"):
         export_subnet(searched.run_dir, "best", tmp_path / "x", supernet="/dev/null", onnx=False)
+    (tmp_path / "a_dir").mkdir()  # it said 'the searched checkpoint a_dir/supernet.pt is gone'
+    with pytest.raises(CheckpointError, match=r"a_dir is a directory without a supernet\.pt"):
+        export_subnet(searched.run_dir, "best", tmp_path / "x", supernet=tmp_path / "a_dir")
     # The searched file itself, changed in place (no supernet= given): emptied, as a full disk
     # leaves it, it is damaged; replaced by a whole file, it has changed (not 'another one').
     source = Path(read_subnet_yaml(out)[2]["source"]["checkpoint"])

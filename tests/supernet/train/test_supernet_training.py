@@ -152,6 +152,11 @@ def test_resuming_another_runs_finished_checkpoint_saves_it_here(tiny_run: Facto
     assert train_supernet({**tiny_run("copy", epochs=1), "resume": True}).resumed_from == 1
 
 
+def test_resume_from_a_special_file_says_what_it_is(tiny_run: Factory) -> None:
+    with pytest.raises(ConfigError, match=r"/dev/null is not a regular file \(a pipe, a device"):
+        train_supernet({**tiny_run(epochs=1), "resume": "/dev/null"})  # it said 'no checkpoint'
+
+
 def test_resume_with_another_space_names_the_fields(tiny_run: Factory) -> None:
     config = tiny_run(epochs=1)
     train_supernet(config)
