@@ -340,7 +340,8 @@ def _run_search(
     )
     with _storage_errors(storage_url):
         if created and settings.seed_trials:
-            for subnet in (space.smallest(), space.largest()):
+            # no more than the run asked for: a seed left WAITING would be counted as queued
+            for subnet in (space.smallest(), space.largest())[: settings.n_trials]:
                 study.enqueue_trial(subnet_params(subnet), user_attrs={"seeded": True})
         fail_dead_workers(study)  # left RUNNING by processes of this machine that are gone
         if settings.heartbeat_interval and settings.grace_period:

@@ -34,6 +34,18 @@ def test_manifest_and_seeded_trials(searched: SearchResult) -> None:
     )
 
 
+def test_one_trial_seeds_one_subnet(
+    trained_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """search.n_trials=1 ran the smallest subnet and left the largest WAITING in the study."""
+    result = run_search(
+        search_config(f"supernet={trained_checkpoint}", "search.n_trials=1"), tmp_path
+    )
+    trials = load(result.run_dir).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
+    assert trials[0].user_attrs["seeded"]
+
+
 def test_resume_adds_trials_to_the_same_study(
     trained_checkpoint: Path, search_config: Callable[..., DictConfig], tmp_path: Path
 ) -> None:
