@@ -340,8 +340,10 @@ def _run_search(
     )
     with _storage_errors(storage_url):
         if created and settings.seed_trials:
-            # no more than the run asked for: a seed left WAITING would be counted as queued
-            for subnet in (space.smallest(), space.largest())[: settings.n_trials]:
+            seeds = (space.smallest(), space.largest())
+            # no more than a run of trials asks for (n_trials=1 left the largest WAITING);
+            # n_trials=0 only creates the study, with both seeds queued for the runs to come
+            for subnet in seeds[: settings.n_trials] if settings.n_trials else seeds:
                 study.enqueue_trial(subnet_params(subnet), user_attrs={"seeded": True})
         fail_dead_workers(study)  # left RUNNING by processes of this machine that are gone
         if settings.heartbeat_interval and settings.grace_period:
