@@ -23,6 +23,7 @@ import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+from supernet.common.atomic import free_space
 from supernet.common.errors import OutputError, UserError
 
 from .optuna_adapter import configure_sqlite, set_metric_names
@@ -117,7 +118,7 @@ def storage_error(exc: BaseException, url: str) -> UserError | None:
     if "full" in lowered or "i/o error" in lowered or (free is not None and free < 2**20):
         return OutputError(
             f"cannot write {path}: no space left on the device ({detail}; "
-            f"{(free or 0) / 2**20:.1f} MiB free); the trials it holds are kept: free some "
+            f"{free_space(path.parent)} free); the trials it holds are kept: free some "
             "space, then run the same command again to continue"
         )
     if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:

@@ -76,11 +76,7 @@ def load_checkpoint(
                 f"{path} is a directory without a supernet.pt checkpoint; give a training run's "
                 "directory or its supernet.pt (train one with `python -m supernet.train`)"
             )
-    if not path.is_file():  # a FIFO would block the read for ever, /dev/null reads as empty
-        raise CheckpointError(
-            f"{path} is not a regular file (a pipe, a device or a socket); give a checkpoint file "
-            "written by `python -m supernet.train`"
-        )
+    _check_regular_file(path)
     try:
         payload = load_torch_file(path, map_location=map_location, what="checkpoint")
     except ReadError as exc:
@@ -177,12 +173,18 @@ def load_supernet(
     return net.to(map_location), payload
 
 
-def file_sha256(path: str | Path) -> str:
-    if not Path(path).is_file():  # reading a FIFO would block for ever
+def _check_regular_file(path: Path) -> None:
+    """Refuse a path that exists but is no regular file: reading a FIFO blocks for ever, and
+    /dev/null reads as an empty file."""
+    if not path.is_file():
         raise CheckpointError(
             f"{path} is not a regular file (a pipe, a device or a socket); give a checkpoint file "
             "written by `python -m supernet.train`"
         )
+
+
+def file_sha256(path: str | Path) -> str:
+    _check_regular_file(Path(path))
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -126,7 +126,7 @@ def write_error(exc: Exception, directory: str | Path) -> OSError:
     what = type(exc).__name__
     return OSError(
         errno.ENOSPC if full else errno.EIO,
-        f"the write failed ({what}, {free / 2**20:.1f} MiB free there)",
+        f"the write failed ({what}, {free_space(Path(directory))} free there)",
     )
 
 
