@@ -175,13 +175,20 @@ def now() -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC"
 
 
-def record_time(name: str, seconds: float, note: str = "", out: Path = OUT) -> None:
+def record_time(
+    name: str, seconds: float, note: str = "", out: Path = OUT, add: bool = False
+) -> None:
     """Set ``name``'s wall time (this run) in ``out``/wall_times.csv (the benchmark's --out: a
-    smoke run elsewhere leaves results/benchmarks/ alone)."""
+    smoke run elsewhere leaves results/benchmarks/ alone). ``add``: this run adds to the time
+    already recorded (it completes an earlier run), its ``note`` to the earlier note."""
     import pandas as pd
 
     path = out / "wall_times.csv"
     table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["benchmark"])
+    before = table[table["benchmark"] == name]
+    if add and not before.empty:
+        seconds += float(before["wall_s"].iloc[0])
+        note = f"{before['note'].iloc[0]}; then {note}"
     table = table[table["benchmark"] != name]
     row = {
         "benchmark": name,

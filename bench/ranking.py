@@ -329,7 +329,6 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=common.OUT)
     args = parser.parse_args()
-    args.raw = sys.argv[1:]
 
     if args.band_seeds and not all(2 <= n <= len(args.seeds) for n in args.band_seeds):
         parser.error(f"--band-seeds: each from 2 to the {len(args.seeds)} seeds of --seeds")
@@ -394,16 +393,9 @@ def main() -> None:
     print(shown.loc[list(dict.fromkeys(summary["ranker"]))].to_string(float_format="{:.2f}".format))
     print("\nseed-to-seed τ (split-half) per band, epochs and seeds:")
     print(noise_table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    if args.keep:  # this invocation's time adds to that of the rows it kept
-        times = args.out / "wall_times.csv"
-        before = pd.read_csv(times).set_index("benchmark") if times.is_file() else None
-        if before is not None and NAME in before.index:
-            note = f"{before.loc[NAME, 'note']}; then {wall:.0f} s for {' '.join(args.raw)}"
-            common.record_time(NAME, float(before.loc[NAME, "wall_s"]) + wall, note, args.out)
-        else:
-            common.record_time(NAME, wall, out=args.out)
-    else:
-        common.record_time(NAME, wall, out=args.out)
+    # with --keep, this invocation's time adds to that of the rows it kept
+    note = f"{wall:.0f} s for {' '.join(sys.argv[1:])}" if args.keep else ""
+    common.record_time(NAME, wall, note, out=args.out, add=args.keep)
     print(
         f"wrote ranking.csv, ranking_summary.csv, ranking_noise.csv, ranking.png, "
         f"ranking_noise.png to {args.out} ({wall:.0f} s)"
