@@ -110,7 +110,8 @@ def _wait_for_complete(
 
 
 def _kill_a_worker_mid_trial(load: Loader, parent: int) -> tuple[list[int], set[int]]:
-    """SIGKILL a worker while it runs a trial: stop it, check, kill (or let it go on and retry).
+    """SIGKILL a worker while it runs a trial whose subnet it has chosen: stop it, check, kill
+    (or let it go on and retry).
 
     Returns the trials it left running and the COMPLETE trials at that moment."""
     host = socket.gethostname()
@@ -125,7 +126,9 @@ def _kill_a_worker_mid_trial(load: Loader, parent: int) -> tuple[list[int], set[
                 trials = load().get_trials(deepcopy=False)
                 mine = [t for t in trials if t.user_attrs.get("worker") == f"{host}:{pid}"]
                 running = [t.number for t in mine if t.state == TrialState.RUNNING]
-                if running:
+                # caught after choosing its subnet (one caught between ask and its first choice is
+                # failed with nothing to queue again: the note then says so instead)
+                if running and all(trials[n].params for n in running):
                     complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
                     os.kill(pid, signal.SIGKILL)
                     killed = True
