@@ -198,9 +198,10 @@ def _check_same_search(
     if previous is None or previous.get("study_name") in (None, study_name):
         return
     changed = [
-        f"{key} {previous.get(key)!r} -> {value!r}"
-        for key, value in now.items()
-        if key in previous and previous.get(key) != value
+        f"{key} {before!r} -> {after!r}"
+        for name, value in now.items()
+        if name in previous
+        for key, before, after in _differences(name, previous.get(name), value)
     ]
     raise UserError(
         f"{run_dir} holds the search of study {previous.get('study_name')!r}, and this "
@@ -208,6 +209,18 @@ def _check_same_search(
         + (f" ({', '.join(changed)})" if changed else "")
         + "; give it its own hydra.run.dir, or repeat the first search's settings to continue it"
     )
+
+
+def _differences(key: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """The (dotted key, before, after) that differ: a mapping's changed entries alone (a budget
+    names the one bound that changed, not all eight)."""
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        return [
+            item
+            for sub in dict.fromkeys([*before, *after])
+            for item in _differences(f"{key}.{sub}", before.get(sub), after.get(sub))
+        ]
+    return [] if before == after else [(key, before, after)]
 
 
 @contextlib.contextmanager
