@@ -26,7 +26,7 @@ Options (``key=value``):
                          train/ (required for a supernet)
   val_size=10000         how many train/ images that validation split holds
   onnx=auto|true|false   a subnet: also write model.onnx, checked against PyTorch (<= 1e-4)
-  overwrite=false        replace a non-empty out dir
+  overwrite=false        replace an earlier conversion in out (never other files)
   debug=false            show the traceback of an error
 
 It loads with ``torch.load(weights_only=True)``: a pickle holding more than tensors and plain
@@ -58,10 +58,14 @@ from .common.errors import UserError
 from .data import imagefolder_preprocessing
 from .onnx_export import onnx_wanted
 from .preprocessing import Preprocessing
-from .saved_model import read_subnet_yaml, save_subnet
+from .saved_model import EXPORT_FILES, read_subnet_yaml, save_subnet
 from .space import Space, SpaceError
 from .vit.autoformer import Conversion, convert
 from .vit.space import SearchSpace
+
+#: What an earlier conversion wrote (a supernet's checkpoint and README, or a subnet's export):
+#: all that ``overwrite=true`` replaces.
+_REPLACES = (EXPORT_FILES | {"supernet.pt"}, "an earlier conversion")
 
 __all__ = ["ConvertOptions", "convert_autoformer", "main"]
 
@@ -190,7 +194,8 @@ def _write_supernet(
             converted_from=source,
         )
         (work / "README.md").write_text(readme + "\n")
-        check_target_dir(out, overwrite, f"out={out}", "overwrite=true")  # in case it appeared
+        # in case it appeared meanwhile
+        check_target_dir(out, overwrite, f"out={out}", "overwrite=true", *_REPLACES)
         move_into_place(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -233,7 +238,8 @@ def _write_subnet(
             onnx=with_onnx,
         )
         onnx_record = read_subnet_yaml(staged)[2].get("onnx")
-        check_target_dir(out, overwrite, f"out={out}", "overwrite=true")  # in case it appeared
+        # in case it appeared meanwhile
+        check_target_dir(out, overwrite, f"out={out}", "overwrite=true", *_REPLACES)
         move_into_place(staged, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -254,7 +260,7 @@ def convert_autoformer(path: str | Path, opts: ConvertOptions) -> Conversion:
         )
     with writing(out):
         remove_stale_staging(out)  # what a conversion killed half-way left
-    check_target_dir(out, opts.overwrite, f"out={out}", "overwrite=true")
+    check_target_dir(out, opts.overwrite, f"out={out}", "overwrite=true", *_REPLACES)
     bias_for = None if opts.bias_for == "largest" else opts.bias_for
     result = convert(path, _space(opts.space), opts.subnet, bias_for)
     space = result.space

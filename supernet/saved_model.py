@@ -37,11 +37,13 @@ from .common.errors import CheckpointError
 from .common.torchfile import state_dict_problem
 from .common.yamlio import YamlError, read_yaml
 from .family import family_of
+from .onnx_export import ONNX_FILE
 from .preprocessing import Preprocessing, PreprocessingError
 from .space import Space, SpaceError, Subnet
 
 __all__ = [
     "CONFIG_FILE",
+    "EXPORT_FILES",
     "WEIGHTS_FILE",
     "check_finite",
     "load_preprocessing",
@@ -52,6 +54,9 @@ __all__ = [
 
 CONFIG_FILE = "subnet.yaml"
 WEIGHTS_FILE = "model.safetensors"
+#: The files an export directory holds (its README too): ``overwrite`` replaces only these.
+EXPORT_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE, "README.md"})
+_REPLACES = (EXPORT_FILES, "an export")
 
 
 def save_subnet(
@@ -79,7 +84,9 @@ def save_subnet(
     shown = Path(shown_as) if shown_as is not None else directory
     with writing(directory):
         remove_stale_staging(directory)  # what a save killed half-way left
-    check_target_dir(directory, overwrite, f"export target {directory}", "overwrite=True")
+    check_target_dir(
+        directory, overwrite, f"export target {directory}", "overwrite=True", *_REPLACES
+    )
     subnet: Subnet = model.subnet  # type: ignore[assignment]
     space.validate(subnet)
     tmp = staging_dir(directory)
@@ -89,7 +96,7 @@ def save_subnet(
             config["preprocessing"] = preprocessing.to_dict()
         config["metadata"] = dict(metadata or {})
         if onnx:
-            from .onnx_export import ONNX_FILE, write_onnx
+            from .onnx_export import write_onnx
 
             with writing(shown / ONNX_FILE):
                 diff = write_onnx(model.eval(), space, tmp / ONNX_FILE, preprocessing)

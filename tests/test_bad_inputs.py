@@ -724,10 +724,18 @@ CASES = [
     ),
     Case(
         "export-out-not-empty",
-        "output directory not empty",
+        "output directory holding an earlier export",
         "search.export",
-        ("{search_run}", "out={taken}", "onnx=false"),
+        ("{search_run}", "out={earlier_export}", "onnx=false"),
         ("exists and is not empty", "pass overwrite=true"),
+        unchanged=("{earlier_export}/subnet.yaml", "{earlier_export}/model.safetensors"),
+    ),
+    Case(
+        "export-out-not-an-export",
+        "output directory holding other files (with overwrite=true)",
+        "search.export",
+        ("{search_run}", "out={taken}", "overwrite=true", "onnx=false"),
+        ("out={taken} holds keep.txt, not an export's files", "choose a new or empty directory"),
         unchanged=("{taken}/keep.txt",),
     ),
     Case(
@@ -1184,6 +1192,7 @@ SHOWN = {
     "a_file": "<a file>",
     "outside": "<subnet.yaml outside the space>",
     "taken": "<non-empty dir>",
+    "earlier_export": "<earlier export>",
     "missing": "<missing path>",
     "pwned": "<marker>",
     "af_supernet": "<AutoFormer .pth>",
@@ -1402,6 +1411,7 @@ def _damaged_inputs(root: Path, checkpoint: Path, search_run: Path) -> dict[str,
     space = SearchSpace.preset("digits")
     model = Supernet(space).extract(space.smallest())
     export = save_subnet(model, space, root / "export")
+    paths["earlier_export"] = export
     paths["binary_export"] = root / "binary_export"
     shutil.copytree(export, paths["binary_export"])
     (paths["binary_export"] / "subnet.yaml").write_bytes(bytes(range(256)) * 8)

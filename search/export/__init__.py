@@ -11,7 +11,7 @@ Options (``key=value``):
   out=<dir>            where to write; default <run dir>/export/trial_<number>
   onnx=auto|true|false also write model.onnx, checked against PyTorch with onnxruntime
                        (max |difference| <= 1e-4); auto: when onnx and onnxruntime are installed
-  overwrite=false      replace a non-empty out dir
+  overwrite=false      replace an earlier export in out (never other files)
   allow_infeasible=false  export a trial=<number> that broke the budget (never evaluated)
   supernet=<path>      the searched checkpoint, if it moved (its sha256 must match)
   debug=false          show the traceback of an error
@@ -47,7 +47,7 @@ from supernet.common.atomic import (
 from supernet.common.errors import CheckpointError, UserError
 from supernet.common.torchfile import damaged_torch_file
 from supernet.onnx_export import onnx_wanted
-from supernet.saved_model import read_subnet_yaml, save_subnet
+from supernet.saved_model import EXPORT_FILES, read_subnet_yaml, save_subnet
 
 from ..results import REQUIRED_COLUMNS, read_trials
 from ..runner import read_manifest
@@ -67,7 +67,7 @@ class ExportResult:
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
-    check_target_dir(out, overwrite, f"out={out}", "overwrite=true")
+    check_target_dir(out, overwrite, f"out={out}", "overwrite=true", EXPORT_FILES, "an export")
 
 
 def _refuse_own_inputs(out: Path, run_dir: Path, checkpoint: Path) -> None:

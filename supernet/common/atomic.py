@@ -16,7 +16,7 @@ import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,14 +192,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def check_target_dir(path: Path, overwrite: bool, name: str, hint: str) -> None:
-    """Refuse to replace a file, or a non-empty directory unless ``overwrite``.
+def check_target_dir(
+    path: Path, overwrite: bool, name: str, hint: str, replaces: Collection[str], what: str
+) -> None:
+    """Refuse to replace a file, or a non-empty directory unless ``overwrite`` — and even then
+    a directory holding anything but an earlier output's files (``replaces``, the names such an
+    output holds; ``what`` names it, "an export"): ``overwrite`` replaces the whole directory,
+    and ``out=~`` must not delete a home.
 
     ``name`` says what the target is in the message (``out=runs/x``); ``hint`` how to overwrite.
     """
     if path.exists() and not path.is_dir():
         raise UserError(f"{name} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if not path.is_dir():
+        return
+    entries = sorted(path.iterdir())
+    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if p.name not in replaces]
+    if foreign:
+        rest = [f"{len(foreign) - 3} more"] if foreign[4:] else foreign[3:]
+        listed = foreign[:3] + rest
+        shown = " and ".join([", ".join(listed[:-1]), listed[-1]] if listed[1:] else listed)
+        raise UserError(
+            f"{name} holds {shown}, not {what}'s files; {hint} replaces only {what} (the whole "
+            "directory), so choose a new or empty directory"
+        )
+    if entries and not overwrite:
         raise UserError(f"{name} exists and is not empty; choose another or pass {hint}")
 
 

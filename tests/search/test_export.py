@@ -121,15 +121,24 @@ def test_export_never_clobbers_and_checks_the_checkpoint(
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    # overwrite=true replaces the whole directory: only an earlier export's, never one that
+    # holds anything else (out=~ would have deleted a home)
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match=r"holds keep\.txt, not an export's files; .*new or"):
+            export_subnet(searched.run_dir, "best", out, onnx=False, overwrite=overwrite)
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    out = tmp_path / "earlier"
+    first = export_subnet(searched.run_dir, 0, out, onnx=False, allow_infeasible=True)
     with pytest.raises(UserError, match=r"exists and is not empty; .*overwrite=true"):
         export_subnet(searched.run_dir, "best", out, onnx=False)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert read_subnet_yaml(out)[1] == first.subnet
     replaced = export_subnet(searched.run_dir, "best", out, onnx=False, overwrite=True)
     assert sorted(p.name for p in replaced.directory.iterdir()) == [
         "README.md",
         "model.safetensors",
         "subnet.yaml",
     ]
+    assert read_subnet_yaml(out)[1] == replaced.subnet
     other = tmp_path / "other.pt"
     shutil.copy(read_subnet_yaml(out)[2]["source"]["checkpoint"], other)
     with other.open("ab") as f:

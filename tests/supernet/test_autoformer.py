@@ -427,6 +427,15 @@ def test_command_writes_a_searchable_supernet(tmp_path: Path, capsys) -> None:
         assert _diff(net.eval()(x, SMALL.largest()), _small_ref(state, x, SMALL.largest())) <= TOL
     with pytest.raises(UserError, match="exists and is not empty; choose another or pass"):
         convert_autoformer(path, options)
+    # overwrite=true replaces an earlier conversion, and nothing else
+    (out / "notes.txt").write_text("mine")
+    again = dataclasses.replace(options, overwrite=True)
+    with pytest.raises(UserError, match=r"holds notes\.txt, not an earlier conversion's files"):
+        convert_autoformer(path, again)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "supernet.pt").is_file()
+    (out / "notes.txt").unlink()
+    convert_autoformer(path, again)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "supernet.pt"]
 
 
 @pytest.mark.slow
