@@ -29,6 +29,7 @@ from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write_text, make_dir
 from supernet.common.console import Progress, plural, say
 from supernet.common.errors import CheckpointError, UserError
+from supernet.common.rundir import claim_run_dir
 from supernet.common.yamlio import YamlError, read_yaml
 
 from .budget import Budget
@@ -275,6 +276,7 @@ def _run_search(
 ) -> SearchResult:
     manifest_path = run_dir / MANIFEST
     configure_logging(settings.verbose)
+    claim_run_dir(run_dir, "search")
 
     # 1. The supernet, its space, the validation data, the budget: everything that can fail.
     device = resolve_device(settings.device)

@@ -366,7 +366,32 @@ CASES = [
         ("its model entry is a list, not the weights", "give one written by"),
         absent=("{run}",),
     ),
+    Case(
+        "finetune-in-a-supernet-run",
+        "a fine-tune pointed at the supernet's training run directory",
+        "supernet.train",
+        ("hydra.run.dir={train_run}", "mode=finetune", "supernet={checkpoint}", "subnet=middle"),
+        (
+            "{train_run} holds a supernet training run (supernet.pt)",
+            "give it a directory of its own, e.g. hydra.run.dir={train_run}/finetune",
+        ),
+        absent=("{train_run}/checkpoint.pt", "{train_run}/result.json"),
+        # its per-epoch curve (a fine-tune writes a metrics.csv too) and Hydra's record of it
+        unchanged=("{train_run}/metrics.csv", "{train_run}/.hydra/config.yaml"),
+    ),
     # -- python -m search ---------------------------------------------------------------------
+    Case(
+        "search-in-a-training-run",
+        "a search pointed at the supernet's training run directory",
+        "search",
+        ("hydra.run.dir={train_run}", "supernet={checkpoint}"),
+        (
+            "{train_run} holds a supernet training run (supernet.pt)",
+            "e.g. hydra.run.dir={train_run}/search",
+        ),
+        absent=("{train_run}/study.db", "{train_run}/search.log"),
+        unchanged=("{train_run}/metrics.csv", "{train_run}/.hydra/config.yaml"),
+    ),
     Case(
         "search-no-checkpoint",
         "no checkpoint given",

@@ -29,6 +29,7 @@ from supernet.common.atomic import atomic_write_text, make_dir
 from supernet.common.cli import hydra_main, user_errors
 from supernet.common.console import progress_mode, say
 from supernet.common.errors import UserError
+from supernet.common.rundir import claim_run_dir
 from supernet.saved_model import CONFIG_FILE, read_subnet_yaml
 from supernet.space import read_yaml
 from supernet.train.rng import seed_problem
@@ -163,6 +164,8 @@ def _prepare_out(cfg: DictConfig) -> Path:
     """The output directory, made and checked before the timing: writable, and not holding an
     earlier run's results (unless ``overwrite=true``)."""
     out = _out_dir(cfg)
+    for where in {Path(HydraConfig.get().runtime.output_dir), out}:
+        claim_run_dir(where, "latency")
     earlier = [name for name in WRITES[cfg.command] if (out / name).exists()]
     if earlier and not cfg.overwrite:
         raise LatencyError(

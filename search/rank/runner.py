@@ -24,6 +24,7 @@ from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write, atomic_write_text
 from supernet.common.console import Progress
 from supernet.common.errors import CheckpointError
+from supernet.common.rundir import claim_run_dir
 
 from ..costs import resolve_latency_profile
 from ..latency import LatencyProfile
@@ -208,6 +209,7 @@ def run_ranking(
     ``rank.html`` into ``run_dir``."""
     settings = cfg if isinstance(cfg, RankSettings) else RankSettings.from_config(cfg)
     run_dir = Path(run_dir)
+    claim_run_dir(run_dir, "rank")
     started = time.perf_counter()
     checkpoint = _checkpoint(settings.supernet)
     net, payload = load_supernet(checkpoint)

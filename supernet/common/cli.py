@@ -236,6 +236,8 @@ class _RunFiles:
     existed: bool
     files: dict[str, bytes | None] = field(default_factory=dict)
     new_root: Path | None = None  # the highest of run_dir and its parents that did not exist
+    logs: frozenset[str] = frozenset()  # the log files it held (a refused command's new, empty
+    # one is removed: Hydra opens it before the command can refuse the directory)
 
 
 def _new_root(path: Path) -> Path | None:
@@ -266,6 +268,9 @@ class KeepRunFiles(Callback):
             return
         hydra_dir = None if subdir is None else run_dir / str(subdir)
         snapshot = _RunFiles(run_dir, hydra_dir, run_dir.exists(), new_root=_new_root(run_dir))
+        if snapshot.existed:
+            with contextlib.suppress(OSError):
+                snapshot.logs = frozenset(p.name for p in run_dir.glob("*.log"))
         if hydra_dir is not None:
             for name in _HYDRA_FILES:
                 try:
@@ -326,6 +331,9 @@ def _restore_run_files(hydra_failed: bool = False) -> None:
                 shutil.rmtree(snapshot.run_dir)
                 _remove_empty_parents(snapshot.run_dir, snapshot.new_root)
             return
+        for log in snapshot.run_dir.glob("*.log"):
+            if log.name not in snapshot.logs and log.is_file() and log.stat().st_size == 0:
+                log.unlink()
         if snapshot.subdir is None:
             return
         for name, content in snapshot.files.items():

@@ -28,6 +28,7 @@ from .. import complexity
 from ..checkpoint import check_same_space, load_checkpoint, load_supernet
 from ..common.atomic import atomic_write, atomic_write_text, make_dir
 from ..common.errors import CheckpointError
+from ..common.rundir import claim_run_dir
 from ..common.yamlio import YamlError, read_yaml
 from ..data import DataSplits, build_data
 from ..evaluation import EvalSet, accuracies
@@ -313,6 +314,7 @@ def train_subnet(config: RunConfig | Mapping[str, Any], hooks: Hooks | None = No
 
 def _train(config: RunConfig, env: DistEnv, hooks: Hooks | None) -> SubnetResult:
     run_dir = Path(env.broadcast_object(str(config.run_dir)))
+    claim_run_dir(run_dir, "subnet", config.mode)
     train = config.train
     source = resolve_source(config)
     space, subnet = source.space, source.subnet

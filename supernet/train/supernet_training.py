@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..checkpoint import check_same_space, checkpoint_space, load_checkpoint, save_checkpoint
 from ..common.atomic import make_dir
 from ..common.resources import check_memory
+from ..common.rundir import claim_run_dir
 from ..data import DataSplits, build_data
 from ..evaluation import EvalSet, accuracies
 from ..model import Supernet, weight_count
@@ -153,6 +154,7 @@ def train_supernet(
 
 def _train(config: RunConfig, space: Space, env: DistEnv, hooks: Hooks | None) -> SupernetResult:
     run_dir = Path(env.broadcast_object(str(config.run_dir)))
+    claim_run_dir(run_dir, "supernet")
     train = config.train
     count = weight_count(space)
     check_memory(

@@ -1,0 +1,75 @@
+"""One run directory, one kind of run.
+
+Every command writes into its Hydra run directory, and most of them write files of the same
+names (``metrics.csv`` and ``train.log`` for a supernet's training and a subnet's, Hydra's own
+``.hydra/`` copies for all). A command pointed at the directory of another kind of run would mix
+its files with that run's or replace them: a fine-tune in a supernet's training directory
+replaced the supernet's per-epoch ``metrics.csv``. :func:`claim_run_dir` refuses such a
+directory before anything is written (Hydra's ``.hydra/`` copies are put back by
+:mod:`supernet.common.cli`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["RUN_KINDS", "RunKind", "claim_run_dir", "run_kind_of"]
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """``what``: the run in words ("a supernet training run"); ``markers``: the files (or
+    directories) only this kind of run writes into its run directory; ``subdir``: the name
+    suggested for a run of this kind of its own."""
+
+    what: str
+    markers: tuple[str, ...]
+    subdir: str
+
+
+#: Each command's kind of run, by the name its entry point claims with.
+RUN_KINDS: dict[str, RunKind] = {
+    "supernet": RunKind("a supernet training run", ("supernet.pt",), "supernet"),
+    "subnet": RunKind("a subnet training run", ("checkpoint.pt", "result.json"), "retrain"),
+    "search": RunKind("a search run", ("study.yaml", "study.db"), "search"),
+    "rank": RunKind("a ranking run", ("rank.yaml", "rank.csv", "subnets"), "rank"),
+    "latency": RunKind(
+        "a latency run",
+        ("latency_profile.yaml", "latency_measurements.csv", "latency_measurement.yaml"),
+        "latency",
+    ),
+}
+
+
+def run_kind_of(run_dir: Path, but: str | None = None) -> tuple[str, str] | None:
+    """The kind of run ``run_dir`` holds (other than ``but``) and the file that says so; None
+    when it holds none."""
+    for name, kind in RUN_KINDS.items():
+        if name == but:
+            continue
+        for marker in kind.markers:
+            if (run_dir / marker).exists():
+                return name, marker
+    return None
+
+
+def claim_run_dir(run_dir: str | Path, kind: str, subdir: str | None = None) -> None:
+    """Refuse ``run_dir`` when it holds another kind of run than ``kind`` (a key of
+    :data:`RUN_KINDS`), naming it and a directory of its own to use instead (``subdir`` of it:
+    by default the kind's)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    found = run_kind_of(run_dir, but=kind)
+    if found is None:
+        return
+    other, marker = found
+    own = RUN_KINDS[kind]
+    raise UserError(
+        f"{run_dir} holds {RUN_KINDS[other].what} ({marker}), whose files this "
+        f"{own.what.removeprefix('a ')} would mix with or replace; give it a directory of its "
+        f"own, e.g. hydra.run.dir={run_dir / (subdir or own.subdir)}"
+    )

@@ -1,0 +1,41 @@
+"""One run directory, one kind of run: each command refuses another kind's run directory."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from supernet.common.errors import UserError
+from supernet.common.rundir import RUN_KINDS, claim_run_dir, run_kind_of
+
+
+@pytest.mark.parametrize(("kind", "other"), list(itertools.permutations(RUN_KINDS, 2)))
+def test_a_run_dir_of_another_kind_is_refused(kind: str, other: str, tmp_path: Path) -> None:
+    for marker in RUN_KINDS[other].markers:
+        run_dir = tmp_path / marker
+        run_dir.mkdir()
+        (run_dir / marker).write_text("")  # a file or, for some markers, a directory: both count
+        with pytest.raises(UserError) as refused:
+            claim_run_dir(run_dir, kind)
+        message = str(refused.value)
+        assert message.startswith(f"{run_dir} holds {RUN_KINDS[other].what} ({marker})")
+        assert f"e.g. hydra.run.dir={run_dir / RUN_KINDS[kind].subdir}" in message
+        claim_run_dir(run_dir, other)  # its own kind continues there
+        assert run_kind_of(run_dir) == (other, marker)
+
+
+def test_new_empty_and_unmarked_dirs_are_anyones(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "train.log").write_text("")  # both trainings write one: it names neither
+    for kind in RUN_KINDS:
+        claim_run_dir(tmp_path / "missing", kind)
+        claim_run_dir(tmp_path, kind)
+    assert run_kind_of(tmp_path) is None
+
+
+def test_the_suggested_directory_can_be_the_callers(tmp_path: Path) -> None:
+    (tmp_path / "supernet.pt").write_text("")
+    with pytest.raises(UserError, match=r"e\.g\. hydra\.run\.dir=.*/scratch$"):
+        claim_run_dir(tmp_path, "subnet", "scratch")
