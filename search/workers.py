@@ -20,7 +20,6 @@ queued again with the same subnet, and it exits; nothing is left RUNNING.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
@@ -46,6 +45,7 @@ from supernet.common.cli import Terminated, ignore_late_interrupts, one_line
 from supernet.common.console import say
 from supernet.common.device import resolve_device as common_resolve_device
 from supernet.common.errors import UserError
+from supernet.common.processes import die_with_parent
 from supernet.common.resources import ResourceError, available_memory, format_bytes, process_memory
 
 from .continuation import claimed_by
@@ -349,20 +349,12 @@ def _job_from_json(text: str) -> WorkerJob:
 
 #: The environment variable that gives a worker its parent's pid.
 PARENT_ENV = "VITNAS_SEARCH_PARENT"
-_PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
     """Have Linux send SIGTERM when the parent dies; if it died already, stop now."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the stdin watch below still ties the worker to its parent
     parent = os.environ.get(PARENT_ENV)
-    if parent and os.getppid() != int(parent):  # re-parented before prctl took effect
-        os._exit(143)
+    die_with_parent(int(parent) if parent else None)
 
 
 def _watch_parent(pipe: int) -> None:

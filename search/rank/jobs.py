@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -19,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from supernet import Subnet, complexity
 from supernet.checkpoint import load_supernet
 from supernet.common.errors import UserError
+from supernet.common.processes import die_with_parent
 from supernet.data import build_data
 from supernet.evaluation import EvalSet, accuracies
 from supernet.model import Supernet
@@ -122,7 +127,9 @@ def run_jobs(
                 on_done(results[i])  # type: ignore[arg-type]
         return results  # type: ignore[return-value]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=n_jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    ) as pool:
         futures: dict[Future[dict[str, Any]], int] = {pool.submit(_run, jobs[i]): i for i in order}
         pending = set(futures)
         try:
@@ -142,6 +149,17 @@ def run_jobs(
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return results  # type: ignore[return-value]
+
+
+def _init_worker(parent: int) -> None:
+    """A pool worker: Ctrl-C is for its parent, which stops the pool (the whole process group
+    gets it, and a worker would print its own traceback), and it dies with its parent, however
+    that dies (a ``kill -9`` of the parent alone left the workers training on, re-parented)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
+    # tqdm's default lock is a multiprocessing one: a semaphore that a worker stopped by SIGTERM
+    # never unlinks, and Python's resource tracker then warns of it after `interrupted`
+    tqdm.set_lock(threading.RLock())
 
 
 def _terminate(process: multiprocessing.process.BaseProcess | None) -> None:

@@ -307,18 +307,36 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # as at a terminal, even if pytest's is ignored
+
+
 @pytest.mark.slow
-def test_sigterm_to_the_parent_alone_stops_the_training_workers(
-    trained_checkpoint: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("how", "last_line"),
+    [("sigterm-parent", "terminated"), ("ctrl-c", "interrupted"), ("sigkill-parent", None)],
+)
+def test_the_training_workers_stop_with_search_rank(
+    how: str, last_line: str | None, trained_checkpoint: Path, tmp_path: Path
 ) -> None:
-    """``kill <pid>`` of search.rank (not its process group: a scheduler or the OOM killer stops
-    the one process) stops the stand-alone runs in progress too, at once, instead of waiting the
-    minutes they take to finish."""
+    """``kill <pid>`` of search.rank (not its process group: a scheduler stops the one process)
+    and Ctrl-C stop the stand-alone runs in progress too, at once, instead of waiting the
+    minutes they take, and print one line after the banner: no worker's traceback, no resource
+    tracker's "leaked semaphore" warning. ``kill -9`` of the parent alone (the OOM killer) left
+    the workers training on, re-parented: they now die with it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "search.rank", f"supernet={trained_checkpoint}", "k=3",
                "n_jobs=2", "train.epochs=500", "finetune=false", "png=false",
                f"hydra.run.dir={tmp_path}/run"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, which Ctrl-C signals as a whole
+        preexec_fn=_default_sigint,
+    )
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
@@ -327,17 +345,25 @@ def test_sigterm_to_the_parent_alone_stops_the_training_workers(
             workers = [p for p in _descendants(process.pid) if b"spawn_main" in _cmdline(p)]
         assert len(workers) == 2, "the two training workers did not start"
         time.sleep(3)  # into their training runs
-        process.send_signal(signal.SIGTERM)
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGKILL if how == "sigkill-parent" else signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)  # the runs take minutes: not waited for
+        deadline = time.monotonic() + 15
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         process.kill()
         process.wait()
         left = [p for p in workers if _alive(p)]
         for pid in left:  # a failure must not leave them training for the rest of the suite
             os.kill(pid, signal.SIGKILL)
-    assert process.returncode == 143, stderr[-3000:]
-    assert stderr.strip().splitlines()[-1] == "terminated", stderr[-3000:]
     assert not left, f"workers {left} outlived search.rank"
+    if last_line is not None:
+        assert process.returncode == 128 + (15 if how == "sigterm-parent" else 2), stderr
+        lines = stderr.strip().splitlines()
+        assert lines[0].startswith("ranking 3 subnets of") and lines[1:] == [last_line], stderr
 
 
 def _sleeping_job(job: SubnetJob) -> dict[str, Any]:
