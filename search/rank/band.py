@@ -44,18 +44,36 @@ class BandError(RankError):
     """A band that is malformed, or that holds fewer than ``k`` distinct subnets."""
 
 
+#: Example windows for each cost, for the messages.
+_EXAMPLES = {
+    "params": ("[4M,6M]", "5M+-10%"),
+    "macs": ("[4M,5M]", "4.5M+-10%"),
+    "flops": ("[8M,10M]", "8.9M+-10%"),
+    "latency_ms": ("[4,6]", "5+-10%"),
+}
+
+
+def _fix(key: str) -> str:
+    window, centred = _EXAMPLES.get(key.split(".")[-1], _EXAMPLES["flops"])
+    return f"pass {key}={window} or {key}={centred}"
+
+
 def _syntax(key: str, value: object) -> BandError:
+    window, centred = _EXAMPLES.get(key.split(".")[-1], _EXAMPLES["flops"])
     return BandError(
-        f"{key} must be [low, high] (like [8M,10M]) or centre+-percent (like 8.9M+-10%), "
-        f"got {value!r}; pass {key}=[8M,10M] or {key}=8.9M+-10%"
+        f"{key} must be [low, high] (like {window}) or centre+-percent (like {centred}), "
+        f"got {value!r}; {_fix(key)}"
     )
 
 
-def _amount(key: str, value: object, whole: object) -> float:
+def _amount(key: str, value: object, whole: object, which: str) -> float:
+    """One amount of a window; ``which`` names it in the message ("the low end")."""
     try:
         amount = parse_amount(key, value)
-    except BudgetError:
-        raise _syntax(key, whole) from None
+    except BudgetError as exc:
+        problem = str(exc).split("; ")[0].removeprefix(f"{key} ")  # "must be positive, got 0"
+        shown = f" (in {whole!r})" if whole != value else ""
+        raise BandError(f"{key}: {which} {problem}{shown}; {_fix(key)}") from None
     if amount is None:
         raise _syntax(key, whole)
     return amount
@@ -68,13 +86,14 @@ def parse_window(key: str, value: object) -> tuple[float, float] | None:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise _syntax(key, value)
-        low, high = (_amount(key, v, value) for v in value)
+        low = _amount(key, value[0], value, "the low end")
+        high = _amount(key, value[1], value, "the high end")
     elif isinstance(value, str):
         match = _CENTRED.match(value)
         if not match:
             raise _syntax(key, value)
-        centre = _amount(key, match["centre"], value)
-        width = _amount(key, match["width"], value)
+        centre = _amount(key, match["centre"], value, "the centre")
+        width = _amount(key, match["width"], value, "the width")
         if match["pct"]:
             if width >= 100:
                 raise BandError(f"{key}: ±{width:g}% reaches zero or below; use less than 100%")
@@ -132,13 +151,19 @@ class Band:
         return all(low <= costs[m] <= high for m, low, high in self.windows)
 
     def describe(self) -> str:
-        return ", ".join(
-            f"{format_cost(m, low)} <= {m} <= {format_cost(m, high)}"
-            for m, low, high in self.windows
-        )
+        return ", ".join(_window_text(m, low, high) for m, low, high in self.windows)
 
     def to_config(self) -> dict[str, list[float]]:
         return {m: [low, high] for m, low, high in self.windows}
+
+
+def _window_text(metric: str, low: float, high: float) -> str:
+    """``8.01M FLOPs <= flops <= 9.79M FLOPs``; exact where rounding would hide the width
+    (``2M+-10`` is ± 10 FLOPs, not ± 10%)."""
+    a, b = format_cost(metric, low), format_cost(metric, high)
+    if a == b and low != high:
+        a, b = (f"{v:,.0f}" if metric != "latency_ms" else f"{v:.6g} ms" for v in (low, high))
+    return f"{a} <= {metric} <= {b}"
 
 
 def pick_in_band(
@@ -182,11 +207,14 @@ def pick_in_band(
             pool[s] = None
             last_new = draws
     if len(pool) < k:
-        lo, hi = cost(space.smallest())[metric], cost(space.largest())[metric]
+        small, large = cost(space.smallest()), cost(space.largest())
+        spans = " and ".join(
+            f"{format_cost(m, small[m])} to {format_cost(m, large[m])}" for m in band.metrics
+        )
         raise BandError(
             f"the band {band.describe()} holds {len(pool)} distinct subnet(s) in {draws:,} "
-            f"random draws, fewer than k={k} (this space spans {format_cost(metric, lo)} to "
-            f"{format_cost(metric, hi)}); widen the band or lower k"
+            f"random draws, fewer than k={k} (this space spans {spans}); widen the band, lower "
+            f"k, or raise pool_size (now {pool_size:,}) to draw more where a band holds few"
         )
     value = {s: float(cost(s)[metric]) for s in pool}
     return stratified(pool, value, k, rng, min(value.values()), max(value.values()))

@@ -61,7 +61,7 @@ class RankConfig:
     supernet: Any = option(None, "path to supernet.pt, or the training run dir holding it")
     k: Any = option(12, "subnets, one per equal-width bin of FLOPs (or of the band)")
     seed: Any = option(0, "the picks, the fine-tune seed, the proxies' initial weights")
-    pool_size: Any = option(4096, "random subnets drawn to fill the bins")
+    pool_size: Any = option(4096, "random subnets drawn to fill the bins (at most 200,000)")
     band: RankBand = option(RankBand(), "")
     latency_profile: Any = option(
         None, "a latency profile file or directory (null: latency_profiles/)"

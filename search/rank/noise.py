@@ -7,9 +7,10 @@ mean stand-alone test accuracy. Two seed-to-seed numbers describe its noise:
   pair of seeds (how well one stand-alone run orders the subnets as another does);
 - ``seed_tau_split_half`` — *the noise ceiling*: the seeds are split into two halves (sizes
   ⌊n/2⌋ and ⌈n/2⌉), τ is taken between the two halves' mean accuracies, and averaged over every
-  such split. It is what a ranker as good as retraining the subnets ⌊n/2⌋ times scores against an
-  independent reference, and it rises with the number of seeds as the means settle (with two
-  seeds it is the pairwise τ). The reference counts as measurable from
+  such split (over :data:`MAX_SPLITS` random ones beyond that many). It is what a ranker as good
+  as retraining the subnets ⌊n/2⌋ times scores against an independent reference, and it rises
+  with the number of seeds as the means settle (with two seeds it is the pairwise τ). The
+  reference counts as measurable from
   :data:`MEASURABLE_TAU`; a ranker above the ceiling orders subnets better than retraining them
   does, which only a ranker close to the true accuracies can.
 
@@ -58,14 +59,32 @@ def pairwise_tau(accuracies: np.ndarray) -> float:
     return float(np.nanmean(values)) if values and not all(map(math.isnan, values)) else math.nan
 
 
+#: Above this many splits into halves (12 seeds: 924), :func:`split_half_tau` averages over
+#: this many random ones instead: every split of 20 seeds took 40 s, of 30 seeds hours.
+MAX_SPLITS = 2000
+
+
+def _halves(n: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """Every split of ``n`` seeds' indices into a half of ⌊n/2⌋, or :data:`MAX_SPLITS` distinct
+    random ones (seeded) when there are more."""
+    if math.comb(n, n // 2) <= MAX_SPLITS:
+        return list(itertools.combinations(range(n), n // 2))
+    rng = np.random.default_rng(seed)
+    halves: set[tuple[int, ...]] = set()
+    while len(halves) < MAX_SPLITS:
+        halves.add(tuple(sorted(int(i) for i in rng.choice(n, n // 2, replace=False))))
+    return sorted(halves)
+
+
 def split_half_tau(accuracies: np.ndarray) -> float:
     """Mean τ between the mean accuracies of two halves of the seeds, over every split into
-    halves of ⌊n/2⌋ and ⌈n/2⌉ seeds; ``accuracies`` is subnets × seeds. NaN below two seeds."""
+    halves of ⌊n/2⌋ and ⌈n/2⌉ seeds (or :data:`MAX_SPLITS` random splits, for many seeds);
+    ``accuracies`` is subnets × seeds. NaN below two seeds."""
     n = accuracies.shape[1]
     if n < 2:
         return math.nan
     values = []
-    for half in itertools.combinations(range(n), n // 2):
+    for half in _halves(n):
         rest = [i for i in range(n) if i not in half]
         values.append(tau(accuracies[:, list(half)].mean(1), accuracies[:, rest].mean(1)))
     if all(math.isnan(v) for v in values):

@@ -39,11 +39,18 @@ class RankError(UserError):
     """A ranking setting with an impossible value, or a supernet that cannot be ranked."""
 
 
-def _int(key: str, value: Any, low: int) -> int:
+#: The most random draws ``pool_size`` may ask for: a band draws up to 16 times as many, and a
+#: billion hung the command for good, silent.
+MAX_POOL_SIZE = 200_000
+
+
+def _int(key: str, value: Any, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise RankError(
             f"{key} must be an integer ≥ {low}, got {quoted(value)}; pass {key}={low} or more"
         )
+    if high is not None and value > high:
+        raise RankError(f"{key} must be at most {high:,}, got {value:,}; pass {key}={high} or less")
     return value
 
 
@@ -159,7 +166,7 @@ class RankSettings:
             supernet=Path(str(data["supernet"])).expanduser(),
             k=_int("k", data.get("k", 12), 3),
             seed=seed,
-            pool_size=_int("pool_size", data.get("pool_size", 4096), 1),
+            pool_size=_int("pool_size", data.get("pool_size", 4096), 1, MAX_POOL_SIZE),
             finetune=data.get("finetune", True),
             scratch_dir=scratch_dir,
             n_jobs=_n_jobs(data.get("n_jobs", 1)),

@@ -94,6 +94,8 @@ def test_recipe_is_the_supernets_with_overrides() -> None:
         ({}, "no supernet checkpoint given"),
         ({"supernet": "x.pt", "k": 2}, "k must be an integer ≥ 3"),
         ({"supernet": "x.pt", "n_jobs": 0}, "n_jobs must be an integer ≥ 1"),
+        # a billion draws hung the command, silent
+        ({"supernet": "x.pt", "pool_size": 10**9}, "pool_size must be at most 200,000"),
         ({"supernet": "x.pt", "colour": "red"}, "unknown option"),
         ({"supernet": "x.pt", "train": {"strategy": "uniform"}}, "supernet training option"),
         ({"supernet": "x.pt", "train": {"epoch": 3}}, r"unknown recipe option\(s\) train.epoch"),

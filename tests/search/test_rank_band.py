@@ -4,6 +4,7 @@ and the error when it holds fewer than k."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -39,9 +40,14 @@ def test_window_forms(value: object, window: tuple[float, float]) -> None:
         ("10M", r"band.flops must be \[low, high\] \(like \[8M,10M\]\) or centre\+-percent"),
         (["8M"], r"must be \[low, high\]"),
         (["8M", "9M", "10M"], r"must be \[low, high\]"),
-        ("tenM+-10%", r"must be \[low, high\]"),
-        (["8X", "10M"], r"must be \[low, high\]"),
-        (["-1M", "10M"], r"must be \[low, high\]"),
+        ("tenM+-10%", r"band\.flops: the centre must be a number like 2e6 or 2M, got 'tenM'"),
+        (["8X", "10M"], r"the low end must be a number like 2e6 or 2M, got '8X' \(in \['8X'"),
+        # each end's own problem, not the form's (they were all "must be [low, high]")
+        (["-1M", "10M"], r"the low end must be positive, got '-1M'"),
+        ([0, "10M"], r"the low end must be positive, got 0 .*; pass band\.flops=\[8M,10M\]"),
+        (["1M", "inf"], r"the high end must be a finite number, got 'inf'"),
+        (["nan", "2M"], r"the low end must be a finite number, got 'nan'"),
+        ("2M+-0%", r"the width must be positive, got '0'"),
         (
             ["10M", "8M"],
             r"the low end 10M FLOPs is above the high end 8M FLOPs; write \[low, high\]",
@@ -117,9 +123,18 @@ def test_a_band_with_fewer_than_k_subnets_says_how_many(digits_space: SearchSpac
     with pytest.raises(
         BandError,
         match=rf"holds {len(inside)} distinct subnet\(s\) in [\d,]+ random draws, fewer than "
-        rf"k={len(inside) + 1} \(this space spans .*\); widen the band or lower k",
+        rf"k={len(inside) + 1} \(this space spans .*\); widen the band, lower k, or raise "
+        r"pool_size \(now 256\)",
     ):
         pick_in_band(digits_space, len(inside) + 1, band, costs, seed=0, pool_size=256)
+    # two costs: the message gives the space's range in each; a width rounding would hide
+    # (2M+-10 is ± 10 FLOPs) is shown exact
+    both = Band.from_config({"params": ["1", "2"], "flops": "2M+-10"})
+    with pytest.raises(BandError) as few:
+        pick_in_band(digits_space, 3, both, costs, seed=0, pool_size=256)
+    message = str(few.value)
+    assert "1,999,990 <= flops <= 2,000,010" in message
+    assert re.search(r"spans \S+ params to \S+ params and \S+ FLOPs to \S+ FLOPs\)", message)
     below = Band.from_config({"flops": ["1", "2"]})
     with pytest.raises(BandError, match=r"holds 0 distinct subnet\(s\)"):
         pick_in_band(digits_space, 3, below, costs, seed=0, pool_size=256)

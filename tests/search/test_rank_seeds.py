@@ -23,12 +23,29 @@ from search.rank import (
     run_ranking,
     split_half_tau,
 )
-from search.rank.noise import difference_interval
+from search.rank.noise import MAX_SPLITS, _halves, difference_interval
 
 
 # -- the statistics --------------------------------------------------------------------------------
 def _kt(a: np.ndarray, b: np.ndarray) -> float:
     return float(kendalltau(a, b).statistic)
+
+
+def test_split_half_tau_of_many_seeds_averages_random_splits() -> None:
+    """Every split of n seeds grows as C(n, n/2): 20 seeds took 40 s, 30 would take hours.
+    Beyond MAX_SPLITS splits a seeded sample of distinct ones stands in, close to them all."""
+    assert len(_halves(12)) == math.comb(12, 6) <= MAX_SPLITS  # every split, while few
+    halves = _halves(14)
+    assert len(halves) == len(set(halves)) == MAX_SPLITS < math.comb(14, 7)
+    assert all(len(h) == 7 and list(h) == sorted(h) for h in halves) and halves == _halves(14)
+    rng = np.random.default_rng(1)
+    runs = rng.normal(size=(8, 14)) + np.arange(8)[:, None] * 0.5
+    every = [
+        kendalltau(runs[:, list(h)].mean(1), np.delete(runs, list(h), axis=1).mean(1)).statistic
+        for h in itertools.combinations(range(14), 7)
+    ]
+    assert split_half_tau(runs) == pytest.approx(np.mean(every), abs=0.02)
+    assert not math.isnan(split_half_tau(rng.normal(size=(8, 40))))  # 40 seeds: no hang
 
 
 def test_pairwise_and_split_half_tau() -> None:
