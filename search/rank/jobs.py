@@ -32,6 +32,7 @@ from supernet.data import build_data
 from supernet.evaluation import EvalSet, accuracies
 from supernet.model import Supernet
 from supernet.train import train_subnet
+from supernet.train.resume import OtherSettings
 
 from .settings import RankError
 
@@ -102,6 +103,12 @@ def _run(job: SubnetJob) -> dict[str, Any]:
     """Run one job (in a worker process or in this one); user errors come back as RankError."""
     try:
         out = _inherited(job) if job.kind == "inherit" else _train(job)
+    except OtherSettings as exc:  # a run this command made (it has no .hydra/ to look up)
+        raise RankError(
+            f"{job.kind} {job.subnet}: {exc.problem}; an earlier ranking trained it with those "
+            "settings: repeat them, or rank in another hydra.run.dir (and another scratch_dir=, "
+            "if given)"
+        ) from None
     except UserError as exc:  # re-raised as a picklable error that names the job
         raise RankError(f"{job.kind} {job.subnet}: {exc}") from None
     return {"kind": job.kind, "subnet": job.subnet, "label": job.label, **job.extra, **out}

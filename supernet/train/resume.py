@@ -10,7 +10,17 @@ from typing import Any
 from ..data import DataConfig, DataError
 from .config import DISPLAY_ONLY, ConfigError, TrainConfig
 
-__all__ = ["check_same_settings", "resume_path"]
+__all__ = ["OtherSettings", "check_same_settings", "resume_path"]
+
+
+class OtherSettings(ConfigError):
+    """A checkpoint to continue that was trained with other settings: ``problem`` says which,
+    and the message adds what to do (a caller that made the run, as search.rank does, says
+    its own)."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.problem = problem
 
 
 def resume_path(resume: bool | str, run_dir: Path, name: str) -> Path | None:
@@ -100,7 +110,8 @@ def check_same_settings(
         if before.get(k) != now[k] and k.removeprefix("train.") not in DISPLAY_ONLY
     ]
     if diff:
-        raise ConfigError(
-            f"cannot resume {path} with other settings ({'; '.join(diff)}); repeat the original "
-            "overrides (its run directory's .hydra/overrides.yaml lists them) or start a new run"
+        raise OtherSettings(
+            f"cannot resume {path} with other settings ({'; '.join(diff)})",
+            "repeat the original overrides (its run directory's .hydra/overrides.yaml lists them) "
+            "or start a new run",
         )

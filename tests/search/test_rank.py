@@ -235,8 +235,10 @@ def test_scratch_runs_are_shared_and_reused(
     # The same subnets with another recipe are other runs: refused, not silently reused.
     other = _config(trained_checkpoint, finetune=False, scratch_dir=str(scratch))
     other["train"] = {**other["train"], "epochs": 2}  # type: ignore[dict-item]
-    with pytest.raises(RankError, match=r"cannot resume .* other settings .*train.epochs"):
+    with pytest.raises(RankError, match=r"cannot resume .* other settings .*train.epochs") as e:
         run_ranking(other, tmp_path / "c")
+    # its fix is the ranking's: the runs it made have no .hydra/overrides.yaml to look up
+    assert ".hydra" not in str(e.value) and "another scratch_dir=" in str(e.value)
 
 
 def test_run_dir_of_another_supernet_is_refused(ranked, random_checkpoint: Path) -> None:  # type: ignore[no-untyped-def]
