@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from supernet import Space, Subnet, complexity
 from supernet.checkpoint import file_sha256, load_supernet
-from supernet.common.atomic import atomic_write, atomic_write_text
+from supernet.common.atomic import atomic_write, atomic_write_text, remove_stale_temps
 from supernet.common.console import Progress
 from supernet.common.errors import CheckpointError
 from supernet.common.rundir import claim_run_dir
@@ -91,6 +91,54 @@ def _check_run_dir(run_dir: Path, sha: str) -> None:
                 f"{run_dir} holds the ranking of another supernet ({old.get('checkpoint')}); "
                 "choose another hydra.run.dir"
             )
+
+
+#: What a ranking writes into its run directory, beside ``subnets/`` and the training runs.
+OUTPUTS = ("rank.csv", MANIFEST, "rank.html", "rank.png")
+
+
+def _clear_previous_outputs(run_dir: Path, subnet_files: set[str]) -> None:
+    """Before a ranking's outputs are written: the temporary files a killed write of them left,
+    the previous run's PNG (this run's may not be drawn: png=false, or a kill while Chromium
+    renders it; it must not stand beside tables it does not show), and the subnet YAMLs of
+    subnets this run did not pick (the new table does not name them)."""
+    for name in OUTPUTS:
+        remove_stale_temps(run_dir / name)
+    (run_dir / "rank.png").unlink(missing_ok=True)
+    for path in (run_dir / "subnets").glob("*.yaml"):
+        if path.name not in subnet_files:
+            path.unlink(missing_ok=True)
+
+
+def _replacing_note(run_dir: Path, now: Mapping[str, Any]) -> str | None:
+    """A note when ``run_dir`` holds a finished ranking of the same supernet with other settings,
+    which this one replaces (its finished training runs are reused where they match)."""
+    path = run_dir / MANIFEST
+    try:
+        old = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(old, Mapping):
+        return None
+    changed = []
+    for key, value in now.items():
+        before = old.get(key)
+        if key not in old or before == value:
+            continue
+        if isinstance(before, Mapping) and isinstance(value, Mapping):  # the recipe's changes
+            changed += [
+                f"{key}.{sub} {before.get(sub)!r} -> {value.get(sub)!r}"
+                for sub in dict.fromkeys([*before, *value])
+                if before.get(sub) != value.get(sub)
+            ]
+        else:
+            changed.append(f"{key} {before!r} -> {value!r}")
+    if not changed:
+        return None
+    return (
+        f"note: {run_dir} holds a ranking with other settings ({', '.join(changed)}); this one "
+        "replaces its tables (training runs that match are reused)"
+    )
 
 
 def _jobs(
@@ -243,6 +291,17 @@ def run_ranking(
     }
     jobs = _jobs(settings, run_dir, space, subnets, common, checkpoint)
     seeds = settings.scratch_seeds
+    replacing = _replacing_note(
+        run_dir,
+        {
+            "k": settings.k,
+            "seed": settings.seed,
+            "seeds": list(seeds),
+            "band": band.to_config(),
+            "recipe": train.to_dict(),
+            "finetune": settings.finetune,
+        },
+    )
     print(
         f"ranking {len(subnets)} subnets of {checkpoint} (space {space.name or 'custom'}, "
         f"data {data.get('name')}"
@@ -252,6 +311,8 @@ def run_ranking(
         f"{settings.n_jobs} process(es)",
         file=sys.stderr,
     )
+    if replacing:
+        print(replacing, file=sys.stderr)
     bar = Progress(settings.progress, total=len(jobs), desc="rank", unit="run", logger=log)
 
     def done(result: Mapping[str, Any]) -> None:
@@ -277,6 +338,7 @@ def run_ranking(
     lines = [verdict(stats), noise_verdict(stats), proxy_verdict(stats)]
     wall = time.perf_counter() - started
 
+    _clear_previous_outputs(run_dir, {f"{slug(s)}.yaml" for s in subnets})
     files = [run_dir / "rank.csv"]
     atomic_write(files[0], lambda tmp: table.to_csv(tmp, index=False))
     manifest = {

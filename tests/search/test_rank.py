@@ -391,3 +391,33 @@ def test_each_result_is_reported_as_its_job_finishes(
     results = run_jobs(jobs, 2, lambda r: seen.append((r["label"], time.monotonic())))
     assert [label for label, _ in seen] == ["fast", "slow"]
     assert seen[0][1] < results[0]["finished"] - 4  # "fast" reported while "slow" still slept
+
+
+def test_a_rerun_leaves_no_output_of_the_previous_one(tmp_path: Path) -> None:
+    """A rerun with png=false (or killed while Chromium drew the PNG) left the previous run's
+    rank.png beside the new tables, a killed PNG write's temporary file piled up, and subnets/
+    kept the YAMLs of subnets the new table does not name."""
+    from search.rank.runner import _clear_previous_outputs
+
+    for name in ("rank.png", ".rank.png.x1y2z3.tmp", ".rank.csv.a1b2c3.tmp", "rank.csv"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "subnets").mkdir()
+    for name in ("kept.yaml", "dropped.yaml", "notes.txt"):
+        (tmp_path / "subnets" / name).write_text("old")
+    _clear_previous_outputs(tmp_path, {"kept.yaml"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank.csv", "subnets"]
+    assert sorted(p.name for p in (tmp_path / "subnets").iterdir()) == ["kept.yaml", "notes.txt"]
+
+
+def test_a_rerun_with_other_settings_says_it_replaces_the_ranking(tmp_path: Path) -> None:
+    from search.rank.runner import _replacing_note
+
+    old = {"k": 5, "seeds": [0, 1], "recipe": {"epochs": 3, "lr": 0.001}, "stats": {}}
+    (tmp_path / "rank.yaml").write_text(yaml.safe_dump(old))
+    same = {"k": 5, "seeds": [0, 1], "recipe": {"epochs": 3, "lr": 0.001}}
+    assert _replacing_note(tmp_path, same) is None
+    other = {"k": 3, "seeds": [0, 1], "recipe": {"epochs": 2, "lr": 0.001}}
+    note = _replacing_note(tmp_path, other)
+    assert note is not None and note.startswith(f"note: {tmp_path} holds a ranking with other")
+    assert "(k 5 -> 3, recipe.epochs 3 -> 2)" in note and "lr" not in note
+    assert _replacing_note(tmp_path / "new", other) is None
