@@ -395,8 +395,8 @@ def rank_figure(
         make_subplots(
             rows=1,
             cols=2,
-            column_widths=[0.62, 0.38],
-            horizontal_spacing=0.14,
+            column_widths=[0.58, 0.42],
+            horizontal_spacing=0.16,  # room for the rankers' names
             subplot_titles=("inherited vs stand-alone accuracy", "rank correlation"),
         )
         if rankers is not None
@@ -408,12 +408,14 @@ def rank_figure(
             x=x,
             y=table["scratch_test_acc"] * 100,
             mode="markers",
-            name="trained from scratch",
+            name="trained from scratch"
+            + (" (mean ± std of seeds)" if table["scratch_test_std"].notna().any() else ""),
             marker={
                 "size": 11,
                 "color": table["flops"] / 1e6,
                 "colorscale": "Viridis",
-                "colorbar": {"title": "MFLOPs", "x": 0.5 if rankers is not None else 1.02},
+                # at the figure's right edge: between the panels it covered the rankers' names
+                "colorbar": {"title": "MFLOPs", "x": 1.02, "thickness": 14},
                 "line": {"width": 1, "color": "black"},
             },
             hovertext=hover,
@@ -458,14 +460,16 @@ def rank_figure(
     fig.update_layout(
         title=title
         or (
-            f"inherited vs stand-alone accuracy: Kendall τ = {stats['kendall_tau']:.2f}, "
-            f"Spearman ρ = {stats['spearman_rho']:.2f} ({int(stats['subnets'])} subnets)"
+            f"supernet ranking: Kendall τ = {stats['kendall_tau']:.2f}, Spearman ρ = "
+            f"{stats['spearman_rho']:.2f} ({int(stats['subnets'])} subnets)"
         ),
         template="plotly_white",
-        legend={"yanchor": "bottom", "y": 0.01, "xanchor": "right", "x": 0.99},
+        # below the panels, in a row: inside them it covered points and the rankers' bars
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "center", "x": 0.5},
+        margin={"b": 200},
     )
     fig.update_xaxes(title_text="inherited-weight validation accuracy (%)", **left)
-    fig.update_yaxes(title_text="stand-alone test accuracy (%, mean of seeds)", **left)
+    fig.update_yaxes(title_text="test accuracy (%)", **left)
     return fig
 
 
@@ -482,7 +486,7 @@ def _ranker_bars(fig: go.Figure, rankers: pd.DataFrame, stats: Mapping[str, Any]
             y=names,
             x=rankers["kendall_tau"],
             orientation="h",
-            name="Kendall τ",
+            name="Kendall τ (solid bars)",
             marker={"color": colors},
             hovertext=hover,
             hoverinfo="text",
@@ -495,7 +499,7 @@ def _ranker_bars(fig: go.Figure, rankers: pd.DataFrame, stats: Mapping[str, Any]
             y=names,
             x=rankers["spearman_rho"],
             orientation="h",
-            name="Spearman ρ",
+            name="Spearman ρ (pale bars)",
             marker={"color": colors, "opacity": 0.45},
             hovertext=hover,
             hoverinfo="text",
@@ -509,7 +513,17 @@ def _ranker_bars(fig: go.Figure, rankers: pd.DataFrame, stats: Mapping[str, Any]
             x=ceiling,
             line_dash="dash",
             line_color="gray",
-            annotation_text=f"seeds' τ {ceiling:.2f}",
+            row=1,
+            col=2,
+        )
+        fig.add_trace(  # the line's legend entry (a label on the panel met a bar or the colour bar)
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                name=f"noise ceiling: seeds' split-half τ {ceiling:.2f}",
+                line={"dash": "dash", "color": "gray"},
+            ),
             row=1,
             col=2,
         )

@@ -421,3 +421,42 @@ def test_a_rerun_with_other_settings_says_it_replaces_the_ranking(tmp_path: Path
     assert note is not None and note.startswith(f"note: {tmp_path} holds a ranking with other")
     assert "(k 5 -> 3, recipe.epochs 3 -> 2)" in note and "lr" not in note
     assert _replacing_note(tmp_path / "new", other) is None
+
+
+def test_the_figure_keeps_its_parts_apart() -> None:
+    """The colour bar sat between the panels over the rankers' names, the legend inside them over
+    the lower bars, and the title ran off the right edge."""
+    from search.rank.table import rank_figure
+
+    n = 4
+    table = pd.DataFrame(
+        {
+            "arch": [f"D{i}" for i in range(n)],
+            "flops": np.linspace(1e6, 4e6, n),
+            "params": np.linspace(1e4, 4e4, n),
+            "inherited_val_acc": [0.3, 0.35, 0.4, 0.38],
+            "inherited_test_acc": [0.31, 0.34, 0.41, 0.37],
+            "scratch_test_acc": [0.2, 0.18, 0.25, 0.22],
+            "scratch_test_std": [0.01, 0.02, 0.01, 0.03],
+            "finetune_test_acc": [0.5, 0.55, 0.6, 0.52],
+        }
+    )
+    rankers = pd.DataFrame(
+        {
+            "ranker": ["supernet", "params", "flops", "dss"],
+            "source": ["inherited", "count", "count", "proxy"],
+            "kendall_tau": [0.2, 0.4, 0.4, -0.1],
+            "kendall_p": [0.5, 0.3, 0.3, 0.9],
+            "spearman_rho": [0.3, 0.5, 0.5, -0.2],
+            "cost_s": [100.0, 0.0, 0.0, 2.0],
+        }
+    )
+    stats = {"kendall_tau": 0.2, "spearman_rho": 0.3, "subnets": n, "seed_tau_split_half": 0.4}
+    fig = rank_figure(table, stats, rankers)
+    right_panel_ends = fig.layout.xaxis2.domain[1]
+    assert fig.data[0].marker.colorbar.x > right_panel_ends  # beside the panels, not between
+    assert fig.layout.legend.y < 0 and fig.layout.legend.orientation == "h"  # below them
+    assert len(fig.layout.title.text) <= 80  # one line on the 1400-px PNG
+    names = [trace.name for trace in fig.data]
+    assert "noise ceiling: seeds' split-half τ 0.40" in names
+    assert "trained from scratch (mean ± std of seeds)" in names
