@@ -30,6 +30,7 @@ from scipy.stats import kendalltau
 __all__ = [
     "MEASURABLE_TAU",
     "SIGNIFICANCE",
+    "chance_p",
     "difference_interval",
     "pairwise_tau",
     "split_half_tau",
@@ -90,6 +91,23 @@ def split_half_tau(accuracies: np.ndarray) -> float:
     if all(math.isnan(v) for v in values):
         return math.nan
     return float(np.nanmean(values))
+
+
+def chance_p(tau_value: float, subnets: int) -> float:
+    """The two-sided p-value of a Kendall τ of ``tau_value`` (rounded to the nearest one ``subnets``
+    untied values can have) between two orders of ``subnets`` items: how often a random order
+    agrees as well. With few subnets even a high τ is chance (4 subnets: τ 0.67 has p 0.33)."""
+    if subnets < 2 or math.isnan(tau_value):
+        return math.nan
+    pairs = subnets * (subnets - 1) // 2
+    discordant = round((1 - tau_value) / 2 * pairs)
+    # the permutation with that many inversions, from its Lehmer code
+    remaining, order = list(range(subnets)), []
+    for i in range(subnets):
+        step = min(discordant, subnets - 1 - i)
+        discordant -= step
+        order.append(remaining.pop(step))
+    return float(kendalltau(range(subnets), order).pvalue)
 
 
 def difference_interval(

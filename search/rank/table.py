@@ -30,6 +30,7 @@ from supernet import Space, Subnet, complexity
 from .noise import (
     MEASURABLE_TAU,
     SIGNIFICANCE,
+    chance_p,
     difference_interval,
     pairwise_tau,
     split_half_tau,
@@ -315,6 +316,14 @@ def noise_verdict(stats: Mapping[str, Any]) -> str:
         return (
             f"noise: {seeds}, below {MEASURABLE_TAU}: the reference is too noisy to judge the "
             f"supernet (τ = {tau:.2f}) or any proxy; train longer (train.epochs) or add seeds"
+        )
+    subnets = int(stats.get("subnets", 0))
+    chance = chance_p(ceiling, subnets)
+    if chance >= SIGNIFICANCE:
+        return (
+            f"noise: {seeds}, but with {subnets} subnets a random order agrees as well "
+            f"{chance:.0%} of the time: no ranker can be judged (the supernet's τ = {tau:.2f}); "
+            "rank more subnets (k)"
         )
     if math.isnan(tau) or math.isnan(p) or p >= SIGNIFICANCE or tau <= 0:
         return (

@@ -23,7 +23,7 @@ from search.rank import (
     run_ranking,
     split_half_tau,
 )
-from search.rank.noise import MAX_SPLITS, _halves, difference_interval
+from search.rank.noise import MAX_SPLITS, _halves, chance_p, difference_interval
 
 
 # -- the statistics --------------------------------------------------------------------------------
@@ -91,6 +91,7 @@ def _stats(**overrides: object) -> dict[str, object]:
         "seeds": 3,
         "seed_tau_pairwise": 0.6,
         "seed_tau_split_half": 0.65,
+        "subnets": 10,
     }
     return {**base, **overrides}
 
@@ -107,6 +108,20 @@ def test_noise_verdicts() -> None:
     assert "cannot be told apart" in noise_verdict(_stats(kendall_tau=-0.6, kendall_p=0.01))
     assert "is above the noise ceiling" in noise_verdict(_stats())
     assert "is below the noise ceiling" in noise_verdict(_stats(kendall_tau=0.6))
+    # seeds that agree at τ 0.67 over 4 subnets: a random order does as well 1 time in 3
+    line = noise_verdict(_stats(seed_tau_split_half=0.67, subnets=4))
+    assert "but with 4 subnets a random order agrees as well 33% of the time" in line
+    assert "no ranker can be judged" in line and "rank more subnets (k)" in line
+
+
+def test_chance_p_is_kendalls_exact_p() -> None:
+    for n in (4, 7, 10):
+        rng = np.random.default_rng(n)
+        for _ in range(5):
+            order = rng.permutation(n)
+            exact = kendalltau(range(n), order)
+            assert chance_p(exact.statistic, n) == pytest.approx(exact.pvalue)
+    assert math.isnan(chance_p(math.nan, 10)) and math.isnan(chance_p(0.5, 1))
 
 
 def test_proxy_verdicts() -> None:
