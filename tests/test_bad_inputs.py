@@ -78,6 +78,14 @@ CASES = [
         absent=("{run}",),
     ),
     Case(
+        "train-group-given-a-number",
+        "a config group given a value (Hydra's bare ValueError was a traceback)",
+        "supernet.train",
+        ("hydra.run.dir={run}", "train=5"),
+        ("train=5: train is a config group", "set one of its options as train.<option>=<value>"),
+        absent=("{run}",),
+    ),
+    Case(
         "train-space-field-not-in-preset",
         "a space field the preset leaves out, set without +",
         "supernet.train",
@@ -1140,6 +1148,14 @@ CASES = [
         "search.rank",
         ("hydra.run.dir={run}", "supernet={checkpoint}", "kk=3"),
         ("unknown option kk", "check its spelling"),
+        absent=("{run}",),
+    ),
+    Case(
+        "rank-band-given-a-list",
+        "a group of options given a value",
+        "search.rank",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "band=[1M,2M]"),
+        ("band is a group of options, not a value", "set one of them as band.<option>=<value>"),
         absent=("{run}",),
     ),
     Case(

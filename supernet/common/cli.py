@@ -451,6 +451,21 @@ def _run_dir_message(exc: OSError, where: str | Path | None) -> str:
     )
 
 
+def _group_given_a_value(exc: ValueError, argv: Sequence[str]) -> str | None:
+    """``train=5``: a config group given a number (Hydra raises a bare ValueError, whose
+    traceback was all the user saw), as one line naming the override."""
+    if not str(exc).startswith("Config group override must be a string or a list"):
+        return None
+    groups = {p.name for p in (Path(__file__).parents[1] / "conf").iterdir() if p.is_dir()}
+    scalar = re.compile(r"[+~]*(\w+)=(?:[-+0-9.eE]+|true|false|null)", re.I)
+    shown = next((a for a in argv if (m := scalar.fullmatch(a)) and m.group(1) in groups), None)
+    key = shown.split("=", 1)[0].lstrip("+~") if shown else "a config group"
+    return (
+        f"{shown or key}: {key} is a config group, whose value names one of its configs "
+        f"({key}=<name>: `--help` lists them); set one of its options as {key}.<option>=<value>"
+    )
+
+
 def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> None:
     """Call a ``@hydra.main`` function, reporting Hydra's own errors as one line (exit 2).
 
@@ -472,6 +487,9 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
             raise
         fail(_hydra_message(exc))
     except ValueError as exc:
+        group = _group_given_a_value(exc, sys.argv[1:] if argv is None else argv)
+        if group is not None and not debug:
+            fail(group)
         # Hydra's own check of its flags (--cfg with -m, say): a ValueError, not a HydraException
         if debug or not str(exc).startswith("Only one of --run, --multirun, --cfg"):
             raise

@@ -61,6 +61,11 @@ def config_message(exc: OmegaConfBaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "not in" in text and text.startswith("Key "):
         return f"unknown option {key or text}; check its spelling (`--help` lists the options)"
+    if key and "Cannot merge DictConfig with" in text:  # band=[1M,2M], train=fast
+        return (
+            f"{key} is a group of options, not a value; set one of them as {key}.<option>=<value> "
+            f"(`--help` lists the options)"
+        )
     value = getattr(exc, "value", None)
     shown = f", got {quoted(value)}" if value is not None else ""
     return (
