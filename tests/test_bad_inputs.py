@@ -401,6 +401,14 @@ CASES = [
         unchanged=("{train_run}/metrics.csv", "{train_run}/.hydra/config.yaml"),
     ),
     Case(
+        "search-budget-given-a-list",
+        "a config group given a list",
+        "search",
+        ("hydra.run.dir={run}", "supernet={checkpoint}", "budget=[1M,2M]"),
+        ("budget= chooses one of autoformer_base", "set one of its options as budget.<option>"),
+        absent=("{run}",),
+    ),
+    Case(
         "search-no-checkpoint",
         "no checkpoint given",
         "search",

@@ -404,6 +404,16 @@ def _hydra_message(exc: Exception) -> str:
         if plugin is not None:
             return plugin
         return f"no config {missing}; the choices are {', '.join(exc.options)}"
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
+        # a list given to a group (budget=[1M,2M]) names one config per item, with no choices
+        group, _, name = exc.missing_cfg_file.rpartition("/")
+        folder = Path(__file__).parents[1] / "conf" / group
+        if group and folder.is_dir():
+            choices = sorted(p.stem for p in folder.glob("*.yaml"))
+            return (
+                f"no config {group}/{name}: {group}= chooses one of {', '.join(choices)}; set "
+                f"one of its options as {group}.<option>=<value> (`--help` lists them)"
+            )
     text = str(exc)
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({str(cause).splitlines()[0]})"
