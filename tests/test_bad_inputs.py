@@ -1198,7 +1198,7 @@ CASES = [
         "cost band holding fewer than k subnets",
         "search.rank",
         ("hydra.run.dir={run}", "supernet={checkpoint}", "band.flops=[1k,2k]", "k=5"),
-        ("holds 0 distinct subnet(s)", "fewer than k=5", "widen the band or lower k"),
+        ("holds 0 distinct subnet(s)", "fewer than k=5", "widen the band, lower k"),
         absent=("{run}/rank.csv", "{run}/rank.yaml", "{run}/scratch"),
     ),
     Case(

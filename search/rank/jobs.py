@@ -9,6 +9,7 @@ one with other settings is refused with a message naming the difference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -16,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,7 +138,12 @@ def run_jobs(
     with ProcessPoolExecutor(
         max_workers=n_jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
     ) as pool:
-        futures: dict[Future[dict[str, Any]], int] = {pool.submit(_run, jobs[i]): i for i in order}
+        # The workers start (spawned, on submit) with Ctrl-C ignored, which they inherit:
+        # the terminal's Ctrl-C reaching one while it still imports torch printed a traceback.
+        with _sigint_ignored():
+            futures: dict[Future[dict[str, Any]], int] = {
+                pool.submit(_run, jobs[i]): i for i in order
+            }
         pending = set(futures)
         try:
             while pending:
@@ -158,11 +164,24 @@ def run_jobs(
     return results  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in this process (the main thread's) for the body, as before after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _init_worker(parent: int) -> None:
     """A pool worker: Ctrl-C is for its parent, which stops the pool (the whole process group
     gets it, and a worker would print its own traceback), and it dies with its parent, however
     that dies (a ``kill -9`` of the parent alone left the workers training on, re-parented)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (inherited already: see run_jobs)
     die_with_parent(parent)
     # tqdm's default lock is a multiprocessing one: a semaphore that a worker stopped by SIGTERM
     # never unlinks, and Python's resource tracker then warns of it after `interrupted`
