@@ -48,6 +48,7 @@ import torch
 from . import complexity
 from .checkpoint import file_sha256, save_checkpoint
 from .common.atomic import (
+    check_not_cwd,
     check_target_dir,
     move_into_place,
     remove_stale_staging,
@@ -55,17 +56,22 @@ from .common.atomic import (
     writing,
 )
 from .common.errors import UserError
+from .common.rundir import check_not_a_runs_output
 from .data import imagefolder_preprocessing
 from .onnx_export import onnx_wanted
 from .preprocessing import Preprocessing
-from .saved_model import EXPORT_FILES, read_subnet_yaml, save_subnet
+from .saved_model import CONFIG_FILE, EXPORT_FILES, WEIGHTS_FILE, read_subnet_yaml, save_subnet
 from .space import Space, SpaceError
 from .vit.autoformer import Conversion, convert
 from .vit.space import SearchSpace
 
 #: What an earlier conversion wrote (a supernet's checkpoint and README, or a subnet's export):
 #: all that ``overwrite=true`` replaces.
-_REPLACES = (EXPORT_FILES | {"supernet.pt"}, "an earlier conversion")
+_REPLACES = (
+    EXPORT_FILES | {"supernet.pt"},
+    "an earlier conversion",
+    ({"supernet.pt", "README.md"}, {CONFIG_FILE, WEIGHTS_FILE}),
+)
 
 __all__ = ["ConvertOptions", "convert_autoformer", "main"]
 
@@ -258,6 +264,8 @@ def convert_autoformer(path: str | Path, opts: ConvertOptions) -> Conversion:
             f"val_size must be a positive number of images, got {opts.val_size}; pass "
             "val_size=10000 (or fewer, for a quicker search)"
         )
+    check_not_cwd(out, f"out={out}")
+    check_not_a_runs_output(out, f"out={out}")
     with writing(out):
         remove_stale_staging(out)  # what a conversion killed half-way left
     check_target_dir(out, opts.overwrite, f"out={out}", "overwrite=true", *_REPLACES)

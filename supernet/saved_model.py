@@ -44,6 +44,7 @@ from .space import Space, SpaceError, Subnet
 __all__ = [
     "CONFIG_FILE",
     "EXPORT_FILES",
+    "EXPORT_TARGET",
     "WEIGHTS_FILE",
     "check_finite",
     "load_preprocessing",
@@ -56,7 +57,9 @@ CONFIG_FILE = "subnet.yaml"
 WEIGHTS_FILE = "model.safetensors"
 #: The files an export directory holds (its README too): ``overwrite`` replaces only these.
 EXPORT_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE, "README.md"})
-_REPLACES = (EXPORT_FILES, "an export")
+#: What ``overwrite`` may replace (:func:`~supernet.common.atomic.check_target_dir`'s last three
+#: arguments): an export's files only, and at least its config and weights.
+EXPORT_TARGET = (EXPORT_FILES, "an export", (frozenset({CONFIG_FILE, WEIGHTS_FILE}),))
 
 
 def save_subnet(
@@ -85,7 +88,7 @@ def save_subnet(
     with writing(directory):
         remove_stale_staging(directory)  # what a save killed half-way left
     check_target_dir(
-        directory, overwrite, f"export target {directory}", "overwrite=True", *_REPLACES
+        directory, overwrite, f"export target {directory}", "overwrite=True", *EXPORT_TARGET
     )
     subnet: Subnet = model.subnet  # type: ignore[assignment]
     space.validate(subnet)

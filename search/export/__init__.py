@@ -38,6 +38,7 @@ import torch
 from supernet import Space, Subnet
 from supernet.checkpoint import checkpoint_preprocessing, file_sha256, load_supernet
 from supernet.common.atomic import (
+    check_not_cwd,
     check_target_dir,
     move_into_place,
     remove_stale_staging,
@@ -45,9 +46,10 @@ from supernet.common.atomic import (
     writing,
 )
 from supernet.common.errors import CheckpointError, UserError
+from supernet.common.rundir import check_not_a_runs_output
 from supernet.common.torchfile import damaged_torch_file
 from supernet.onnx_export import onnx_wanted
-from supernet.saved_model import EXPORT_FILES, read_subnet_yaml, save_subnet
+from supernet.saved_model import EXPORT_TARGET, read_subnet_yaml, save_subnet
 
 from ..results import REQUIRED_COLUMNS, read_trials
 from ..runner import read_manifest
@@ -67,7 +69,7 @@ class ExportResult:
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
-    check_target_dir(out, overwrite, f"out={out}", "overwrite=true", EXPORT_FILES, "an export")
+    check_target_dir(out, overwrite, f"out={out}", "overwrite=true", *EXPORT_TARGET)
 
 
 def _refuse_own_inputs(out: Path, run_dir: Path, checkpoint: Path) -> None:
@@ -138,6 +140,8 @@ def export_subnet(
             )
         checkpoint = checkpoint / "supernet.pt"
     _refuse_own_inputs(out, run_dir, checkpoint)
+    check_not_cwd(out, f"out={out}")
+    check_not_a_runs_output(out, f"out={out}")
     with writing(out):
         remove_stale_staging(out)  # what an export killed half-way left
     _check_target(out, overwrite)

@@ -25,6 +25,7 @@ from .errors import OutputError, UserError
 __all__ = [
     "atomic_write",
     "atomic_write_text",
+    "check_not_cwd",
     "check_target_dir",
     "default_mode",
     "free_space",
@@ -192,36 +193,72 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def check_not_cwd(path: Path, name: str) -> None:
+    """Refuse ``out=.`` (or ``..``, or a path to the current directory): a directory write
+    replaces its target whole, by renames beside it."""
+    if not path.name or path.name == ".." or path.resolve() == Path.cwd().resolve():
+        raise UserError(
+            f"{name} is the current directory (or above it), which a write would replace whole; "
+            "choose a new directory inside it, e.g. out=export"
+        )
+
+
 def check_target_dir(
-    path: Path, overwrite: bool, name: str, hint: str, replaces: Collection[str], what: str
+    path: Path,
+    overwrite: bool,
+    name: str,
+    hint: str,
+    replaces: Collection[str],
+    what: str,
+    signatures: Collection[Collection[str]] = (),
 ) -> None:
     """Refuse to replace a file, or a non-empty directory unless ``overwrite`` — and even then
-    a directory holding anything but an earlier output's files (``replaces``, the names such an
-    output holds; ``what`` names it, "an export"): ``overwrite`` replaces the whole directory,
-    and ``out=~`` must not delete a home.
+    a directory that is not an earlier output (``what`` names it, "an export"): one holding
+    anything but such an output's files (``replaces``), or not all the files of one of
+    ``signatures`` (a user's own README.md alone is no export). ``overwrite`` replaces the
+    whole directory, and ``out=~`` must not delete a home.
 
     ``name`` says what the target is in the message (``out=runs/x``); ``hint`` how to overwrite.
     """
+    fix = "choose a new or empty directory"
+    if path.is_symlink():  # replacing it would replace the link, and strand the old directory
+        raise UserError(
+            f"{name} is a symbolic link (to {os.readlink(path)}); give the directory itself, "
+            f"or {fix}"
+        )
     if path.exists() and not path.is_dir():
-        raise UserError(f"{name} exists and is not a directory")
+        raise UserError(f"{name} exists and is not a directory; {fix}")
     if not path.is_dir():
         return
+    check_not_cwd(path, name)
     entries = sorted(path.iterdir())
     foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if p.name not in replaces]
+    names = {p.name for p in entries}
+    if entries and not foreign and signatures and not any(set(s) <= names for s in signatures):
+        raise UserError(
+            f"{name} holds {', '.join(sorted(names))}, not a whole {what.removeprefix('an ')}; "
+            f"{hint} replaces only {what}, so {fix}"
+        )
     if foreign:
         rest = [f"{len(foreign) - 3} more"] if foreign[4:] else foreign[3:]
         listed = foreign[:3] + rest
         shown = " and ".join([", ".join(listed[:-1]), listed[-1]] if listed[1:] else listed)
         raise UserError(
             f"{name} holds {shown}, not {what}'s files; {hint} replaces only {what} (the whole "
-            "directory), so choose a new or empty directory"
+            f"directory), so {fix}"
         )
     if entries and not overwrite:
         raise UserError(f"{name} exists and is not empty; choose another or pass {hint}")
 
 
+#: The names of what a directory write leaves beside its target while it runs: names a user
+#: would not give a directory of their own (".best.old" was one, and a kill's tidy-up took it).
+_STAGING = "vitnas-staging-"
+_OLD = "vitnas-old"
+
+
 def _old_dir(target: Path) -> Path:
-    return target.with_name(f".{target.name}.old")
+    return target.with_name(f".{target.name}.{_OLD}")
 
 
 def remove_stale_staging(target: Path) -> list[Path]:
@@ -237,8 +274,9 @@ def remove_stale_staging(target: Path) -> list[Path]:
         old.rename(target)
     stale = [
         p
-        for p in sorted(target.parent.glob(f".{glob.escape(target.name)}.*"))
-        if p.is_dir() and len(p.name) == len(target.name) + 10  # "." + name + "." + 8 random
+        for p in sorted(target.parent.glob(f".{glob.escape(target.name)}.{_STAGING}*"))
+        # "." + name + "." + prefix + mkdtemp's 8 random characters
+        if p.is_dir() and len(p.name) == len(target.name) + 10 + len(_STAGING)
     ]
     if old.is_dir():
         stale.append(old)
@@ -251,7 +289,7 @@ def staging_dir(target: Path) -> Path:
     """An empty directory beside ``target`` (same filesystem, so it can be renamed into place)."""
     with writing(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.{_STAGING}", dir=target.parent))
         os.chmod(staged, default_mode(directory=True))  # mkdtemp makes it private
     return staged
 

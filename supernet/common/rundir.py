@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["RUN_KINDS", "RunKind", "claim_run_dir", "run_kind_of"]
+__all__ = ["RUN_KINDS", "RunKind", "check_not_a_runs_output", "claim_run_dir", "run_kind_of"]
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,15 @@ class RunKind:
     what: str
     markers: tuple[str, ...]
     subdir: str
+    outputs: tuple[str, ...] = ()  # the directories it writes inside its own (not to replace)
 
 
 #: Each command's kind of run, by the name its entry point claims with.
 RUN_KINDS: dict[str, RunKind] = {
     "supernet": RunKind("a supernet training run", ("supernet.pt",), "supernet"),
-    "subnet": RunKind("a subnet training run", ("checkpoint.pt", "result.json"), "retrain"),
+    "subnet": RunKind(
+        "a subnet training run", ("checkpoint.pt", "result.json"), "retrain", ("subnet",)
+    ),
     "search": RunKind("a search run", ("study.yaml", "study.db"), "search"),
     "rank": RunKind("a ranking run", ("rank.yaml", "rank.csv", "subnets"), "rank"),
     "latency": RunKind(
@@ -73,3 +76,14 @@ def claim_run_dir(run_dir: str | Path, kind: str, subdir: str | None = None) -> 
         f"{own.what.removeprefix('a ')} would mix with or replace; give it a directory of its "
         f"own, e.g. hydra.run.dir={run_dir / (subdir or own.subdir)}"
     )
+
+
+def check_not_a_runs_output(path: Path, name: str) -> None:
+    """Refuse to replace ``path`` when it is what a run wrote inside its own directory (a
+    fine-tune's ``subnet/`` export, beside the ``result.json`` that reports its accuracy)."""
+    found = run_kind_of(path.parent) if path.is_dir() else None
+    if found is not None and path.name in RUN_KINDS[found[0]].outputs:
+        raise UserError(
+            f"{name} is the {path.name}/ of {RUN_KINDS[found[0]].what} in {path.parent}, which "
+            "records what it holds; choose a new directory"
+        )

@@ -116,7 +116,7 @@ def test_an_infeasible_or_unfinished_trial_is_exported_only_when_asked(
 
 
 def test_export_never_clobbers_and_checks_the_checkpoint(
-    searched: SearchResult, tmp_path: Path
+    searched: SearchResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "taken"
     out.mkdir()
@@ -127,6 +127,21 @@ def test_export_never_clobbers_and_checks_the_checkpoint(
         with pytest.raises(UserError, match=r"holds keep\.txt, not an export's files; .*new or"):
             export_subnet(searched.run_dir, "best", out, onnx=False, overwrite=overwrite)
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # nor one that holds an export's file names only (a user's README.md), a link, or "."
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("my notes")
+    with pytest.raises(UserError, match=r"holds README\.md, not a whole export; overwrite=true"):
+        export_subnet(searched.run_dir, "best", notes, onnx=False, overwrite=True)
+    assert (notes / "README.md").read_text() == "my notes"
+    (tmp_path / "link").symlink_to(out)
+    with pytest.raises(UserError, match=r"out=.*link is a symbolic link \(to .*taken\)"):
+        export_subnet(searched.run_dir, "best", tmp_path / "link", onnx=False, overwrite=True)
+    monkeypatch.chdir(notes)
+    for here in (".", "./", str(notes)):
+        with pytest.raises(UserError, match=r"is the current directory \(or above it\)"):
+            export_subnet(searched.run_dir, "best", here, onnx=False, overwrite=True)
+    assert sorted(p.name for p in notes.iterdir()) == ["README.md"]
     out = tmp_path / "earlier"
     first = export_subnet(searched.run_dir, 0, out, onnx=False, allow_infeasible=True)
     with pytest.raises(UserError, match=r"exists and is not empty; .*overwrite=true"):

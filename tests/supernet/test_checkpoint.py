@@ -289,12 +289,20 @@ def test_stale_staging_is_tidied(tiny_space: SearchSpace, tmp_path: Path) -> Non
     (staged / "partial").write_text("x")
     other = tmp_path / ".export-other.abcdefgh"  # not this target's: kept
     other.mkdir()
+    for name in (".export.backup01", ".export.old"):  # a user's own, named like the target: kept
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mine.txt").write_text("mine")
     save_subnet(model, tiny_space, target, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".export-other.abcdefgh", "export"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".export-other.abcdefgh",
+        ".export.backup01",
+        ".export.old",
+        "export",
+    ]
 
-    target.rename(tmp_path / ".export.old")  # killed between move_into_place's two renames
+    target.rename(tmp_path / ".export.vitnas-old")  # killed between move_into_place's renames
     assert remove_stale_staging(target) == []
-    assert not (tmp_path / ".export.old").exists()
+    assert not (tmp_path / ".export.vitnas-old").exists()
     torch.testing.assert_close(load_subnet(target).state_dict(), model.state_dict())
 
 

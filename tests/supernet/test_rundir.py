@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from supernet.common.errors import UserError
-from supernet.common.rundir import RUN_KINDS, claim_run_dir, run_kind_of
+from supernet.common.rundir import RUN_KINDS, check_not_a_runs_output, claim_run_dir, run_kind_of
 
 
 @pytest.mark.parametrize(("kind", "other"), list(itertools.permutations(RUN_KINDS, 2)))
@@ -39,3 +39,15 @@ def test_the_suggested_directory_can_be_the_callers(tmp_path: Path) -> None:
     (tmp_path / "supernet.pt").write_text("")
     with pytest.raises(UserError, match=r"e\.g\. hydra\.run\.dir=.*/scratch$"):
         claim_run_dir(tmp_path, "subnet", "scratch")
+
+
+def test_a_runs_own_export_is_not_a_target(tmp_path: Path) -> None:
+    """search.export out=<fine-tune run>/subnet overwrite=true replaced the fine-tuned model
+    beside the result.json that reports its accuracy."""
+    (tmp_path / "result.json").write_text("{}")
+    (tmp_path / "subnet").mkdir()
+    with pytest.raises(UserError, match=r"out=x is the subnet/ of a subnet training run in "):
+        check_not_a_runs_output(tmp_path / "subnet", "out=x")
+    check_not_a_runs_output(tmp_path / "best", "out=x")  # a new directory there is fine
+    (tmp_path / "best").mkdir()
+    check_not_a_runs_output(tmp_path / "best", "out=x")
