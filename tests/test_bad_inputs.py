@@ -409,6 +409,19 @@ CASES = [
         absent=("{run}",),
     ),
     Case(
+        "search-sweep-over-runs",
+        "a sweep (-m) into a directory holding other runs",
+        "search",
+        ("-m", "supernet={checkpoint}", "hydra.sweep.dir={root}"),
+        (
+            "whose files a job of this sweep of search runs would mix with or replace",
+            # {root}/search exists (the search run): the suggestion is a free directory
+            "give the sweep a directory of its own, e.g. hydra.sweep.dir={root}/search-2",
+        ),
+        absent=("{root}/multirun.yaml", "{root}/0"),
+        unchanged=("{train_run}/.hydra/config.yaml", "{search_run}/.hydra/config.yaml"),
+    ),
+    Case(
         "search-no-checkpoint",
         "no checkpoint given",
         "search",

@@ -24,7 +24,7 @@ from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write, atomic_write_text, remove_stale_temps
 from supernet.common.console import Progress
 from supernet.common.errors import CheckpointError
-from supernet.common.rundir import claim_run_dir
+from supernet.common.rundir import RUN_KINDS, claim_run_dir, run_kind_of
 
 from ..costs import resolve_latency_profile
 from ..latency import LatencyProfile
@@ -258,6 +258,12 @@ def run_ranking(
     settings = cfg if isinstance(cfg, RankSettings) else RankSettings.from_config(cfg)
     run_dir = Path(run_dir)
     claim_run_dir(run_dir, "rank")
+    if settings.scratch_dir is not None and (found := run_kind_of(settings.scratch_dir)):
+        raise RankError(
+            f"scratch_dir={settings.scratch_dir} holds {RUN_KINDS[found[0]].what} ({found[1]}), "
+            "whose directory its stand-alone runs would fill; give them a directory of their own, "
+            f"e.g. scratch_dir={run_dir / 'scratch'}"
+        )
     started = time.perf_counter()
     checkpoint = _checkpoint(settings.supernet)
     net, payload = load_supernet(checkpoint)

@@ -254,9 +254,36 @@ _HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 _snapshot: _RunFiles | None = None
 
 
+class _Refused(BaseException):
+    """A callback's refusal of a run directory: Hydra turns a callback's ``Exception`` into a
+    warning and goes on, so it is a ``BaseException``, reported by :func:`hydra_main`."""
+
+
 class KeepRunFiles(Callback):
-    """Hydra callback (``hydra.callbacks``): note the run directory's ``.hydra/`` files before
-    Hydra overwrites them, so that a refused command can put them back."""
+    """Hydra callback (``hydra.callbacks``): refuse a run (or sweep) directory that holds
+    another ``kind`` of run (see :mod:`.rundir`; a ``mode`` of training stands for its kind)
+    before Hydra writes into it, and note the run directory's ``.hydra/`` files before Hydra
+    overwrites them, so that a command refused later can put them back."""
+
+    def __init__(self, kind: str | None = None) -> None:
+        from .rundir import TRAIN_MODES
+
+        self.kind = TRAIN_MODES.get(kind, kind) if kind else None
+        self.subdir = kind if kind in ("finetune", "scratch") else None  # (suggested)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.kind is None:
+            return
+        from .rundir import claim_sweep_dir
+
+        try:
+            sweep_dir = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.sweep.dir"))))
+        except (OmegaConfBaseException, TypeError, ValueError):
+            return
+        try:
+            claim_sweep_dir(sweep_dir, self.kind, self.subdir)
+        except UserError as exc:
+            raise _Refused(str(exc)) from None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _snapshot
@@ -266,6 +293,13 @@ class KeepRunFiles(Callback):
             subdir = config.hydra.output_subdir
         except (OmegaConfBaseException, TypeError, ValueError):
             return
+        if self.kind is not None:
+            from .rundir import claim_run_dir
+
+            try:
+                claim_run_dir(run_dir, self.kind, self.subdir)  # before Hydra writes there
+            except UserError as exc:
+                raise _Refused(str(exc)) from None
         hydra_dir = None if subdir is None else run_dir / str(subdir)
         snapshot = _RunFiles(run_dir, hydra_dir, run_dir.exists(), new_root=_new_root(run_dir))
         if snapshot.existed:
@@ -496,6 +530,10 @@ def hydra_main(main: Callable[[], Any], argv: Sequence[str] | None = None) -> No
         if debug:
             raise
         fail(_hydra_message(exc))
+    except _Refused as exc:  # KeepRunFiles: another kind of run in the run (or sweep) dir
+        if debug:
+            raise
+        fail(str(exc))
     except ValueError as exc:
         group = _group_given_a_value(exc, sys.argv[1:] if argv is None else argv)
         if group is not None and not debug:

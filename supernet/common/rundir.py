@@ -16,7 +16,15 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["RUN_KINDS", "RunKind", "check_not_a_runs_output", "claim_run_dir", "run_kind_of"]
+__all__ = [
+    "RUN_KINDS",
+    "TRAIN_MODES",
+    "RunKind",
+    "check_not_a_runs_output",
+    "claim_run_dir",
+    "claim_sweep_dir",
+    "run_kind_of",
+]
 
 
 @dataclass(frozen=True)
@@ -38,13 +46,20 @@ RUN_KINDS: dict[str, RunKind] = {
         "a subnet training run", ("checkpoint.pt", "result.json"), "retrain", ("subnet",)
     ),
     "search": RunKind("a search run", ("study.yaml", "study.db"), "search"),
-    "rank": RunKind("a ranking run", ("rank.yaml", "rank.csv", "subnets"), "rank"),
-    "latency": RunKind(
-        "a latency run",
-        ("latency_profile.yaml", "latency_measurements.csv", "latency_measurement.yaml"),
-        "latency",
+    "rank": RunKind("a ranking run", ("rank.yaml", "rank.csv"), "rank"),
+    "calibrate": RunKind(
+        "a latency calibration run",
+        ("latency_profile.yaml", "latency_measurements.csv"),
+        "calibrate",
     ),
+    "measure": RunKind("a latency measurement run", ("latency_measurement.yaml",), "measure"),
+    # written by search.export and supernet.convert (not Hydra runs), into out=: no command
+    # claims one, every command refuses one
+    "export": RunKind("an export", ("model.safetensors",), "export"),
 }
+
+#: The kind of run of ``python -m supernet.train mode=<mode>``.
+TRAIN_MODES = {"supernet": "supernet", "finetune": "subnet", "scratch": "subnet"}
 
 
 def run_kind_of(run_dir: Path, but: str | None = None) -> tuple[str, str] | None:
@@ -59,10 +74,21 @@ def run_kind_of(run_dir: Path, but: str | None = None) -> tuple[str, str] | None
     return None
 
 
-def claim_run_dir(run_dir: str | Path, kind: str, subdir: str | None = None) -> None:
+def _free(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``…: the first that does not exist (a suggestion must
+    not be a directory another run has made)."""
+    candidate, number = path, 2
+    while candidate.exists():
+        candidate, number = path.with_name(f"{path.name}-{number}"), number + 1
+    return candidate
+
+
+def claim_run_dir(
+    run_dir: str | Path, kind: str, subdir: str | None = None, option: str = "hydra.run.dir"
+) -> None:
     """Refuse ``run_dir`` when it holds another kind of run than ``kind`` (a key of
-    :data:`RUN_KINDS`), naming it and a directory of its own to use instead (``subdir`` of it:
-    by default the kind's)."""
+    :data:`RUN_KINDS`), naming it and a directory of its own to use instead: a new ``subdir``
+    of it (by default the kind's), given as ``option=``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
@@ -74,8 +100,28 @@ def claim_run_dir(run_dir: str | Path, kind: str, subdir: str | None = None) -> 
     raise UserError(
         f"{run_dir} holds {RUN_KINDS[other].what} ({marker}), whose files this "
         f"{own.what.removeprefix('a ')} would mix with or replace; give it a directory of its "
-        f"own, e.g. hydra.run.dir={run_dir / (subdir or own.subdir)}"
+        f"own, e.g. {option}={_free(run_dir / (subdir or own.subdir))}"
     )
+
+
+def claim_sweep_dir(sweep_dir: str | Path, kind: str, subdir: str | None = None) -> None:
+    """:func:`claim_run_dir` for a ``--multirun``: its sweep directory and the job directories
+    already in it, before Hydra writes its ``multirun.yaml`` and each job's ``.hydra/``."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return
+    for path in [sweep_dir, *sorted(p for p in sweep_dir.iterdir() if p.is_dir())]:
+        found = run_kind_of(path, but=kind)
+        if found is None:
+            continue
+        other, marker = found
+        own = RUN_KINDS[kind]
+        raise UserError(
+            f"{path} holds {RUN_KINDS[other].what} ({marker}), whose files a job of this sweep "
+            f"of {own.what.removeprefix('a ')}s would mix with or replace; "
+            "give the sweep a directory of its own, e.g. "
+            f"hydra.sweep.dir={_free(sweep_dir / (subdir or own.subdir))}"
+        )
 
 
 def check_not_a_runs_output(path: Path, name: str) -> None:

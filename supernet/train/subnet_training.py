@@ -219,7 +219,8 @@ def _check_same_subnet(
     if payload.get("mode") != mode or saved_subnet != subnet:
         raise CheckpointError(
             f"cannot resume {path} as mode={mode} {subnet}: it trains "
-            f"mode={payload.get('mode')} {saved_subnet}"
+            f"mode={payload.get('mode')} {saved_subnet}; give this run a hydra.run.dir of its "
+            "own, or repeat that run's mode= and subnet= to continue it"
         )
 
 

@@ -467,3 +467,13 @@ def test_the_figure_keeps_its_parts_apart() -> None:
     names = [trace.name for trace in fig.data]
     assert "noise ceiling: seeds' split-half τ 0.40" in names
     assert "trained from scratch (mean ± std of seeds)" in names
+
+
+def test_scratch_dir_of_another_run_is_refused(tmp_path: Path) -> None:
+    """scratch_dir=<a fine-tune's run dir> filled it with seed<s>/ runs."""
+    (tmp_path / "ft").mkdir()
+    (tmp_path / "ft" / "result.json").write_text("{}")
+    config = {"supernet": str(tmp_path / "x.pt"), "scratch_dir": str(tmp_path / "ft")}
+    with pytest.raises(RankError, match=r"scratch_dir=.*ft holds a subnet training run \(result"):
+        run_ranking(config, tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "ft").iterdir()) == ["result.json"]

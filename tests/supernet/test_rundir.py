@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from supernet.common.errors import UserError
-from supernet.common.rundir import RUN_KINDS, check_not_a_runs_output, claim_run_dir, run_kind_of
+from supernet.common.rundir import (
+    RUN_KINDS,
+    check_not_a_runs_output,
+    claim_run_dir,
+    claim_sweep_dir,
+    run_kind_of,
+)
 
 
 @pytest.mark.parametrize(("kind", "other"), list(itertools.permutations(RUN_KINDS, 2)))
@@ -51,3 +57,35 @@ def test_a_runs_own_export_is_not_a_target(tmp_path: Path) -> None:
     check_not_a_runs_output(tmp_path / "best", "out=x")  # a new directory there is fine
     (tmp_path / "best").mkdir()
     check_not_a_runs_output(tmp_path / "best", "out=x")
+
+
+def test_a_suggested_directory_is_a_free_one(tmp_path: Path) -> None:
+    """The suggestion was <run>/search even where a search already had that directory."""
+    (tmp_path / "supernet.pt").write_text("")
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search-2").mkdir()
+    with pytest.raises(UserError, match=r"e\.g\. hydra\.run\.dir=.*/search-3$"):
+        claim_run_dir(tmp_path, "search")
+    with pytest.raises(UserError, match=r"e\.g\. out=.*/measure$"):
+        claim_run_dir(tmp_path, "measure", option="out")
+
+
+def test_a_users_own_subnets_folder_is_no_ranking(tmp_path: Path) -> None:
+    (tmp_path / "subnets").mkdir()  # a ranking's, and a user's name for their subnet YAMLs
+    (tmp_path / "subnets" / "mine.yaml").write_text("embed_dim: 32\n")
+    assert run_kind_of(tmp_path) is None
+
+
+def test_a_sweep_dir_and_its_jobs_are_claimed(tmp_path: Path) -> None:
+    claim_sweep_dir(tmp_path / "new", "search")
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "study.yaml").write_text("")
+    claim_sweep_dir(tmp_path, "search")  # a sweep of searches: its own kind
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "supernet.pt").write_text("")
+    with pytest.raises(UserError) as refused:
+        claim_sweep_dir(tmp_path, "search")
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / '1'} holds a supernet training run (supernet.pt)")
+    suggested = tmp_path / "search"
+    assert message.endswith(f"of its own, e.g. hydra.sweep.dir={suggested}")
