@@ -266,10 +266,11 @@ class KeepRunFiles(Callback):
     overwrites them, so that a command refused later can put them back."""
 
     def __init__(self, kind: str | None = None) -> None:
-        from .rundir import TRAIN_MODES
+        from .rundir import RUN_KINDS, TRAIN_MODES
 
-        self.kind = TRAIN_MODES.get(kind, kind) if kind else None
         self.subdir = kind if kind in ("finetune", "scratch") else None  # (suggested)
+        kind = TRAIN_MODES.get(kind, kind) if kind else None
+        self.kind = kind if kind in RUN_KINDS else None  # (a bad mode= or command is the app's)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if self.kind is None:

@@ -89,3 +89,13 @@ def test_a_sweep_dir_and_its_jobs_are_claimed(tmp_path: Path) -> None:
     assert message.startswith(f"{tmp_path / '1'} holds a supernet training run (supernet.pt)")
     suggested = tmp_path / "search"
     assert message.endswith(f"of its own, e.g. hydra.sweep.dir={suggested}")
+
+
+def test_the_hydra_callback_claims_by_mode_and_command() -> None:
+    from supernet.common.cli import KeepRunFiles
+
+    finetune, supernet = KeepRunFiles("finetune"), KeepRunFiles("supernet")
+    assert (finetune.kind, finetune.subdir) == ("subnet", "finetune")
+    assert (supernet.kind, supernet.subdir) == ("supernet", None)
+    assert KeepRunFiles("measure").kind == "measure" and KeepRunFiles().kind is None
+    assert KeepRunFiles("bogus").kind is None  # a bad mode= or command: the app says so
