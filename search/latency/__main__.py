@@ -172,7 +172,8 @@ def _prepare_out(cfg: DictConfig) -> Path:
     if earlier and not cfg.overwrite:
         raise LatencyError(
             f"{out} holds an earlier {cfg.command}'s results ({', '.join(earlier)}); give another "
-            "out= or pass overwrite=true to replace them"
+            f"{'out=' if cfg.out else 'hydra.run.dir= (or out=)'}, or pass overwrite=true to "
+            "replace them"
         )
     make_dir(out)
     if not os.access(out, os.W_OK | os.X_OK):

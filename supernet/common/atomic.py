@@ -196,10 +196,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def check_not_cwd(path: Path, name: str) -> None:
     """Refuse ``out=.`` (or ``..``, or a path to the current directory): a directory write
     replaces its target whole, by renames beside it."""
-    if not path.name or path.name == ".." or path.resolve() == Path.cwd().resolve():
+    if path.name == "..":
+        raise UserError(f"{name} ends in '..'; give the directory by its own name")
+    if not path.name or path.resolve() == Path.cwd().resolve():
         raise UserError(
-            f"{name} is the current directory (or above it), which a write would replace whole; "
-            "choose a new directory inside it, e.g. out=export"
+            f"{name} is the current directory, which a write would replace whole; choose a new "
+            "directory inside it, e.g. out=export"
         )
 
 

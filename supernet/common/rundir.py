@@ -11,6 +11,7 @@ directory before anything is written (Hydra's ``.hydra/`` copies are put back by
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def _free(path: Path) -> Path:
     """``path``, or ``path-2``, ``path-3``…: the first that does not exist (a suggestion must
     not be a directory another run has made)."""
     candidate, number = path, 2
-    while candidate.exists():
+    while os.path.lexists(candidate):  # (a broken symbolic link too)
         candidate, number = path.with_name(f"{path.name}-{number}"), number + 1
     return candidate
 
@@ -97,10 +98,13 @@ def claim_run_dir(
         return
     other, marker = found
     own = RUN_KINDS[kind]
+    name = subdir or own.subdir
+    # beside an export (a run inside it would stop the next export replacing it), else inside
+    suggested = run_dir.with_name(f"{run_dir.name}-{name}") if other == "export" else run_dir / name
     raise UserError(
         f"{run_dir} holds {RUN_KINDS[other].what} ({marker}), whose files this "
         f"{own.what.removeprefix('a ')} would mix with or replace; give it a directory of its "
-        f"own, e.g. {option}={_free(run_dir / (subdir or own.subdir))}"
+        f"own, e.g. {option}={_free(suggested)}"
     )
 
 

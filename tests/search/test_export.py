@@ -139,8 +139,10 @@ def test_export_never_clobbers_and_checks_the_checkpoint(
         export_subnet(searched.run_dir, "best", tmp_path / "link", onnx=False, overwrite=True)
     monkeypatch.chdir(notes)
     for here in (".", "./", str(notes)):
-        with pytest.raises(UserError, match=r"is the current directory \(or above it\)"):
+        with pytest.raises(UserError, match=r"is the current directory, which a write would"):
             export_subnet(searched.run_dir, "best", here, onnx=False, overwrite=True)
+    with pytest.raises(UserError, match=r"ends in '\.\.'; give the directory by its own name"):
+        export_subnet(searched.run_dir, "best", notes / "x" / "..", onnx=False, overwrite=True)
     assert sorted(p.name for p in notes.iterdir()) == ["README.md"]
     out = tmp_path / "earlier"
     first = export_subnet(searched.run_dir, 0, out, onnx=False, allow_infeasible=True)

@@ -480,7 +480,7 @@ def test_cli_calibrate_then_measure(tmp_path) -> None:
     ]
     assert run.stderr.strip() == (
         f"error: {out} holds an earlier calibrate's results ({', '.join(earlier)}); give another "
-        "out= or pass overwrite=true to replace them"
+        "out=, or pass overwrite=true to replace them"
     )
     assert (out / "latency_profile.yaml").read_bytes() == before
     run = _cli(*again, "overwrite=true", "seed=1", cwd=tmp_path)

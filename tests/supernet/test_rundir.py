@@ -27,7 +27,9 @@ def test_a_run_dir_of_another_kind_is_refused(kind: str, other: str, tmp_path: P
             claim_run_dir(run_dir, kind)
         message = str(refused.value)
         assert message.startswith(f"{run_dir} holds {RUN_KINDS[other].what} ({marker})")
-        assert f"e.g. hydra.run.dir={run_dir / RUN_KINDS[kind].subdir}" in message
+        sub = RUN_KINDS[kind].subdir  # inside the run, beside an export
+        own = run_dir.with_name(f"{marker}-{sub}") if other == "export" else run_dir / sub
+        assert message.endswith(f"e.g. hydra.run.dir={own}")
         claim_run_dir(run_dir, other)  # its own kind continues there
         assert run_kind_of(run_dir) == (other, marker)
 
@@ -99,3 +101,17 @@ def test_the_hydra_callback_claims_by_mode_and_command() -> None:
     assert (supernet.kind, supernet.subdir) == ("supernet", None)
     assert KeepRunFiles("measure").kind == "measure" and KeepRunFiles().kind is None
     assert KeepRunFiles("bogus").kind is None  # a bad mode= or command: the app says so
+
+
+def test_a_suggestion_is_never_a_link_nor_inside_an_export(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "supernet.pt").write_text("")
+    (run / "search").symlink_to(tmp_path / "nowhere")  # broken: following it failed
+    with pytest.raises(UserError, match=r"e\.g\. hydra\.run\.dir=.*/run/search-2$"):
+        claim_run_dir(run, "search")
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / "model.safetensors").write_text("")  # a run inside blocked re-exporting there
+    with pytest.raises(UserError, match=r"e\.g\. hydra\.run\.dir=.*/best-search$"):
+        claim_run_dir(best, "search")
