@@ -322,8 +322,9 @@ def _default_sigint() -> None:
         ("sigterm-parent", "terminated", 3.0),
         ("ctrl-c", "interrupted", 3.0),
         # while the workers still import torch (before their initializer runs): it printed
-        # their KeyboardInterrupt tracebacks
-        ("ctrl-c", "interrupted", 0.0),
+        # their KeyboardInterrupt tracebacks (0.2 s: past the parent's last submit, during which
+        # it ignores Ctrl-C too, so that the workers it spawns inherit that)
+        ("ctrl-c", "interrupted", 0.2),
         ("sigkill-parent", None, 3.0),
     ],
 )
