@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from supernet import Space
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write_text, make_dir
+from supernet.common.config import differences
 from supernet.common.console import Progress, plural, say
 from supernet.common.errors import CheckpointError, UserError
 from supernet.common.rundir import claim_run_dir
@@ -202,7 +203,7 @@ def _check_same_search(
         f"{key} {before!r} -> {after!r}"
         for name, value in now.items()
         if name in previous
-        for key, before, after in _differences(name, previous.get(name), value)
+        for key, before, after in differences(name, previous.get(name), value)
     ]
     raise UserError(
         f"{run_dir} holds the search of study {previous.get('study_name')!r}, and this "
@@ -210,18 +211,6 @@ def _check_same_search(
         + (f" ({', '.join(changed)})" if changed else "")
         + "; give it its own hydra.run.dir, or repeat the first search's settings to continue it"
     )
-
-
-def _differences(key: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
-    """The (dotted key, before, after) that differ: a mapping's changed entries alone (a budget
-    names the one bound that changed, not all eight)."""
-    if isinstance(before, Mapping) and isinstance(after, Mapping):
-        return [
-            item
-            for sub in dict.fromkeys([*before, *after])
-            for item in _differences(f"{key}.{sub}", before.get(sub), after.get(sub))
-        ]
-    return [] if before == after else [(key, before, after)]
 
 
 @contextlib.contextmanager

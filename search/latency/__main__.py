@@ -164,9 +164,8 @@ def _prepare_out(cfg: DictConfig) -> Path:
     """The output directory, made and checked before the timing: writable, and not holding an
     earlier run's results (unless ``overwrite=true``)."""
     out = _out_dir(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    claim_run_dir(run_dir, cfg.command)  # (the command line's, refused before Hydra wrote)
-    if out.resolve() != run_dir.resolve():
+    # (the run directory itself is claimed before Hydra writes there: KeepRunFiles)
+    if out.resolve() != Path(HydraConfig.get().runtime.output_dir).resolve():
         claim_run_dir(out, cfg.command, option="out")
     earlier = [name for name in WRITES[cfg.command] if (out / name).exists()]
     if earlier and not cfg.overwrite:

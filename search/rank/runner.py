@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from supernet import Space, Subnet, complexity
 from supernet.checkpoint import file_sha256, load_supernet
 from supernet.common.atomic import atomic_write, atomic_write_text, remove_stale_temps
+from supernet.common.config import differences
 from supernet.common.console import Progress
 from supernet.common.errors import CheckpointError
 from supernet.common.rundir import RUN_KINDS, claim_run_dir, run_kind_of
@@ -120,19 +121,12 @@ def _replacing_note(run_dir: Path, now: Mapping[str, Any]) -> str | None:
         return None
     if not isinstance(old, Mapping):
         return None
-    changed = []
-    for key, value in now.items():
-        before = old.get(key)
-        if key not in old or before == value:
-            continue
-        if isinstance(before, Mapping) and isinstance(value, Mapping):  # the recipe's changes
-            changed += [
-                f"{key}.{sub} {before.get(sub)!r} -> {value.get(sub)!r}"
-                for sub in dict.fromkeys([*before, *value])
-                if before.get(sub) != value.get(sub)
-            ]
-        else:
-            changed.append(f"{key} {before!r} -> {value!r}")
+    changed = [
+        f"{key} {before!r} -> {after!r}"
+        for name, value in now.items()
+        if name in old
+        for key, before, after in differences(name, old.get(name), value)  # recipe.epochs
+    ]
     if not changed:
         return None
     return (

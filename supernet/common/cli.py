@@ -251,6 +251,8 @@ def _new_root(path: Path) -> Path | None:
 
 
 _HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
+#: The apps' Hydra configs: a folder per config group.
+_CONF = Path(__file__).parents[1] / "conf"
 _snapshot: _RunFiles | None = None
 
 
@@ -442,7 +444,7 @@ def _hydra_message(exc: Exception) -> str:
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         # a list given to a group (budget=[1M,2M]) names one config per item, with no choices
         group, _, name = exc.missing_cfg_file.rpartition("/")
-        folder = Path(__file__).parents[1] / "conf" / group
+        folder = _CONF / group
         if group and folder.is_dir():
             choices = sorted(p.stem for p in folder.glob("*.yaml"))
             return (
@@ -501,7 +503,7 @@ def _group_given_a_value(exc: ValueError, argv: Sequence[str]) -> str | None:
     traceback was all the user saw), as one line naming the override."""
     if not str(exc).startswith("Config group override must be a string or a list"):
         return None
-    groups = {p.name for p in (Path(__file__).parents[1] / "conf").iterdir() if p.is_dir()}
+    groups = {p.name for p in _CONF.iterdir() if p.is_dir()}
     scalar = re.compile(r"[+~]*(\w+)=(?:[-+0-9.eE]+|true|false|null)", re.I)
     shown = next((a for a in argv if (m := scalar.fullmatch(a)) and m.group(1) in groups), None)
     key = shown.split("=", 1)[0].lstrip("+~") if shown else "a config group"

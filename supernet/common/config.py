@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import UserError, quoted
 
-__all__ = ["config_message", "load", "option", "options_help", "register"]
+__all__ = ["config_message", "differences", "load", "option", "options_help", "register"]
 
 T = TypeVar("T")
 
@@ -152,3 +152,15 @@ def _options_resolver(name: str, _root_: Any = None) -> str:
 # template with string.Template, so a literal $ is written $$. The defaults shown are the
 # composed config's (``_root_``): what a run without overrides gets.
 OmegaConf.register_new_resolver("vitnas.options", _options_resolver, replace=True)
+
+
+def differences(key: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """The (dotted key, before, after) that differ: a mapping's changed entries alone (a budget
+    names the one bound that changed, not all eight)."""
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        return [
+            item
+            for sub in dict.fromkeys([*before, *after])
+            for item in differences(f"{key}.{sub}", before.get(sub), after.get(sub))
+        ]
+    return [] if before == after else [(key, before, after)]
